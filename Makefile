@@ -1,0 +1,129 @@
+# spikeserve: one plain Makefile. `make` builds everything into build/, `make test` runs
+# every tier, `make bench` the benchmarks, `make proto` regenerates the protobuf code.
+# SANITIZER=address|undefined|thread builds into build-$(SANITIZER)/ with that sanitizer.
+
+PYTHON ?= /usr/bin/python3
+CC ?= cc
+SANITIZER ?=
+OPT ?= -O2
+
+ifeq ($(SANITIZER),)
+BUILD ?= build
+else
+BUILD ?= build-$(subst $(comma),-,$(SANITIZER))
+endif
+comma := ,
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+        -Wcast-qual
+CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iproto -Iengine -Iserver -Iclients/c
+CFLAGS ?= $(OPT) -g
+CFLAGS += -std=c11 -fPIC -MMD -MP
+LDLIBS += -lm -lpthread
+ifneq ($(SANITIZER),)
+CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+PB_LIBS := -lprotobuf-c
+HTTP_LIBS := -lmicrohttpd -ljansson
+CURL_LIBS := -lcurl
+
+# Sources by folder. Programs have a main and are listed explicitly; everything else in a
+# folder goes into that folder's library.
+ENGINE_SRC := $(wildcard engine/*.c)
+PROTO_SRC := proto/model.pb-c.c proto/api.pb-c.c
+SERVER_MAINS := server/main.c server/run.c
+SERVER_SRC := $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
+CLIENT_MAINS := $(wildcard clients/c/spikectl.c clients/c/example.c)
+CLIENT_SRC := $(filter-out $(CLIENT_MAINS),$(wildcard clients/c/*.c))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+E2E_SRC := $(wildcard tests/e2e/test_*.c)
+TEST_SUPPORT_SRC := $(wildcard tests/support/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_ENGINE := $(BUILD)/libspkengine.a
+LIB_SERVER := $(BUILD)/libspkserver.a
+LIB_CLIENT := $(BUILD)/libspikeclient.a
+LIB_TESTSUP := $(BUILD)/libtestsupport.a
+SO_ENGINE := $(BUILD)/libspkengine.so
+
+PROGRAMS := $(if $(wildcard server/run.c),$(BUILD)/spikeserve-run) $(if $(wildcard server/main.c),$(BUILD)/spikeserve) \
+            $(if $(wildcard clients/c/spikectl.c),$(BUILD)/spikectl) \
+            $(if $(wildcard clients/c/example.c),$(BUILD)/spikeclient-example)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
+
+.PHONY: all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
+        proto run clean fuzz install docker docker-test deps
+all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
+
+$(BUILD)/obj/proto/%.o: proto/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c $< -o $@
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
+
+$(LIB_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(SO_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PB_LIBS) $(LDLIBS)
+$(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+$(LIB_TESTSUP): $(call obj,$(TEST_SUPPORT_SRC))
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+ALL_LIBS = $(LIB_TESTSUP) $(LIB_CLIENT) $(LIB_SERVER) $(LIB_ENGINE)
+LINK_ALL = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ALL_LIBS) $(HTTP_LIBS) $(CURL_LIBS) \
+           $(PB_LIBS) $(LDLIBS)
+
+$(BUILD)/spikeserve: $(call obj,server/main.c) $(LIB_SERVER) $(LIB_ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+$(BUILD)/spikeserve-run: $(call obj,server/run.c) $(LIB_SERVER) $(LIB_ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+$(BUILD)/spikectl: $(call obj,clients/c/spikectl.c) $(LIB_CLIENT) $(LIB_SERVER) $(LIB_ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_CLIENT) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
+$(BUILD)/spikeclient-example: $(call obj,clients/c/example.c) $(LIB_CLIENT) $(LIB_SERVER) $(LIB_ENGINE)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_CLIENT) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(LINK_ALL)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/e2e/%.o $(ALL_LIBS)
+	@mkdir -p $(dir $@)
+	$(LINK_ALL)
+
+# ---- tests: every tier; tests/run.sh prints "N passed, N failed" at the end ----
+test: all
+	@tests/run.sh $(BUILD) $(PYTHON)
+test-unit: all
+	@tests/run.sh $(BUILD) $(PYTHON) unit
+test-engine: all
+	@tests/run.sh $(BUILD) $(PYTHON) engine
+test-e2e: all
+	@tests/run.sh $(BUILD) $(PYTHON) e2e
+
+# ---- benchmarks (ratios measured in one run; never pass/fail on time) ----
+bench: bench-engine bench-server
+bench-engine: all
+	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
+bench-server: all
+	tests/bench/bench_server.sh $(BUILD)
+
+proto:
+	cd proto && protoc-c --c_out=. model.proto api.proto && protoc --python_out=. model.proto api.proto
+
+run: all
+	$(BUILD)/spikeserve --model-dir models/zoo --bind 127.0.0.1 --port 8080
+
+clean:
+	rm -rf build build-*
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,97 @@
+/* model.h: a trained SRC network, loaded once, validated, then immutable.
+ *
+ * A model file is the protobuf message spikeserve.Model (proto/model.proto). The loader
+ * checks every field (sizes against each other, finite numbers, the limits below) and
+ * refuses a bad file with a message naming the field and the numbers, e.g.
+ *   "layers[1].weights: 78400 values, expected 25600 (256 x 100)".
+ * Truncated or corrupt bytes are refused, never crash.
+ *
+ * Thread-safety: a loaded spk_model is read-only and may be shared by any number of
+ * threads without locks. Ownership: the caller owns the model and frees it with
+ * spk_model_free() after every state made from it is gone.
+ */
+#ifndef SPK_MODEL_H
+#define SPK_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits the loader enforces (a model past them is refused). */
+#define SPK_MAX_LAYERS 16
+#define SPK_MAX_NEURONS 65536     /* per layer, and readout outputs */
+#define SPK_MAX_INPUTS (1u << 20) /* model input size */
+#define SPK_MAX_PARAMS (64u << 20) /* total floats of weights */
+#define SPK_MAX_NAME 64
+#define SPK_MAX_LABEL 128
+#define SPK_MAX_FILE (512u << 20)
+
+/* Error codes (functions return 0 or one of these, and write a message into err). */
+enum {
+    SPK_OK = 0,
+    SPK_EINVAL = -1,  /* bad argument or bad input (message says which) */
+    SPK_ENOMEM = -2,
+    SPK_EIO = -3,     /* file could not be read */
+    SPK_EFORMAT = -4, /* bytes are not a valid model / snapshot */
+    SPK_EMODEL = -5,  /* snapshot belongs to another model */
+    SPK_ESPACE = -6,  /* an output buffer is too small */
+};
+
+typedef enum { SPK_ENC_NONE = 0, SPK_ENC_RATE = 1, SPK_ENC_LATENCY = 2 } spk_encoding_kind;
+
+typedef struct {
+    spk_encoding_kind kind;
+    uint32_t steps;        /* steps the input is presented */
+    uint32_t warmup_steps; /* silent steps before it */
+    float gain;            /* RATE: p_j = min(1, gain * x_j) per step */
+    float threshold;       /* LATENCY: x_j <= threshold never fires */
+} spk_encoding;
+
+/* One SRC layer (SPEC.md section 1). */
+typedef struct {
+    uint32_t n_in, n;
+    float alpha, rho, r, r_s, z_hyp, z_dep, theta;
+    const float *wt;  /* n_in x n: row j holds the weights out of input j (W transposed),
+                         so an input event touches one contiguous row */
+    const float *b_h; /* n */
+    const float *i0, *h0, *hs0; /* n each: initial state (zeros when the file has none) */
+} spk_layer;
+
+typedef struct {
+    uint32_t n_in, n;
+    float alpha;
+    const float *wt; /* n_in x n (W_o transposed) */
+    const float *b;  /* n */
+    const float *o0; /* n */
+} spk_readout;
+
+typedef struct spk_model {
+    char name[SPK_MAX_NAME + 1];
+    char *description;
+    uint32_t version;
+    uint32_t n_in;
+    uint32_t n_layers;
+    spk_layer layers[SPK_MAX_LAYERS];
+    int has_readout;
+    spk_readout readout;  /* valid when has_readout */
+    uint32_t n_labels;    /* 0, or readout.n */
+    char **labels;
+    spk_encoding encoding;
+    uint64_t checksum;    /* FNV-1a 64 over every parameter; snapshots carry it */
+    size_t state_floats;  /* floats in one session state (sum of 3n per layer + readout n) */
+    uint32_t max_n;       /* largest layer width (scratch sizing) */
+    void *priv;           /* the loader's storage: do not touch */
+} spk_model;
+
+/* Load from a file / a buffer. On success *out owns a new model; on failure *out is NULL
+ * and err holds the reason. */
+int spk_model_load_file(const char *path, spk_model **out, char *err, size_t errlen);
+int spk_model_load_bytes(const uint8_t *buf, size_t len, spk_model **out, char *err,
+                         size_t errlen);
+void spk_model_free(spk_model *m); /* NULL is a no-op */
+
+/* Output size of the network: readout.n if it has a readout, else the last layer's n. */
+uint32_t spk_model_n_out(const spk_model *m);
+/* Index of the largest value of o[0..n) (first on ties); used for predictions. */
+uint32_t spk_argmax(const float *o, uint32_t n);
+
+#endif
