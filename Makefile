@@ -19,7 +19,7 @@ WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointe
 CPPFLAGS += -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iproto -Iengine -Iserver -Iclients/c
 CFLAGS ?= $(OPT) -g
 CFLAGS += -std=c11 -fPIC -MMD -MP
-LDLIBS += -lm -lpthread
+LDLIBS += -lz -lm -lpthread
 ifneq ($(SANITIZER),)
 CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZER)
@@ -55,7 +55,9 @@ PROGRAMS := $(if $(wildcard server/run.c),$(BUILD)/spikeserve-run) $(if $(wildca
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
-.PHONY: all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
+FUZZ_SMOKE_SECONDS ?= 20
+export FUZZ_SMOKE_SECONDS
+.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -101,7 +103,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/e2e/%.o $(ALL_LIBS)
 	$(LINK_ALL)
 
 # ---- tests: every tier; tests/run.sh prints "N passed, N failed" at the end ----
-test: all
+test: all fuzz-build
 	@tests/run.sh $(BUILD) $(PYTHON)
 test-unit: all
 	@tests/run.sh $(BUILD) $(PYTHON) unit
@@ -116,6 +118,23 @@ bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all
 	tests/bench/bench_server.sh $(BUILD)
+
+# ---- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_*.c (clang), seeds in tests/fuzz/corpus/NAME ----
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 600
+FUZZ_LIBS_SRC := $(ENGINE_SRC) $(PROTO_SRC) $(SERVER_SRC)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(CPPFLAGS) -o $@ $^ $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+fuzz-build: $(FUZZ_BINS)
+# `make fuzz` runs each harness FUZZ_SECONDS (default 600); make test runs them briefly.
+fuzz: $(FUZZ_BINS)
+	@for b in $(FUZZ_BINS); do n=$$(basename $$b); mkdir -p build-fuzz/corpus/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	  || exit 1; done
 
 proto:
 	cd proto && protoc-c --c_out=. model.proto api.proto && protoc --python_out=. model.proto api.proto
