@@ -113,6 +113,13 @@ test-e2e: all
 	@tests/run.sh $(BUILD) $(PYTHON) e2e
 
 # ---- benchmarks (ratios measured in one run; never pass/fail on time) ----
+# tests/bench/*.c -> $(BUILD)/bench/* (built by `all` too, so they cannot rot unnoticed)
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+all: $(BENCH_BINS)
+$(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_ENGINE)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB_ENGINE) $(PB_LIBS) $(LDLIBS)
 bench: bench-engine bench-server
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
