@@ -449,6 +449,8 @@ static void jb_u64(jbuf *b, uint64_t v) {
  * (which the engine does not produce) are written as null. */
 static int format_float(char *dst, size_t cap, float f) {
     if (!isfinite(f)) return snprintf(dst, cap, "null");
+    if (f == 0) /* "-0" would read back as the integer 0 in most JSON libraries */
+        return snprintf(dst, cap, signbit(f) ? "-0.0" : "0");
     int n = 0;
     for (int p = 6; p <= 9; p++) {
         n = snprintf(dst, cap, "%.*g", p, (double)f);
