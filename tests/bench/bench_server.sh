@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# bench_server.sh: `make bench-server`. In one run on this machine, loopback only:
+#  1. spikeserve (BUILD/spikeserve) on a free 127.0.0.1 port with the benchmark model
+#     (models/zoo's 784-256-256-10 model, else a random one: tests/bench/bench_model.py);
+#     1,000 sessions opened; wrk (tests/bench/steps.lua) POSTs one-step sparse spike batches
+#     (one step of a rate-coded Fashion-MNIST image each) spread over the 1,000 sessions to
+#     /v1/sessions/{id}/steps;
+#  2. nginx (its own temporary prefix and config) on another free 127.0.0.1 port answering
+#     every request with a static body of the same size as spikeserve's answers; the same wrk
+#     run against it;
+#  3. memory per idle session: a fresh spikeserve with --max-sessions above 100,000, VmRSS
+#     before and after opening 100,000 sessions (tests/bench/bench_open.c).
+# Prints requests/s, p50 and p99 latency for both, our share of nginx's requests/s, and bytes
+# per idle session. Never fails on timing; exits non-zero only when something could not run.
+#   tests/bench/bench_server.sh [BUILD]   (env: DURATION=10 THREADS=2 CONNECTIONS=64
+#                                          SESSIONS=1000 IDLE_SESSIONS=100000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:-build}
+py=${PYTHON:-/usr/bin/python3}
+duration=${DURATION:-10}
+threads=${THREADS:-2}
+conns=${CONNECTIONS:-64}
+sessions=${SESSIONS:-1000}
+idle_sessions=${IDLE_SESSIONS:-100000}
+server="$build/spikeserve"
+opener="$build/bench/bench_open"
+for f in "$server" "$opener"; do
+    [ -x "$f" ] || { echo "bench_server.sh: $f missing (run make)" >&2; exit 1; }
+done
+for t in wrk nginx curl; do
+    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] ||
+        { echo "bench_server.sh: $t not installed (apt-get install wrk nginx-light curl)" >&2; exit 1; }
+done
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+work=$(mktemp -d /tmp/spikeserve-bench.XXXXXX)
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill -TERM "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do # bounded: 10 s each at most, then SIGKILL
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Flags this spikeserve knows (the option list may grow; pass only known ones).
+help=$("$server" --help 2>&1 || true)
+has_flag() { grep -q -- "--$1\b" <<<"$help"; }
+
+# start_server LOGNAME MAX_SESSIONS: starts spikeserve, sets srv_pid and srv_port.
+start_server() {
+    local log="$work/$1.log" pf="$work/$1.port" args=()
+    rm -f "$pf"
+    args=(--model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf")
+    has_flag workers && args+=(--workers 2)
+    has_flag max-sessions && args+=(--max-sessions "$2")
+    has_flag idle-timeout && args+=(--idle-timeout 86400)
+    has_flag access-log && args+=(--access-log 0)
+    has_flag checkpoint-interval && args+=(--checkpoint-interval 0)
+    echo "\$ $server ${args[*]}"
+    "$server" "${args[@]}" 2>"$log" &
+    srv_pid=$!
+    pids+=("$srv_pid")
+    for _ in $(seq 300); do # 30 s to load the models and listen
+        [ -s "$pf" ] && break
+        kill -0 "$srv_pid" 2>/dev/null || { cat "$log" >&2; echo "spikeserve exited" >&2; exit 1; }
+        sleep 0.1
+    done
+    [ -s "$pf" ] || { echo "bench_server.sh: no port file after 30 s" >&2; exit 1; }
+    srv_port=$(tr -dc 0-9 <"$pf")
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$srv_port/readyz" && return 0
+        sleep 0.1
+    done
+    echo "bench_server.sh: spikeserve not ready after 10 s" >&2
+    exit 1
+}
+
+stop_pid() { # bounded stop of one process we started
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# run_wrk NAME PORT: runs wrk, prints its output, sets rps, p50, p99, non2xx, errors.
+run_wrk() {
+    local out="$work/wrk-$1.txt"
+    local cmd=(wrk -t"$threads" -c"$conns" -d"${duration}s" --timeout 5s --latency
+               -s tests/bench/steps.lua "http://127.0.0.1:$2/" -- "$work/ids.txt" "$work/bodies.ndjson")
+    echo "\$ ${cmd[*]}"
+    timeout $((duration + 30)) "${cmd[@]}" >"$out" 2>&1 || { cat "$out"; echo "wrk failed" >&2; exit 1; }
+    sed 's/^/    /' "$out"
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(awk '$1 == "50%" {print $2}' "$out")
+    p99=$(awk '$1 == "99%" {print $2}' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    errors=$(grep -E '^ +Socket errors:' "$out" | sed 's/^ *//' || true)
+    non2xx=${non2xx:-0}
+}
+
+echo "== preparing (model, request bodies) in $work"
+read -r model_name model_path model_kind < <("$py" tests/bench/bench_server_prep.py "$work" 1000)
+[ -n "${model_name:-}" ] || { echo "bench_server.sh: preparing the model failed" >&2; exit 1; }
+echo "model: $model_name ($model_path, $model_kind)"
+
+# ---- 1. spikeserve under wrk ----
+echo "== spikeserve: $sessions sessions, wrk ${duration}s, $threads threads, $conns connections"
+start_server serve 200000
+echo "spikeserve pid $srv_pid on 127.0.0.1:$srv_port"
+"$opener" "$srv_port" "$model_name" "$sessions" "$work/ids.txt" 4
+sample_id=$(head -n1 "$work/ids.txt")
+head -n1 "$work/bodies.ndjson" >"$work/sample.body"
+read -r code size < <(curl -s -o "$work/sample.out" -w '%{http_code} %{size_download}\n' \
+    -H 'Content-Type: application/json' --data-binary "@$work/sample.body" \
+    "http://127.0.0.1:$srv_port/v1/sessions/$sample_id/steps")
+echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.out")..."
+[ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
+run_wrk spikeserve "$srv_port"
+s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors
+srv_cpu=$(awk '{print $14 + $15}' "/proc/$srv_pid/stat")
+stop_pid "$srv_pid"
+
+# ---- 2. nginx, same requests, a static answer of the same size ----
+nport=$(free_port)
+mkdir -p "$work/nginx/logs" "$work/nginx/tmp"
+"$py" - "$size" >"$work/nginx/answer.txt" <<'EOF'
+import sys
+n = int(sys.argv[1])
+pad = max(0, n - len('{"pad":""}'))
+sys.stdout.write('{"pad":"' + "x" * pad + '"}')
+EOF
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/tmp/body;
+    proxy_temp_path $work/nginx/tmp/proxy;
+    fastcgi_temp_path $work/nginx/tmp/fastcgi;
+    uwsgi_temp_path $work/nginx/tmp/uwsgi;
+    scgi_temp_path $work/nginx/tmp/scgi;
+    keepalive_requests 100000000;
+    client_body_buffer_size 64k;
+    server {
+        listen 127.0.0.1:$nport;
+        location / {
+            default_type application/json;
+            return 200 '$(cat "$work/nginx/answer.txt")';
+        }
+    }
+}
+EOF
+echo "== nginx on 127.0.0.1:$nport (static $size-byte answer)"
+echo "\$ $nginx_bin -p $work/nginx -c $work/nginx/nginx.conf"
+"$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/logs/stderr.log" &
+ng_pid=$!
+pids+=("$ng_pid")
+for _ in $(seq 100); do
+    curl -sf -o /dev/null -X POST --data-binary "@$work/sample.body" "http://127.0.0.1:$nport/" && break
+    kill -0 "$ng_pid" 2>/dev/null || { cat "$work/nginx/logs/"*; echo "nginx exited" >&2; exit 1; }
+    sleep 0.1
+done
+nsize=$(curl -s -o /dev/null -w '%{size_download}' -X POST -H 'Content-Type: application/json' \
+    --data-binary "@$work/sample.body" "http://127.0.0.1:$nport/v1/sessions/x/steps")
+echo "nginx answer: $nsize bytes"
+run_wrk nginx "$nport"
+n_rps=$rps n_p50=$p50 n_p99=$p99 n_non2xx=$non2xx
+stop_pid "$ng_pid"
+
+# ---- 3. memory per idle session ----
+echo "== memory: $idle_sessions idle sessions"
+start_server mem $((idle_sessions + 50000))
+sleep 1
+rss0=$(rss_kb "$srv_pid")
+"$opener" "$srv_port" "$model_name" "$idle_sessions" - 4
+sleep 1
+rss1=$(rss_kb "$srv_pid")
+stop_pid "$srv_pid"
+
+share=$(awk -v a="$s_rps" -v b="$n_rps" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
+per=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle_sessions" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+echo
+echo "================================================================================"
+echo "server benchmark: model $model_name ($model_kind), one-step sparse batches of a"
+echo "rate-coded Fashion-MNIST image (~$(( $(wc -c <"$work/bodies.ndjson") / 1000 )) bytes each), answers of $size bytes"
+echo "wrk -t$threads -c$conns -d${duration}s, loopback; both servers 2 workers, no access log"
+printf '%-12s %14s %10s %10s %10s\n' "server" "requests/s" "p50" "p99" "non-2xx"
+printf '%-12s %14s %10s %10s %10s\n' "spikeserve" "$s_rps" "$s_p50" "$s_p99" "$s_non2xx"
+printf '%-12s %14s %10s %10s %10s\n' "nginx" "$n_rps" "$n_p50" "$n_p99" "$n_non2xx"
+[ -n "$s_err" ] && echo "spikeserve wrk: $s_err"
+echo "spikeserve CPU time during the run: $srv_cpu ticks"
+echo "our share of nginx's requests/s: $share % (goal >= 50 %)"
+echo "memory: VmRSS $rss0 kB with 0 sessions, $rss1 kB with $idle_sessions sessions:" \
+     "$per bytes per idle session (goal <= 8192)"
+echo "================================================================================"
