@@ -66,46 +66,16 @@ def fmt_ns(ns):
     return f"{ns:.0f} ns"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--model", help="model file (default: zoo model, else a random one)")
-    ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
-    ap.add_argument("--sessions", type=int, default=10000)
-    ap.add_argument("--steps", type=int, default=100)
-    args = ap.parse_args()
-
+def torch_bench(model, workdir, T, quick):
+    """PyTorch (SRCNet, eager, no_grad) on the spikes of workdir/inputs.bin: returns
+    (results, agree, nz_torch, nseq). results[(name, threads)]: b1_seq / b1_step /
+    b1_step_p99 in ns per step, b256_seq / b256_step in session-steps/s."""
     import torch
 
-    workdir = os.path.join(args.build, "bench")
-    os.makedirs(workdir, exist_ok=True)
-    if args.model:
-        model, kind = args.model, "given"
-    else:
-        model, kind = bench_model.choose_model(workdir)
-    exe = os.path.join(args.build, "bench", "bench_engine")
-    if not os.path.exists(exe):
-        sys.exit(f"bench_engine.py: {exe} missing (make {exe})")
-
-    T = args.steps
-    sessions = 1000 if args.quick else args.sessions
-    cmd = [exe, model, IMAGES, workdir, "--steps", str(T), "--sessions", str(sessions),
-           "--seqs", "256", "--threads", "2", "--group", "256",
-           "--single-steps", "2000" if args.quick else "20000", "--reps", "1" if args.quick else "3"]
-    print("$ " + " ".join(cmd), flush=True)
-    t0 = time.time()
-    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    sys.stdout.write(res.stdout)
-    if res.returncode != 0:
-        sys.exit(f"bench_engine.py: {exe} exited {res.returncode}")
-    c = parse_kv(res.stdout)
-    print(f"# C side took {time.time() - t0:.1f} s", flush=True)
-
-    # ---- PyTorch on the same spikes ----
     x = torch.from_numpy(read_inputs(os.path.join(workdir, "inputs.bin")))
     nseq = x.shape[1]
     net = bench_model.load_torch(model)
-    reps1 = 5 if args.quick else 20
+    reps1 = 5 if quick else 20
 
     def fwd(xb, state=None):
         return net(xb, state)
@@ -153,7 +123,7 @@ def main():
             xb = x[:, :B].contiguous()
             fwd(xb)
             ts = []
-            for _ in range(2 if args.quick else 5):
+            for _ in range(2 if quick else 5):
                 t1 = time.perf_counter_ns()
                 fwd(xb)
                 ts.append(time.perf_counter_ns() - t1)
@@ -164,6 +134,48 @@ def main():
             for t in range(T):
                 st = fwd(xb[t:t + 1], st)["state"]
             results[("b256_step", threads)] = B * T / ((time.perf_counter_ns() - t1) * 1e-9)
+
+    return results, agree, nz_torch, nseq
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--model", help="model file (default: zoo model, else a random one)")
+    ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    ap.add_argument("--sessions", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=100)
+    args = ap.parse_args()
+
+    import torch
+
+    workdir = os.path.join(args.build, "bench")
+    os.makedirs(workdir, exist_ok=True)
+    if args.model:
+        model, kind = args.model, "given"
+    else:
+        model, kind = bench_model.choose_model(workdir)
+    exe = os.path.join(args.build, "bench", "bench_engine")
+    if not os.path.exists(exe):
+        sys.exit(f"bench_engine.py: {exe} missing (make {exe})")
+
+    T = args.steps
+    sessions = 1000 if args.quick else args.sessions
+    cmd = [exe, model, IMAGES, workdir, "--steps", str(T), "--sessions", str(sessions),
+           "--seqs", "256", "--threads", "2", "--group", "256",
+           "--single-steps", "2000" if args.quick else "20000", "--reps", "1" if args.quick else "3"]
+    load0 = os.getloadavg()[0]
+    print(f"# load average before: {load0:.2f} (2 cores; other work on the machine skews timings)")
+    print("$ " + " ".join(cmd), flush=True)
+    t0 = time.time()
+    res = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    sys.stdout.write(res.stdout)
+    if res.returncode != 0:
+        sys.exit(f"bench_engine.py: {exe} exited {res.returncode}")
+    c = parse_kv(res.stdout)
+    print(f"# C side took {time.time() - t0:.1f} s", flush=True)
+
+    results, agree, nz_torch, nseq = torch_bench(model, workdir, T, args.quick)
 
     def best_time(key):
         return min((results[(key, th)], th) for th in (1, 2))
@@ -201,6 +213,7 @@ def main():
         print(f"  C vs PyTorch readout after {T} steps, {nseq} sequences: max |diff| "
               f"{agree[1]:.2e}, same argmax on {100 * agree[0]:.1f} %")
     print(f"  torch {torch.__version__}, eager, no_grad; threads 1 and 2 tried, best shown")
+    print(f"  load average (1 min) before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
     print("-" * 96)
     print(f"{'measure':58s} {'C engine':>12s} {'PyTorch':>12s} {'ratio':>9s}")
     print("-" * 96)

@@ -112,6 +112,8 @@ run_wrk() {
     non2xx=${non2xx:-0}
 }
 
+load0=$(cut -d' ' -f1 /proc/loadavg)
+echo "== load average before: $load0 (2 cores; other work on the machine skews the figures)"
 echo "== preparing (model, request bodies) in $work"
 read -r model_name model_path model_kind < <("$py" tests/bench/bench_server_prep.py "$work" 1000)
 [ -n "${model_name:-}" ] || { echo "bench_server.sh: preparing the model failed" >&2; exit 1; }
@@ -131,7 +133,6 @@ echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.o
 [ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
 run_wrk spikeserve "$srv_port"
 s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors
-srv_cpu=$(awk '{print $14 + $15}' "/proc/$srv_pid/stat")
 stop_pid "$srv_pid"
 
 # ---- 2. nginx, same requests, a static answer of the same size ----
@@ -205,7 +206,7 @@ printf '%-12s %14s %10s %10s %10s\n' "server" "requests/s" "p50" "p99" "non-2xx"
 printf '%-12s %14s %10s %10s %10s\n' "spikeserve" "$s_rps" "$s_p50" "$s_p99" "$s_non2xx"
 printf '%-12s %14s %10s %10s %10s\n' "nginx" "$n_rps" "$n_p50" "$n_p99" "$n_non2xx"
 [ -n "$s_err" ] && echo "spikeserve wrk: $s_err"
-echo "spikeserve CPU time during the run: $srv_cpu ticks"
+echo "load average (1 min) before / after: $load0 / $(cut -d' ' -f1 /proc/loadavg)"
 echo "our share of nginx's requests/s: $share % (goal >= 50 %)"
 echo "memory: VmRSS $rss0 kB with 0 sessions, $rss1 kB with $idle_sessions sessions:" \
      "$per bytes per idle session (goal <= 8192)"
