@@ -149,6 +149,14 @@ static size_t on_header(char *h, size_t size, size_t n, void *ud) {
         k->c->ctype[m] = '\0';
     } else if (len > 12 && strncasecmp(h, "Retry-After:", 12) == 0) {
         k->c->retry_after = strtol(h + 12, NULL, 10);
+    } else if (len <= 2 && !k->opened) {
+        /* end of a header block: a final 2xx answer means the subscription is live */
+        long st = 0;
+        curl_easy_getinfo(k->c->curl, CURLINFO_RESPONSE_CODE, &st);
+        if (st >= 200 && st < 300) {
+            k->opened = 1;
+            if (k->on_open) k->on_open(k->line_ud);
+        }
     }
     return len;
 }
@@ -160,7 +168,7 @@ static size_t on_body(char *d, size_t size, size_t n, void *ud) {
         k->opened = 1;
         long st = 0;
         curl_easy_getinfo(k->c->curl, CURLINFO_RESPONSE_CODE, &st);
-        if (st >= 400) k->line = NULL; /* an error body: collect it whole */
+        if (st >= 300) k->line = NULL; /* an error body: collect it whole */
         else if (k->on_open) k->on_open(k->line_ud);
     }
     if (sbuf_add(&k->body, d, len) < 0) return 0;

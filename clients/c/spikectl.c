@@ -24,13 +24,15 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: spikectl [-u URL] [-k API_KEY] [-p] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
             "\n"
-            "  -u URL      server (default http://127.0.0.1:8080, or $SPIKESERVE_URL)\n"
+            "  -u URL      server (default $SPIKESERVE_URL, else http://127.0.0.1:$SPIKESERVE_PORT,\n"
+            "              else http://127.0.0.1:8080)\n"
             "  -k KEY      API key (or $SPIKESERVE_API_KEY)\n"
             "  -p          use protobuf instead of JSON on the wire\n"
             "  -t MS       per-request timeout (default 60000)\n"
             "\n"
             "commands:\n"
-            "  health                      liveness and readiness\n"
+            "  health                      exit 0 when the server is live (/healthz)\n"
+            "  ready                       exit 0 when it is ready (/readyz)\n"
             "  models [MODEL]              list the models, or show one\n"
             "  open MODEL [IDLE_S]         open a session; prints its id\n"
             "  info ID                     show a session\n"
@@ -86,12 +88,14 @@ static void print_result(const sc_result *r) {
     json_decref(j);
 }
 
-static int cmd_health(sc_client *c) {
+/* health: exit 0 when live (/healthz), the image's HEALTHCHECK; ready: when /readyz is 200 */
+static int cmd_health(sc_client *c, int need_ready) {
     int live = sc_healthz(c) == 0;
+    if (!live) fprintf(stderr, "spikectl: healthz: %s\n", sc_errstr(c));
     int ready = live && sc_readyz(c) == 0;
+    if (live && !ready) fprintf(stderr, "spikectl: readyz: %s\n", sc_errstr(c));
     printf("live: %s\nready: %s\n", live ? "yes" : "no", ready ? "yes" : "no");
-    if (!ready) fprintf(stderr, "spikectl: %s\n", sc_errstr(c));
-    return ready ? 0 : 1;
+    return (need_ready ? ready : live) ? 0 : 1;
 }
 
 static const char *enc_name(int k) {
@@ -471,6 +475,12 @@ done:
 }
 
 int main(int argc, char **argv) {
+    static char url[96];
+    const char *port = getenv("SPIKESERVE_PORT");
+    if (port && *port && strlen(port) < 8) {
+        snprintf(url, sizeof url, "http://127.0.0.1:%s", port);
+        params.url = url;
+    }
     if (getenv("SPIKESERVE_URL")) params.url = getenv("SPIKESERVE_URL");
     if (getenv("SPIKESERVE_API_KEY")) params.api_key = getenv("SPIKESERVE_API_KEY");
     int i = 1;
@@ -502,7 +512,7 @@ int main(int argc, char **argv) {
     int rc = 2;
     char path[512];
     sc_session s;
-    if (strcmp(cmd, "health") == 0) rc = cmd_health(c);
+    if (strcmp(cmd, "health") == 0 || strcmp(cmd, "ready") == 0) rc = cmd_health(c, cmd[0] == 'r');
     else if (strcmp(cmd, "models") == 0) rc = cmd_models(c, na, a);
     else if (strcmp(cmd, "metrics") == 0) {
         char *m = sc_metrics(c);

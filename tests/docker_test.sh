@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# make docker-test: build the image with docker-build.sh (podman, local Debian 12 base), check
+# its configuration (non-root user, port, volume, health check, exec-form entrypoint, stop
+# signal), run its command on a free loopback port, wait for /healthz, open a session and step
+# it, run the HEALTHCHECK command, then SIGTERM and check that it exits 0.
+#   tests/docker_test.sh [TAG]      (SHARED: folder of docker-build.sh, default ../shared)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=${1:-localhost/spikeserve:test}
+shared=${SHARED:-../shared}
+[ -x "$shared/docker-build.sh" ] || shared=/work/shared
+db="$shared/docker-build.sh"
+fails=0 passes=0
+check() { # description command...
+    local d=$1; shift
+    if "$@"; then echo "ok - $d"; passes=$((passes + 1)); else echo "not ok - $d"; fails=$((fails + 1)); fi
+}
+
+echo "# building $tag"
+"$db" build "$tag"
+
+cfg=$(podman image inspect "$tag" --format '{{json .Config}}')
+echo "# config: $cfg"
+check "runs as a non-root user" test "$(jq -r '.User' <<<"$cfg" | cut -d: -f1)" != "" -a \
+    "$(jq -r '.User' <<<"$cfg" | cut -d: -f1)" != 0 -a "$(jq -r '.User' <<<"$cfg")" != root
+check "exposes 8080/tcp" jq -e '.ExposedPorts["8080/tcp"]' <<<"$cfg" >/dev/null
+check "declares the state volume" jq -e '.Volumes["/var/lib/spikeserve"]' <<<"$cfg" >/dev/null
+check "exec-form entrypoint is the server" \
+    test "$(jq -r '.Entrypoint[0]' <<<"$cfg")" = /usr/local/bin/spikeserve
+check "stops with SIGTERM" test "$(jq -r '.StopSignal' <<<"$cfg")" = SIGTERM
+check "listens on 0.0.0.0" jq -e '.Env | index("SPIKESERVE_BIND=0.0.0.0")' <<<"$cfg" >/dev/null
+hc=$(podman image inspect "$tag" --format '{{json .Healthcheck}}')
+[ "$hc" = null ] && hc=$(podman image inspect "$tag" --format '{{json .Config.Healthcheck}}')
+check "has a HEALTHCHECK" jq -e '.Test | length > 1' <<<"$hc" >/dev/null
+size=$(podman image inspect "$tag" --format '{{.Size}}')
+echo "# image size: $((size / 1024 / 1024)) MiB"
+mnt=$(podman image mount "$tag")
+check "ships at least one model" compgen -G "$mnt/usr/share/spikeserve/models/*.spk" >/dev/null
+check "runtime stage has no compiler" test ! -e "$mnt/usr/bin/cc"
+podman image unmount "$tag" >/dev/null || true
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log=$(mktemp)
+echo "# running $tag on port $port"
+"$db" run "$tag" SPIKESERVE_PORT="$port" >"$log" 2>&1 &
+pid=$!
+cleanup() { kill -TERM "$pid" 2>/dev/null || true; }
+trap cleanup EXIT
+url="http://127.0.0.1:$port"
+up=0
+for _ in $(seq 1 300); do
+    if curl -fsS "$url/healthz" >/dev/null 2>&1; then up=1; break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+done
+check "answers /healthz" test $up = 1
+if [ $up = 1 ]; then
+    model=$(curl -fsS "$url/v1/models" | jq -r '.models[0].name')
+    n_in=$(curl -fsS "$url/v1/models/$model" | jq -r '.n_in')
+    echo "# model $model, $n_in inputs"
+    sid=$(curl -fsS -X POST "$url/v1/models/$model/sessions" | jq -r '.session_id')
+    check "opens a session" test -n "$sid" -a "$sid" != null
+    r=$(curl -fsS -X POST "$url/v1/sessions/$sid/steps" -H 'Content-Type: application/json' \
+        -d '{"seq": 1, "steps": 20, "events": [[0, 1], [0, 2], [5, 3, 0.5]]}')
+    echo "# step: ${r:0:200}"
+    check "steps it" test "$(jq -r '.t0, .steps' <<<"$r" | tr '\n' ' ')" = "0 20 "
+    check "session is at t=20" test "$(curl -fsS "$url/v1/sessions/$sid" | jq -r .t)" = 20
+    # the image's HEALTHCHECK command, as the runtime would run it (inside the image, as its user)
+    hmnt=$(podman image mount "$tag")
+    mapfile -t hcmd < <(jq -r '.Test[]' <<<"$hc")
+    case ${hcmd[0]} in
+    CMD) hcmd=("${hcmd[@]:1}") ;;
+    CMD-SHELL) hcmd=(/bin/sh -c "${hcmd[1]}") ;;
+    esac
+    user=$(jq -r '.User' <<<"$cfg")
+    check "HEALTHCHECK command passes" env -i SPIKESERVE_PORT="$port" \
+        chroot --userspec="$user" "$hmnt" "${hcmd[@]}"
+    podman image unmount "$tag" >/dev/null 2>&1 || true
+fi
+echo "# SIGTERM"
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+trap - EXIT
+check "exits 0 on SIGTERM (got $rc)" test "$rc" = 0
+echo "# server log (tail):"
+tail -n 15 "$log" | sed 's/^/#   /'
+rm -f "$log"
+echo "docker-test: $passes of $((passes + fails)) checks ok"
+[ $fails = 0 ]

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""The Python client (clients/python/spikeserve.py) against the real server: every operation,
+the answers' meaning (t advances, retries do not step twice, snapshots roll back exactly,
+events arrive in order), and the errors."""
+import os
+import sys
+import threading
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "clients", "python"))
+import spikefix  # noqa: E402
+from spikeserve import Client, SpikeserveError  # noqa: E402
+
+srv = None
+
+
+def setUpModule():
+    global srv
+    srv = spikefix.Server().start()
+
+
+def tearDownModule():
+    rc = srv.stop()
+    assert rc == 0, f"server exited with {rc} on SIGTERM:\n{srv.server_log()}"
+
+
+def batch(seed, steps, n_in, density=0.05):
+    import random
+    rng = random.Random(seed)
+    return [[t, j] for t in range(steps) for j in range(n_in) if rng.random() < density]
+
+
+class ClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Client(srv.url, timeout=30)
+        cls.m = cls.c.model(srv.model)
+        cls.n_in = cls.m["n_in"]
+
+    def test_health_and_metrics(self):
+        self.assertTrue(self.c.healthz())
+        self.assertTrue(self.c.readyz())
+        text = self.c.metrics()
+        self.assertIn("# TYPE", text)
+
+    def test_models(self):
+        names = [m["name"] for m in self.c.models()]
+        self.assertIn(srv.model, names)
+        self.assertEqual(self.m["name"], srv.model)
+        self.assertGreater(self.n_in, 0)
+        self.assertGreater(len(self.m["layers"]), 0)
+        with self.assertRaises(SpikeserveError) as e:
+            self.c.model("no-such-model")
+        self.assertEqual(e.exception.status, 404)
+
+    def test_session_lifecycle_and_seq(self):
+        s = self.c.open_session(srv.model, idle_timeout_s=120)
+        self.assertGreaterEqual(len(s.id), 22)  # >= 128 random bits in any text encoding
+        self.assertEqual(s.info["model"], srv.model)
+        self.assertEqual(s.get()["t"], 0)
+        ev = batch(1, 20, self.n_in)
+        r1 = s.step(steps=20, events=ev, seq=1)
+        self.assertEqual((r1["t0"], r1["steps"], r1["seq"]), (0, 20, 1))
+        for st, neuron, value in r1["spikes"]:
+            self.assertTrue(0 <= st < 20 and neuron >= 0 and value > 0)
+        info = s.get()
+        self.assertEqual((info["t"], info["last_seq"]), (20, 1))
+        # a retry of the last seq answers the same without stepping again
+        again = s.step(steps=20, events=ev, seq=1)
+        self.assertEqual(again["spikes"], r1["spikes"])
+        self.assertEqual(s.get()["t"], 20)
+        with self.assertRaises(SpikeserveError) as e:
+            s.step(steps=20, events=ev, seq=5)
+        self.assertEqual(e.exception.status, 409)
+        r2 = s.step(steps=10, events=[], seq=2)
+        self.assertEqual(r2["t0"], 20)
+        s.reset()
+        self.assertEqual(s.get()["t"], 0)
+        s.close()
+        with self.assertRaises(SpikeserveError) as e:
+            s.get()
+        self.assertEqual(e.exception.status, 404)
+
+    def test_bad_input_is_400_with_place(self):
+        with self.c.open_session(srv.model) as s:
+            with self.assertRaises(SpikeserveError) as e:
+                s.step(steps=5, events=[[0, 1], [0, self.n_in + 100]])
+            self.assertEqual(e.exception.status, 400)
+            self.assertEqual(e.exception.code, "invalid_argument")
+            self.assertIn("events[1]", e.exception.message)
+            with self.assertRaises(SpikeserveError) as e:
+                s.step(steps=0)
+            self.assertEqual(e.exception.status, 400)
+
+    def test_determinism_infer_dense(self):
+        ev = batch(2, 15, self.n_in)
+        a = self.c.open_session(srv.model)
+        b = self.c.open_session(srv.model)
+        try:
+            ra, rb = a.step(15, ev), b.step(15, ev)
+            self.assertEqual(ra["spikes"], rb["spikes"])
+            ri = self.c.infer(srv.model, 15, ev)
+            self.assertEqual(ri["spikes"], ra["spikes"])
+            dense = [[0.0] * self.n_in for _ in range(15)]
+            for t, j in ev:
+                dense[t][j] += 1.0
+            rd = self.c.infer(srv.model, 15, dense=dense)
+            self.assertEqual(rd["spikes"], ra["spikes"])
+        finally:
+            a.close()
+            b.close()
+
+    def test_snapshot_restore_rolls_back_exactly(self):
+        with self.c.open_session(srv.model) as s:
+            s.step(20, batch(3, 20, self.n_in), seq=1)
+            snap = s.snapshot()
+            self.assertGreater(len(snap), 0)
+            nxt = batch(4, 20, self.n_in)
+            first = s.step(20, nxt, seq=2)
+            s.restore(snap)
+            info = s.get()
+            self.assertEqual((info["t"], info["last_seq"]), (20, 1))
+            second = s.step(20, nxt, seq=2)
+            self.assertEqual(second["spikes"], first["spikes"])
+            self.assertEqual(second.get("readout"), first.get("readout"))
+
+    def test_events_in_order(self):
+        with self.c.open_session(srv.model) as s:
+            got = []
+            sub = Client(srv.url).events(s.id, timeout=30)  # live once it returns
+
+            def watch():
+                for ev in sub:
+                    if ev.type == "step":
+                        got.append(ev.data)
+                        if len(got) == 3:
+                            return
+
+            th = threading.Thread(target=watch, daemon=True)
+            th.start()
+            for seq in (1, 2, 3):
+                s.step(10, batch(seq, 10, self.n_in), seq=seq)
+            th.join(30)
+            self.assertEqual([e["seq"] for e in got], [1, 2, 3])
+            self.assertEqual([e["t0"] for e in got], [0, 10, 20])
+
+    def test_stream_upload(self):
+        with self.c.open_session(srv.model) as s:
+            def gen():
+                for seq in range(1, 6):
+                    yield {"seq": seq, "steps": 8, "events": batch(seq, 8, self.n_in)}
+                    time.sleep(0.05)  # lines arrive one by one, as from a live source
+
+            s.stream(gen())
+            info = s.get()
+            self.assertEqual((info["t"], info["last_seq"]), (40, 5))
+            # the streamed batches computed what the same batches sent one by one compute:
+            # the next step of both sessions agrees
+            probe = batch(99, 8, self.n_in)
+            with self.c.open_session(srv.model) as ref:
+                for seq in range(1, 6):
+                    ref.step(8, batch(seq, 8, self.n_in), seq=seq)
+                want = ref.step(8, probe, seq=6)
+            got = s.step(8, probe, seq=6)
+            self.assertEqual(got["t0"], 40)
+            self.assertEqual(got["spikes"], want["spikes"])
+            self.assertEqual(got.get("readout"), want.get("readout"))
+
+    def test_stream_error_line(self):
+        with self.c.open_session(srv.model) as s:
+            with self.assertRaises(SpikeserveError) as e:
+                s.stream([{"steps": 4, "events": [[0, 1]]}, {"steps": 4, "events": [[9, 1]]}])
+            self.assertIn("events[0]", e.exception.message)
+
+    def test_classify(self):
+        if self.m.get("encoding", {}).get("kind") in (None, 0, "none", "NONE"):
+            self.skipTest("model has no input encoding")
+        r = self.c.classify(srv.model, [0.5] * self.n_in, seed=3)
+        p = r["prediction"]
+        self.assertTrue(0 <= p["index"] < self.m["n_out"])
+        if self.m.get("labels"):
+            self.assertEqual(p["label"], self.m["labels"][p["index"]])
+        with self.assertRaises(SpikeserveError) as e:
+            self.c.classify(srv.model, [0.5] * (self.n_in - 1))
+        self.assertEqual(e.exception.status, 400)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
