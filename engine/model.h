@@ -24,6 +24,31 @@
 #define SPK_MAX_NAME 64
 #define SPK_MAX_LABEL 128
 #define SPK_MAX_FILE (512u << 20)
+#define SPK_MAX_VALUE 1e6f        /* |every float of a model| and |input values| */
+#define SPK_MAX_DESCRIPTION 4096  /* bytes */
+#define SPK_MAX_ENC_STEPS 100000  /* encoding.steps and encoding.warmup_steps each */
+
+/* What the loader enforces, field by field (messages name the field, e.g. "layers[0].rho"):
+ *   name 1..SPK_MAX_NAME chars of [A-Za-z0-9._-]; version >= 1; n_in in [1, SPK_MAX_INPUTS];
+ *   1..SPK_MAX_LAYERS layers; layers[0].n_in == n_in, layers[k].n_in == layers[k-1].n;
+ *   n in [1, SPK_MAX_NEURONS]; weights n x n_in values; b_h n values; init_i/init_h/init_hs
+ *   0 or n values; alpha in [0, 1], rho in (0, SPK_MAX_VALUE], z_hyp and z_dep in [0, 1],
+ *   r, r_s, theta finite; readout (optional): n_in == last layer's n, n in
+ *   [1, SPK_MAX_NEURONS], weights n x n_in, bias n, init_o 0 or n, alpha in [0, 1];
+ *   every float finite with |v| <= SPK_MAX_VALUE (so no sum of a run can overflow);
+ *   sum of all weights <= SPK_MAX_PARAMS; labels 0 or spk_model_n_out() of them, each
+ *   <= SPK_MAX_LABEL bytes of valid UTF-8; description <= SPK_MAX_DESCRIPTION bytes of UTF-8;
+ *   encoding.kind NONE, RATE or LATENCY, steps >= 1 for RATE and LATENCY, steps and
+ *   warmup_steps <= SPK_MAX_ENC_STEPS, gain in [0, SPK_MAX_VALUE], threshold finite.
+ *
+ * checksum: FNV-1a 64 (offset 0xcbf29ce484222325, prime 0x100000001b3) over this byte
+ * sequence, every u32 and every float (its IEEE-754 binary32 bits as a u32) little-endian:
+ *   u32 n_in, u32 n_layers, then per layer: u32 n_in, u32 n, weights as in the file
+ *   (W row-major n x n_in), b_h[n], alpha, rho, r, r_s, z_hyp, z_dep, theta, init_i[n],
+ *   init_h[n], init_hs[n] (zeros when absent); then u32 has_readout (0 or 1) and, with a
+ *   readout: u32 n_in, u32 n, weights (n x n_in), bias[n], alpha, init_o[n] (zeros when
+ *   absent). Name, version, labels, description and encoding are not part of it.
+ */
 
 /* Error codes (functions return 0 or one of these, and write a message into err). */
 enum {

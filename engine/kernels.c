@@ -1,0 +1,355 @@
+/* kernels.c: scalar kernels and their AVX2 twins, and the run-time choice between them.
+ *
+ * Bit-identical twins: the AVX2 code performs, lane by lane, exactly the IEEE operations
+ * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
+ * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
+ * without FMA), the same double-precision tanh (Cody-Waite reduced exp with a degree-12
+ * polynomial, Taylor series below 0.125), and float division where SPEC divides. The
+ * contraction of a*b+c into an FMA is off: GCC does not contract under -std=c11 and the
+ * target of the AVX2 functions has no FMA; clang is told so below.
+ */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "step.h"
+
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SPK_X86 1
+#include <immintrin.h>
+#endif
+
+/* ---- double-precision tanh, shared by both twins ---- */
+
+#define TANH_SMALL 0.125
+#define TANH_CLAMP 20.0 /* tanh(20) == 1 in double */
+#define T3 (-1.0 / 3.0)
+#define T5 (2.0 / 15.0)
+#define T7 (-17.0 / 315.0)
+#define T9 (62.0 / 2835.0)
+#define T11 (-1382.0 / 155925.0)
+#define T13 (21844.0 / 6081075.0)
+#define T15 (-929569.0 / 638512875.0)
+#define INV_LN2 1.44269504088896338700e+00
+#define LN2_HI 6.93147180369123816490e-01 /* low 21 bits zero: k * LN2_HI is exact */
+#define LN2_LO 1.90821492927058770002e-10
+#define SHIFT 0x1.8p52 /* adding it rounds to an integer, kept in the low mantissa bits */
+#define E12 (1.0 / 479001600.0)
+#define E11 (1.0 / 39916800.0)
+#define E10 (1.0 / 3628800.0)
+#define E9 (1.0 / 362880.0)
+#define E8 (1.0 / 40320.0)
+#define E7 (1.0 / 5040.0)
+#define E6 (1.0 / 720.0)
+#define E5 (1.0 / 120.0)
+#define E4 (1.0 / 24.0)
+#define E3 (1.0 / 6.0)
+#define E2 (1.0 / 2.0)
+
+static double tanh_small(double ax) { /* ax < TANH_SMALL */
+    double x2 = ax * ax;
+    double p = T15;
+    p = p * x2 + T13;
+    p = p * x2 + T11;
+    p = p * x2 + T9;
+    p = p * x2 + T7;
+    p = p * x2 + T5;
+    p = p * x2 + T3;
+    return ax + ax * (x2 * p);
+}
+
+static double tanh_large(double ax) { /* TANH_SMALL <= ax <= TANH_CLAMP: 1 - 2 / (e^2ax + 1) */
+    double y = ax + ax;
+    double kp = y * INV_LN2 + SHIFT;
+    double k = kp - SHIFT;
+    double r = y - k * LN2_HI;
+    r = r - k * LN2_LO;
+    double p = E12;
+    p = p * r + E11;
+    p = p * r + E10;
+    p = p * r + E9;
+    p = p * r + E8;
+    p = p * r + E7;
+    p = p * r + E6;
+    p = p * r + E5;
+    p = p * r + E4;
+    p = p * r + E3;
+    p = p * r + E2;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    uint64_t bits, sb;
+    memcpy(&bits, &kp, 8);
+    sb = (bits + 1023) << 52;
+    double scale;
+    memcpy(&scale, &sb, 8);
+    double e = p * scale;
+    return 1.0 - 2.0 / (e + 1.0);
+}
+
+static float tanh_scalar1(float xf) {
+    double x = (double)xf;
+    double ax = fabs(x);
+    ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
+    double t = ax < TANH_SMALL ? tanh_small(ax) : tanh_large(ax);
+    return (float)copysign(t, x);
+}
+
+/* ---- scalar kernels ---- */
+
+static void scale_scalar(float *y, float a, size_t n) {
+    for (size_t k = 0; k < n; k++) y[k] = a * y[k];
+}
+static void axpy_scalar(float *y, float a, const float *x, size_t n) {
+    for (size_t k = 0; k < n; k++) y[k] = y[k] + a * x[k];
+}
+static void add_scalar(float *y, const float *x, size_t n) {
+    for (size_t k = 0; k < n; k++) y[k] = y[k] + x[k];
+}
+
+typedef struct {
+    float rho, r, r_s, z_hyp, z_on, theta;
+} src_consts;
+
+static src_consts consts(const spk_layer *L) {
+    src_consts c = {L->rho, L->r, L->r_s, L->z_hyp, 0, L->theta};
+    float dz = L->z_dep - L->z_hyp;
+    c.z_on = L->z_hyp + dz; /* z_hyp + (z_dep - z_hyp) * 1 */
+    return c;
+}
+
+static inline void src_one(const src_consts *c, float b, float i, float *h, float *hs, float *s) {
+    float hp = *h, hsp = *hs;
+    float x = c->rho * tanh_scalar1(i / c->rho);        /* (5b) */
+    float a = x + c->r * hp;                             /* (5d), left to right */
+    a = a + c->r_s * hsp;
+    a = a + b;
+    float hn = tanh_scalar1(a);
+    float z = hn > c->theta ? c->z_on : c->z_hyp;        /* (5c) */
+    *hs = z * hsp + (1.0f - z) * hp;                     /* (5e) */
+    *h = hn;
+    *s = hn > 0.0f ? hn : 0.0f;                          /* (5f) */
+}
+
+static void src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs, float *s,
+                              size_t n) {
+    src_consts c = consts(L);
+    for (size_t k = 0; k < n; k++) src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+}
+
+static size_t nonzero_scalar(const float *s, size_t n, uint32_t *idx) {
+    size_t c = 0;
+    for (size_t k = 0; k < n; k++)
+        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
+    return c;
+}
+
+static void tanh_scalar(float *y, const float *x, size_t n) {
+    for (size_t k = 0; k < n; k++) y[k] = tanh_scalar1(x[k]);
+}
+
+static const spk_kernels k_scalar = {
+    "scalar", scale_scalar, axpy_scalar, add_scalar, src_update_scalar, nonzero_scalar,
+    tanh_scalar,
+};
+
+/* ---- AVX2 twins ---- */
+#ifdef SPK_X86
+#define AVX2 __attribute__((target("avx2")))
+
+AVX2 static inline __m256d tanh4d(__m256d x) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d ax = _mm256_andnot_pd(sign, x);
+    ax = _mm256_min_pd(ax, _mm256_set1_pd(TANH_CLAMP));
+    __m256d small = _mm256_cmp_pd(ax, _mm256_set1_pd(TANH_SMALL), _CMP_LT_OQ);
+    int ms = _mm256_movemask_pd(small);
+    __m256d ts = _mm256_setzero_pd(), tl = _mm256_setzero_pd();
+    if (ms) {
+        __m256d x2 = _mm256_mul_pd(ax, ax);
+        __m256d p = _mm256_set1_pd(T15);
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T13));
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T11));
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T9));
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T7));
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T5));
+        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T3));
+        ts = _mm256_add_pd(ax, _mm256_mul_pd(ax, _mm256_mul_pd(x2, p)));
+    }
+    if (ms != 0xF) {
+        __m256d y = _mm256_add_pd(ax, ax);
+        __m256d kp = _mm256_add_pd(_mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(SHIFT));
+        __m256d k = _mm256_sub_pd(kp, _mm256_set1_pd(SHIFT));
+        __m256d r = _mm256_sub_pd(y, _mm256_mul_pd(k, _mm256_set1_pd(LN2_HI)));
+        r = _mm256_sub_pd(r, _mm256_mul_pd(k, _mm256_set1_pd(LN2_LO)));
+        __m256d p = _mm256_set1_pd(E12);
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E11));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E10));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E9));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E8));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E7));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E6));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E5));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E4));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E3));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E2));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
+        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
+        __m256i bits = _mm256_castpd_si256(kp);
+        __m256i sb = _mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52);
+        __m256d e = _mm256_mul_pd(p, _mm256_castsi256_pd(sb));
+        const __m256d one = _mm256_set1_pd(1.0);
+        tl = _mm256_sub_pd(one, _mm256_div_pd(_mm256_set1_pd(2.0), _mm256_add_pd(e, one)));
+    }
+    __m256d t = _mm256_blendv_pd(tl, ts, small);
+    return _mm256_or_pd(t, _mm256_and_pd(sign, x)); /* copysign */
+}
+
+AVX2 static inline __m256 tanh8(__m256 x) {
+    __m256d lo = tanh4d(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+    __m256d hi = tanh4d(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+}
+
+AVX2 static void scale_avx2(float *y, float a, size_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(va, _mm256_loadu_ps(y + k)));
+    for (; k < n; k++) y[k] = a * y[k];
+}
+
+AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
+    __m256 va = _mm256_set1_ps(a);
+    size_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m256 y0 = _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(va, _mm256_loadu_ps(x + k)));
+        __m256 y1 = _mm256_add_ps(_mm256_loadu_ps(y + k + 8), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 8)));
+        __m256 y2 = _mm256_add_ps(_mm256_loadu_ps(y + k + 16), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 16)));
+        __m256 y3 = _mm256_add_ps(_mm256_loadu_ps(y + k + 24), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 24)));
+        _mm256_storeu_ps(y + k, y0);
+        _mm256_storeu_ps(y + k + 8, y1);
+        _mm256_storeu_ps(y + k + 16, y2);
+        _mm256_storeu_ps(y + k + 24, y3);
+    }
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(va, _mm256_loadu_ps(x + k))));
+    for (; k < n; k++) y[k] = y[k] + a * x[k];
+}
+
+AVX2 static void add_avx2(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_loadu_ps(x + k)));
+    for (; k < n; k++) y[k] = y[k] + x[k];
+}
+
+AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs,
+                                 float *s, size_t n) {
+    src_consts c = consts(L);
+    const __m256 rho = _mm256_set1_ps(c.rho), r = _mm256_set1_ps(c.r), rs = _mm256_set1_ps(c.r_s);
+    const __m256 zh = _mm256_set1_ps(c.z_hyp), zon = _mm256_set1_ps(c.z_on);
+    const __m256 theta = _mm256_set1_ps(c.theta), one = _mm256_set1_ps(1.0f);
+    const __m256 zero = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 hp = _mm256_loadu_ps(h + k), hsp = _mm256_loadu_ps(hs + k);
+        __m256 x = _mm256_mul_ps(rho, tanh8(_mm256_div_ps(_mm256_loadu_ps(i + k), rho)));
+        __m256 a = _mm256_add_ps(x, _mm256_mul_ps(r, hp));
+        a = _mm256_add_ps(a, _mm256_mul_ps(rs, hsp));
+        a = _mm256_add_ps(a, _mm256_loadu_ps(L->b_h + k));
+        __m256 hn = tanh8(a);
+        __m256 z = _mm256_blendv_ps(zh, zon, _mm256_cmp_ps(hn, theta, _CMP_GT_OQ));
+        __m256 hsn = _mm256_add_ps(_mm256_mul_ps(z, hsp), _mm256_mul_ps(_mm256_sub_ps(one, z), hp));
+        _mm256_storeu_ps(h + k, hn);
+        _mm256_storeu_ps(hs + k, hsn);
+        _mm256_storeu_ps(s + k, _mm256_and_ps(hn, _mm256_cmp_ps(hn, zero, _CMP_GT_OQ)));
+    }
+    for (; k < n; k++) src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+}
+
+AVX2 static size_t nonzero_avx2(const float *s, size_t n, uint32_t *idx) {
+    size_t c = 0, k = 0;
+    const __m256 zero = _mm256_setzero_ps();
+    for (; k + 8 <= n; k += 8) {
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + k), zero, _CMP_GT_OQ));
+        while (m) {
+            idx[c++] = (uint32_t)(k + (unsigned)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+    for (; k < n; k++)
+        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
+    return c;
+}
+
+AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, tanh8(_mm256_loadu_ps(x + k)));
+    for (; k < n; k++) y[k] = tanh_scalar1(x[k]);
+}
+
+static const spk_kernels k_avx2 = {
+    "avx2", scale_avx2, axpy_avx2, add_avx2, src_update_avx2, nonzero_avx2, tanh_avx2,
+};
+
+static int have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#endif /* SPK_X86 */
+
+/* ---- selection ---- */
+
+static _Atomic(const spk_kernels *) active;
+
+size_t spk_kernels_list(const spk_kernels **out, size_t cap) {
+    size_t n = 0;
+    if (n < cap) out[n] = &k_scalar;
+    n++;
+#ifdef SPK_X86
+    if (have_avx2()) {
+        if (n < cap) out[n] = &k_avx2;
+        n++;
+    }
+#endif
+    return n < cap ? n : cap;
+}
+
+const spk_kernels *spk_kernels_scalar(void) { return &k_scalar; }
+
+const spk_kernels *spk_kernels_best(void) {
+    const spk_kernels *l[8];
+    size_t n = spk_kernels_list(l, 8);
+    return l[n - 1];
+}
+
+const spk_kernels *spk_kernels_active(void) {
+    const spk_kernels *k = atomic_load_explicit(&active, memory_order_relaxed);
+    if (!k) {
+        k = spk_kernels_best();
+        atomic_store_explicit(&active, k, memory_order_relaxed);
+    }
+    return k;
+}
+
+int spk_set_kernels(const char *name) {
+    if (!name) return SPK_EINVAL;
+    if (strcmp(name, "auto") == 0) {
+        atomic_store_explicit(&active, spk_kernels_best(), memory_order_relaxed);
+        return 0;
+    }
+    const spk_kernels *l[8];
+    size_t n = spk_kernels_list(l, 8);
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(l[k]->name, name) == 0) {
+            atomic_store_explicit(&active, l[k], memory_order_relaxed);
+            return 0;
+        }
+    return SPK_EINVAL;
+}
+
+const char *spk_kernels_name(void) { return spk_kernels_active()->name; }

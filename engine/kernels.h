@@ -1,0 +1,44 @@
+/* kernels.h: the numeric inner loops of the engine, as a table of functions.
+ *
+ * Every optimised table has the scalar table as its twin: same signatures, and the same
+ * arithmetic in the same order (no FMA, tanh by the same algorithm), so the two give
+ * bit-identical results; tests hold them to that and to SPEC.md's 1e-5. The table is
+ * picked at run time from what the CPU supports (no -march=native anywhere).
+ *
+ * tanh: computed in double precision (|error| below 1e-15 relative) and rounded to float,
+ * i.e. the correctly rounded float tanh except in rare near-tie cases. This matters:
+ * the gate H(h - theta) of SPEC (5c) turns a one-ulp difference of h near theta into a
+ * different z_s, so every implementation must be as close to exact as possible.
+ *
+ * Thread-safety: tables are immutable; spk_kernels_active() reads a value that only
+ * spk_set_kernels() (start-up, tests) changes.
+ */
+#ifndef SPK_KERNELS_H
+#define SPK_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct spk_kernels {
+    const char *name;
+    void (*scale)(float *y, float a, size_t n);                /* y = a * y */
+    void (*axpy)(float *y, float a, const float *x, size_t n); /* y = y + a * x */
+    void (*add)(float *y, const float *x, size_t n);           /* y = y + x */
+    /* SPEC (5b) to (5f) for one layer: i holds i[t]; h and hs hold h[t-1], h_s[t-1] on
+     * entry and h[t], h_s[t] on return; s gets s_out[t]. */
+    void (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *s,
+                       size_t n);
+    /* Indices k with s[k] > 0, ascending, into idx; returns their count. */
+    size_t (*nonzero)(const float *s, size_t n, uint32_t *idx);
+    void (*tanh)(float *y, const float *x, size_t n); /* y = tanh(x) (for tests) */
+} spk_kernels;
+
+const spk_kernels *spk_kernels_scalar(void);
+const spk_kernels *spk_kernels_best(void);   /* best this CPU supports */
+const spk_kernels *spk_kernels_active(void); /* what spk_set_kernels() chose ("auto" first) */
+/* Every table this CPU can run, scalar first; returns the count (<= 8). */
+size_t spk_kernels_list(const spk_kernels **out, size_t cap);
+
+#endif

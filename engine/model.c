@@ -1,0 +1,482 @@
+/* model.c: the model loader.
+ *
+ * protobuf-c parses the file into a message tree; every field is then checked against the
+ * others and against the limits of model.h (messages name the field and the numbers), and
+ * the parameters are copied into one 64-byte aligned block owned by the model (W stored
+ * transposed so that an input event reads one contiguous row). The message tree is freed
+ * before returning, so a loaded model holds only what the engine reads.
+ */
+#include "model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "model.pb-c.h"
+
+#define ALIGN_FLOATS 16 /* 64 bytes */
+
+typedef struct {
+    float *block; /* every parameter array, each 64-byte aligned */
+} model_priv;
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+
+/* Every float of an array finite and within SPK_MAX_VALUE; field names e.g. "layers[1].b_h". */
+static int check_floats(const float *v, size_t n, const char *field, char *err, size_t errlen) {
+    for (size_t k = 0; k < n; k++) {
+        if (!isfinite(v[k]))
+            return fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g is not finite", field, k,
+                        (double)v[k]);
+        if (fabsf(v[k]) > SPK_MAX_VALUE)
+            return fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g exceeds the limit %g in magnitude",
+                        field, k, (double)v[k], (double)SPK_MAX_VALUE);
+    }
+    return 0;
+}
+
+static int check_const(float v, float lo, float hi, int lo_open, const char *field, char *err,
+                       size_t errlen) {
+    if (!isfinite(v) || v < lo || v > hi || (lo_open && v == lo))
+        return fail(err, errlen, SPK_EFORMAT, "%s: %g out of range %c%g, %g]", field, (double)v,
+                    lo_open ? '(' : '[', (double)lo, (double)hi);
+    return 0;
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+static int utf8_valid(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, need, min;
+        if (c < 0x80) { p++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) need = 1, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF) need = 2, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4) need = 3, min = 0x10000;
+        else return 0;
+        unsigned cp = c & (0x3F >> need);
+        for (unsigned k = 1; k <= need; k++) {
+            if ((p[k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (p[k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        p += need + 1;
+    }
+    return 1;
+}
+
+static int check_counts(size_t got, size_t n, int optional, const char *field, char *err,
+                        size_t errlen) {
+    if (got == n || (optional && got == 0)) return 0;
+    if (optional)
+        return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected 0 or %zu", field, got, n);
+    return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
+}
+
+static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_in,
+                       char *err, size_t errlen) {
+    char f[64];
+    int rc;
+    if (L->n_in != want_in) {
+        if (k == 0)
+            return fail(err, errlen, SPK_EFORMAT, "layers[0].n_in: %u, expected %u (n_in)",
+                        L->n_in, want_in);
+        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n_in: %u, expected %u (layers[%u].n)",
+                    k, L->n_in, want_in, k - 1);
+    }
+    if (L->n < 1 || L->n > SPK_MAX_NEURONS)
+        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n: %u out of range [1, %u]", k, L->n,
+                    (unsigned)SPK_MAX_NEURONS);
+    size_t nw = (size_t)L->n * L->n_in;
+    if (L->n_weights != nw)
+        return fail(err, errlen, SPK_EFORMAT, "layers[%u].weights: %zu values, expected %zu (%u x %u)",
+                    k, L->n_weights, nw, L->n, L->n_in);
+    snprintf(f, sizeof f, "layers[%u].weights", k);
+    if ((rc = check_floats(L->weights, L->n_weights, f, err, errlen))) return rc;
+    static const char *const vec_names[] = {"b_h", "init_i", "init_h", "init_hs"};
+    const size_t vec_n[] = {L->n_b_h, L->n_init_i, L->n_init_h, L->n_init_hs};
+    const float *const vec_v[] = {L->b_h, L->init_i, L->init_h, L->init_hs};
+    for (int v = 0; v < 4; v++) {
+        snprintf(f, sizeof f, "layers[%u].%s", k, vec_names[v]);
+        if ((rc = check_counts(vec_n[v], L->n, v > 0, f, err, errlen))) return rc;
+        if ((rc = check_floats(vec_v[v], vec_n[v], f, err, errlen))) return rc;
+    }
+    struct { const char *name; float v, lo, hi; int lo_open; } c[] = {
+        {"alpha", L->alpha, 0.f, 1.f, 0},
+        {"rho", L->rho, 0.f, SPK_MAX_VALUE, 1},
+        {"r", L->r, -SPK_MAX_VALUE, SPK_MAX_VALUE, 0},
+        {"r_s", L->r_s, -SPK_MAX_VALUE, SPK_MAX_VALUE, 0},
+        {"z_hyp", L->z_hyp, 0.f, 1.f, 0},
+        {"z_dep", L->z_dep, 0.f, 1.f, 0},
+        {"theta", L->theta, -SPK_MAX_VALUE, SPK_MAX_VALUE, 0},
+    };
+    for (size_t v = 0; v < sizeof c / sizeof c[0]; v++) {
+        snprintf(f, sizeof f, "layers[%u].%s", k, c[v].name);
+        if ((rc = check_const(c[v].v, c[v].lo, c[v].hi, c[v].lo_open, f, err, errlen))) return rc;
+    }
+    return 0;
+}
+
+static int check_readout(const Spikeserve__Readout *R, uint32_t want_in, uint32_t last,
+                         char *err, size_t errlen) {
+    int rc;
+    if (R->n_in != want_in)
+        return fail(err, errlen, SPK_EFORMAT, "readout.n_in: %u, expected %u (layers[%u].n)",
+                    R->n_in, want_in, last);
+    if (R->n < 1 || R->n > SPK_MAX_NEURONS)
+        return fail(err, errlen, SPK_EFORMAT, "readout.n: %u out of range [1, %u]", R->n,
+                    (unsigned)SPK_MAX_NEURONS);
+    size_t nw = (size_t)R->n * R->n_in;
+    if (R->n_weights != nw)
+        return fail(err, errlen, SPK_EFORMAT, "readout.weights: %zu values, expected %zu (%u x %u)",
+                    R->n_weights, nw, R->n, R->n_in);
+    if ((rc = check_floats(R->weights, R->n_weights, "readout.weights", err, errlen))) return rc;
+    if ((rc = check_counts(R->n_bias, R->n, 0, "readout.bias", err, errlen))) return rc;
+    if ((rc = check_floats(R->bias, R->n_bias, "readout.bias", err, errlen))) return rc;
+    if ((rc = check_counts(R->n_init_o, R->n, 1, "readout.init_o", err, errlen))) return rc;
+    if ((rc = check_floats(R->init_o, R->n_init_o, "readout.init_o", err, errlen))) return rc;
+    return check_const(R->alpha, 0.f, 1.f, 0, "readout.alpha", err, errlen);
+}
+
+static int check_encoding(const Spikeserve__Encoding *e, char *err, size_t errlen) {
+    if (e->kind != SPIKESERVE__ENCODING__KIND__NONE && e->kind != SPIKESERVE__ENCODING__KIND__RATE &&
+        e->kind != SPIKESERVE__ENCODING__KIND__LATENCY)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.kind: %d is not NONE, RATE or LATENCY",
+                    (int)e->kind);
+    if (e->kind != SPIKESERVE__ENCODING__KIND__NONE && e->steps < 1)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.steps: 0, must be >= 1 for %s",
+                    e->kind == SPIKESERVE__ENCODING__KIND__RATE ? "RATE" : "LATENCY");
+    if (e->steps > SPK_MAX_ENC_STEPS)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.steps: %u exceeds the limit %u", e->steps,
+                    (unsigned)SPK_MAX_ENC_STEPS);
+    if (e->warmup_steps > SPK_MAX_ENC_STEPS)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.warmup_steps: %u exceeds the limit %u",
+                    e->warmup_steps, (unsigned)SPK_MAX_ENC_STEPS);
+    if (!isfinite(e->gain) || e->gain < 0 || e->gain > SPK_MAX_VALUE)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.gain: %g out of range [0, %g]",
+                    (double)e->gain, (double)SPK_MAX_VALUE);
+    if (!isfinite(e->threshold) || fabsf(e->threshold) > SPK_MAX_VALUE)
+        return fail(err, errlen, SPK_EFORMAT, "encoding.threshold: %g is not a finite value within %g",
+                    (double)e->threshold, (double)SPK_MAX_VALUE);
+    return 0;
+}
+
+static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
+    int rc;
+    size_t len = strlen(pm->name);
+    if (len < 1 || len > SPK_MAX_NAME)
+        return fail(err, errlen, SPK_EFORMAT, "name: %zu characters, expected 1..%d", len,
+                    SPK_MAX_NAME);
+    for (size_t k = 0; k < len; k++) {
+        unsigned char c = (unsigned char)pm->name[k];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return fail(err, errlen, SPK_EFORMAT,
+                        "name: character 0x%02x at %zu is not in [A-Za-z0-9._-]", c, k);
+    }
+    if (pm->version < 1)
+        return fail(err, errlen, SPK_EFORMAT, "version: 0, must be >= 1");
+    if (pm->n_in < 1 || pm->n_in > SPK_MAX_INPUTS)
+        return fail(err, errlen, SPK_EFORMAT, "n_in: %u out of range [1, %u]", pm->n_in,
+                    (unsigned)SPK_MAX_INPUTS);
+    if (pm->n_layers < 1 || pm->n_layers > SPK_MAX_LAYERS)
+        return fail(err, errlen, SPK_EFORMAT, "layers: %zu layers, expected 1..%d", pm->n_layers,
+                    SPK_MAX_LAYERS);
+    uint32_t want = pm->n_in;
+    uint64_t params = 0;
+    for (uint32_t k = 0; k < pm->n_layers; k++) {
+        /* Count before checking so that a huge layer is named by the total, not its floats. */
+        params += pm->layers[k]->n_weights;
+        if ((rc = check_layer(pm->layers[k], k, want, err, errlen))) return rc;
+        want = pm->layers[k]->n;
+    }
+    uint32_t n_out = want;
+    if (pm->readout) {
+        params += pm->readout->n_weights;
+        if ((rc = check_readout(pm->readout, want, (uint32_t)pm->n_layers - 1, err, errlen)))
+            return rc;
+        n_out = pm->readout->n;
+    }
+    if (params > SPK_MAX_PARAMS)
+        return fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
+                    (unsigned long long)params, (unsigned)SPK_MAX_PARAMS);
+    if (pm->n_labels != 0 && pm->n_labels != n_out)
+        return fail(err, errlen, SPK_EFORMAT, "labels: %zu labels, expected 0 or %u (%s)",
+                    pm->n_labels, n_out, pm->readout ? "readout.n" : "last layer's n");
+    for (size_t k = 0; k < pm->n_labels; k++) {
+        size_t ll = strlen(pm->labels[k]);
+        if (ll > SPK_MAX_LABEL)
+            return fail(err, errlen, SPK_EFORMAT, "labels[%zu]: %zu bytes, limit %d", k, ll,
+                        SPK_MAX_LABEL);
+        if (!utf8_valid(pm->labels[k]))
+            return fail(err, errlen, SPK_EFORMAT, "labels[%zu]: not valid UTF-8", k);
+    }
+    if (strlen(pm->description) > SPK_MAX_DESCRIPTION)
+        return fail(err, errlen, SPK_EFORMAT, "description: %zu bytes, limit %d",
+                    strlen(pm->description), SPK_MAX_DESCRIPTION);
+    if (!utf8_valid(pm->description))
+        return fail(err, errlen, SPK_EFORMAT, "description: not valid UTF-8");
+    if (pm->encoding && (rc = check_encoding(pm->encoding, err, errlen))) return rc;
+    return 0;
+}
+
+/* ---- checksum (byte order documented in model.h) ---- */
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv_u32(uint64_t h, uint32_t v) {
+    for (int b = 0; b < 4; b++) {
+        h ^= (v >> (8 * b)) & 0xFF;
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+static uint64_t fnv_f32(uint64_t h, float f) {
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    return fnv_u32(h, v);
+}
+static uint64_t fnv_floats(uint64_t h, const float *v, size_t n) {
+    for (size_t k = 0; k < n; k++) h = fnv_f32(h, v[k]);
+    return h;
+}
+static uint64_t fnv_opt(uint64_t h, const float *v, size_t got, size_t n) {
+    if (got) return fnv_floats(h, v, n);
+    for (size_t k = 0; k < n; k++) h = fnv_f32(h, 0.f);
+    return h;
+}
+
+static uint64_t checksum(const Spikeserve__Model *pm) {
+    uint64_t h = FNV_OFFSET;
+    h = fnv_u32(h, pm->n_in);
+    h = fnv_u32(h, (uint32_t)pm->n_layers);
+    for (size_t k = 0; k < pm->n_layers; k++) {
+        const Spikeserve__SrcLayer *L = pm->layers[k];
+        h = fnv_u32(h, L->n_in);
+        h = fnv_u32(h, L->n);
+        h = fnv_floats(h, L->weights, L->n_weights);
+        h = fnv_floats(h, L->b_h, L->n_b_h);
+        const float c[] = {L->alpha, L->rho, L->r, L->r_s, L->z_hyp, L->z_dep, L->theta};
+        h = fnv_floats(h, c, 7);
+        h = fnv_opt(h, L->init_i, L->n_init_i, L->n);
+        h = fnv_opt(h, L->init_h, L->n_init_h, L->n);
+        h = fnv_opt(h, L->init_hs, L->n_init_hs, L->n);
+    }
+    const Spikeserve__Readout *R = pm->readout;
+    h = fnv_u32(h, R ? 1u : 0u);
+    if (R) {
+        h = fnv_u32(h, R->n_in);
+        h = fnv_u32(h, R->n);
+        h = fnv_floats(h, R->weights, R->n_weights);
+        h = fnv_floats(h, R->bias, R->n_bias);
+        h = fnv_f32(h, R->alpha);
+        h = fnv_opt(h, R->init_o, R->n_init_o, R->n);
+    }
+    return h;
+}
+
+/* ---- building the immutable model ---- */
+
+/* dst (n_in x n) = src (n x n_in) transposed, in cache-sized tiles. */
+static void transpose(float *dst, const float *src, uint32_t n, uint32_t n_in) {
+    enum { T = 32 };
+    for (uint32_t r0 = 0; r0 < n; r0 += T)
+        for (uint32_t c0 = 0; c0 < n_in; c0 += T) {
+            uint32_t r1 = r0 + T < n ? r0 + T : n, c1 = c0 + T < n_in ? c0 + T : n_in;
+            for (uint32_t r = r0; r < r1; r++)
+                for (uint32_t c = c0; c < c1; c++) dst[(size_t)c * n + r] = src[(size_t)r * n_in + c];
+        }
+}
+
+static float *take(float **cur, size_t n) {
+    float *p = *cur;
+    *cur += round_up(n);
+    return p;
+}
+
+static void copy_or_zero(float *dst, const float *src, size_t got, size_t n) {
+    if (got) memcpy(dst, src, n * sizeof(float));
+    else memset(dst, 0, n * sizeof(float));
+}
+
+static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t errlen) {
+    spk_model *m = calloc(1, sizeof *m);
+    model_priv *priv = calloc(1, sizeof *priv);
+    if (!m || !priv) goto nomem;
+    m->priv = priv;
+
+    size_t floats = 0;
+    for (size_t k = 0; k < pm->n_layers; k++) {
+        const Spikeserve__SrcLayer *L = pm->layers[k];
+        floats += round_up((size_t)L->n * L->n_in) + 4 * round_up(L->n);
+    }
+    if (pm->readout)
+        floats += round_up((size_t)pm->readout->n * pm->readout->n_in) + 2 * round_up(pm->readout->n);
+    priv->block = aligned_alloc(64, (floats ? floats : ALIGN_FLOATS) * sizeof(float));
+    if (!priv->block) goto nomem;
+
+    memcpy(m->name, pm->name, strlen(pm->name) + 1);
+    m->version = pm->version;
+    m->n_in = pm->n_in;
+    m->n_layers = (uint32_t)pm->n_layers;
+    float *cur = priv->block;
+    for (uint32_t k = 0; k < m->n_layers; k++) {
+        const Spikeserve__SrcLayer *P = pm->layers[k];
+        spk_layer *L = &m->layers[k];
+        L->n_in = P->n_in;
+        L->n = P->n;
+        L->alpha = P->alpha, L->rho = P->rho, L->r = P->r, L->r_s = P->r_s;
+        L->z_hyp = P->z_hyp, L->z_dep = P->z_dep, L->theta = P->theta;
+        float *wt = take(&cur, (size_t)P->n * P->n_in), *b = take(&cur, P->n),
+              *i0 = take(&cur, P->n), *h0 = take(&cur, P->n), *hs0 = take(&cur, P->n);
+        transpose(wt, P->weights, P->n, P->n_in);
+        memcpy(b, P->b_h, P->n * sizeof(float));
+        copy_or_zero(i0, P->init_i, P->n_init_i, P->n);
+        copy_or_zero(h0, P->init_h, P->n_init_h, P->n);
+        copy_or_zero(hs0, P->init_hs, P->n_init_hs, P->n);
+        L->wt = wt, L->b_h = b, L->i0 = i0, L->h0 = h0, L->hs0 = hs0;
+        m->state_floats += 3 * (size_t)P->n;
+        if (P->n > m->max_n) m->max_n = P->n;
+    }
+    if (pm->readout) {
+        const Spikeserve__Readout *P = pm->readout;
+        spk_readout *R = &m->readout;
+        m->has_readout = 1;
+        R->n_in = P->n_in, R->n = P->n, R->alpha = P->alpha;
+        float *wt = take(&cur, (size_t)P->n * P->n_in), *b = take(&cur, P->n), *o0 = take(&cur, P->n);
+        transpose(wt, P->weights, P->n, P->n_in);
+        memcpy(b, P->bias, P->n * sizeof(float));
+        copy_or_zero(o0, P->init_o, P->n_init_o, P->n);
+        R->wt = wt, R->b = b, R->o0 = o0;
+        m->state_floats += P->n;
+        if (P->n > m->max_n) m->max_n = P->n;
+    }
+    m->n_labels = (uint32_t)pm->n_labels;
+    if (m->n_labels) {
+        m->labels = calloc(m->n_labels, sizeof *m->labels);
+        if (!m->labels) goto nomem;
+        for (uint32_t k = 0; k < m->n_labels; k++)
+            if (!(m->labels[k] = strdup(pm->labels[k]))) goto nomem;
+    }
+    if (!(m->description = strdup(pm->description))) goto nomem;
+    if (pm->encoding) {
+        m->encoding.kind = (spk_encoding_kind)pm->encoding->kind;
+        m->encoding.steps = pm->encoding->steps;
+        m->encoding.warmup_steps = pm->encoding->warmup_steps;
+        m->encoding.gain = pm->encoding->gain;
+        m->encoding.threshold = pm->encoding->threshold;
+    }
+    m->checksum = checksum(pm);
+    *out = m;
+    return 0;
+nomem:
+    if (m) {
+        m->priv = priv;
+        spk_model_free(m);
+    } else {
+        free(priv);
+    }
+    return fail(err, errlen, SPK_ENOMEM, "out of memory loading the model");
+}
+
+int spk_model_load_bytes(const uint8_t *buf, size_t len, spk_model **out, char *err,
+                         size_t errlen) {
+    int rc;
+    if (!out) return fail(err, errlen, SPK_EINVAL, "out: NULL");
+    *out = NULL;
+    if (!buf && len) return fail(err, errlen, SPK_EINVAL, "buf: NULL");
+    if (len > SPK_MAX_FILE)
+        return fail(err, errlen, SPK_EFORMAT, "file: %zu bytes, limit %u", len,
+                    (unsigned)SPK_MAX_FILE);
+    static const uint8_t empty[1];
+    Spikeserve__Model *pm = spikeserve__model__unpack(NULL, len, buf ? buf : empty);
+    if (!pm)
+        return fail(err, errlen, SPK_EFORMAT,
+                    "file: not a valid spikeserve.Model message (truncated or corrupt, %zu bytes)",
+                    len);
+    if ((rc = check_model(pm, err, errlen)) == 0) rc = build(pm, out, err, errlen);
+    spikeserve__model__free_unpacked(pm, NULL);
+    return rc;
+}
+
+int spk_model_load_file(const char *path, spk_model **out, char *err, size_t errlen) {
+    int rc;
+    struct stat st;
+    uint8_t *buf = NULL;
+    if (!out) return fail(err, errlen, SPK_EINVAL, "out: NULL");
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0) {
+        rc = fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = fail(err, errlen, SPK_EIO, "%s: not a regular file", path);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > SPK_MAX_FILE) {
+        rc = fail(err, errlen, SPK_EFORMAT, "%s: %lld bytes, limit %u", path,
+                  (long long)st.st_size, (unsigned)SPK_MAX_FILE);
+        goto done;
+    }
+    size_t len = (size_t)st.st_size;
+    if (!(buf = malloc(len ? len : 1))) {
+        rc = fail(err, errlen, SPK_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    if (fread(buf, 1, len, f) != len) {
+        rc = fail(err, errlen, SPK_EIO, "%s: short read", path);
+        goto done;
+    }
+    rc = spk_model_load_bytes(buf, len, out, err, errlen);
+    if (rc && err && errlen) { /* prefix the path */
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, tmp);
+    }
+done:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+void spk_model_free(spk_model *m) {
+    if (!m) return;
+    model_priv *priv = m->priv;
+    if (priv) free(priv->block);
+    free(priv);
+    m->priv = NULL;
+    if (m->labels)
+        for (uint32_t k = 0; k < m->n_labels; k++) free(m->labels[k]);
+    free(m->labels);
+    free(m->description);
+    free(m);
+}
+
+uint32_t spk_model_n_out(const spk_model *m) {
+    return m->has_readout ? m->readout.n : m->layers[m->n_layers - 1].n;
+}
+
+uint32_t spk_argmax(const float *o, uint32_t n) {
+    uint32_t best = 0;
+    for (uint32_t k = 1; k < n; k++)
+        if (o[k] > o[best]) best = k;
+    return best;
+}

@@ -1,0 +1,315 @@
+/* step.c: advancing states by batches of steps (SPEC.md section 1).
+ *
+ * Per step and layer: i = alpha * i (one vector pass), then every input event adds
+ * value * (one contiguous row of W^T) to i, then the per-neuron update (5b..5f) runs
+ * vectorised over the layer and the layer's non-zero outputs, in ascending neuron order,
+ * become the next layer's events at the same step. The readout is event-driven as well:
+ * o = alpha_o * o, plus s_j * row j of W_o^T per non-zero s_j, plus b_o.
+ *
+ * Order of the sums (it fixes the float rounding; the numpy reference in tests/engine
+ * follows it): layer 0 takes a step's events in array order, adjacent events with the same
+ * input summed first; with a dense row, the events are added into a copy of the row and
+ * its non-zero inputs are taken in ascending order. Zero-valued inputs do no work.
+ *
+ * spk_step_many() interleaves its states step by step, so that the weight rows of one step
+ * are still in cache for the next state. Nothing here allocates; the scratch (outputs of
+ * the current layer, a dense row) belongs to the calling thread.
+ */
+#include "step.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+struct spk_scratch {
+    uint32_t max_n, n_in; /* capacity: widest layer, input row */
+    float *s;             /* max_n: outputs of the current layer */
+    float *val;           /* max_n: their non-zero values */
+    uint32_t *idx;        /* max_n: and indices */
+    float *row;           /* n_in: a dense input row plus that step's events */
+};
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+
+spk_scratch *spk_scratch_create(const spk_model *m) {
+    size_t n = pad16(m->max_n), ni = pad16(m->n_in);
+    spk_scratch *sc = calloc(1, sizeof *sc);
+    if (!sc) return NULL;
+    /* One block: s, val, idx, row (floats and u32 are both 4 bytes). */
+    float *blk = aligned_alloc(64, (3 * n + ni) * sizeof(float));
+    if (!blk) {
+        free(sc);
+        return NULL;
+    }
+    sc->max_n = m->max_n;
+    sc->n_in = m->n_in;
+    sc->s = blk;
+    sc->val = blk + n;
+    sc->idx = (uint32_t *)(void *)(blk + 2 * n);
+    sc->row = blk + 3 * n;
+    return sc;
+}
+
+void spk_scratch_free(spk_scratch *sc) {
+    if (!sc) return;
+    free(sc->s);
+    free(sc);
+}
+
+size_t spk_max_spikes(uint32_t n, uint32_t steps) {
+    if (steps && n > SIZE_MAX / steps) return SIZE_MAX;
+    return (size_t)n * steps;
+}
+
+int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t errlen) {
+    if (!in) return fail(err, errlen, SPK_EINVAL, "input: NULL");
+    if (in->steps < 1) return fail(err, errlen, SPK_EINVAL, "steps: 0, must be >= 1");
+    if (in->n_events && !in->events)
+        return fail(err, errlen, SPK_EINVAL, "events: NULL with %zu events", in->n_events);
+    for (size_t k = 0; k < in->n_events; k++) {
+        const spk_event *e = &in->events[k];
+        if (e->step >= in->steps)
+            return fail(err, errlen, SPK_EINVAL, "events[%zu]: step %u out of range [0, %u)", k,
+                        e->step, in->steps);
+        if (e->input >= m->n_in)
+            return fail(err, errlen, SPK_EINVAL, "events[%zu]: input %u out of range [0, %u)", k,
+                        e->input, m->n_in);
+        if (!isfinite(e->value))
+            return fail(err, errlen, SPK_EINVAL, "events[%zu]: value %g is not finite", k,
+                        (double)e->value);
+        if (fabsf(e->value) > SPK_MAX_VALUE)
+            return fail(err, errlen, SPK_EINVAL,
+                        "events[%zu]: value %g exceeds the limit %g in magnitude", k,
+                        (double)e->value, (double)SPK_MAX_VALUE);
+        if (k > 0 && e->step < in->events[k - 1].step)
+            return fail(err, errlen, SPK_EINVAL,
+                        "events[%zu]: step %u after step %u of events[%zu]: events must be "
+                        "sorted by step", k, e->step, in->events[k - 1].step, k - 1);
+    }
+    if (in->dense) {
+        for (uint32_t t = 0; t < in->steps; t++)
+            for (uint32_t j = 0; j < m->n_in; j++) {
+                float v = in->dense[(size_t)t * m->n_in + j];
+                if (!isfinite(v))
+                    return fail(err, errlen, SPK_EINVAL, "dense[%u][%u]: %g is not finite", t, j,
+                                (double)v);
+                if (fabsf(v) > SPK_MAX_VALUE)
+                    return fail(err, errlen, SPK_EINVAL,
+                                "dense[%u][%u]: %g exceeds the limit %g in magnitude", t, j,
+                                (double)v, (double)SPK_MAX_VALUE);
+            }
+    }
+    return 0;
+}
+
+/* ---- sorting events by (step, input, value bits), heapsort: in place, no recursion ---- */
+
+static int ev_less(const spk_event *a, const spk_event *b) {
+    if (a->step != b->step) return a->step < b->step;
+    if (a->input != b->input) return a->input < b->input;
+    uint32_t x, y;
+    memcpy(&x, &a->value, 4);
+    memcpy(&y, &b->value, 4);
+    return x < y;
+}
+
+static void sift_down(spk_event *ev, size_t root, size_t n) {
+    for (;;) {
+        size_t c = 2 * root + 1;
+        if (c >= n) return;
+        if (c + 1 < n && ev_less(&ev[c], &ev[c + 1])) c++;
+        if (!ev_less(&ev[root], &ev[c])) return;
+        spk_event t = ev[root];
+        ev[root] = ev[c];
+        ev[c] = t;
+        root = c;
+    }
+}
+
+void spk_events_sort(spk_event *ev, size_t n) {
+    size_t k;
+    for (k = 1; k < n; k++)
+        if (ev_less(&ev[k], &ev[k - 1])) break;
+    if (k >= n) return; /* already sorted: the common case */
+    for (size_t r = n / 2; r-- > 0;) sift_down(ev, r, n);
+    for (size_t end = n - 1; end > 0; end--) {
+        spk_event t = ev[0];
+        ev[0] = ev[end];
+        ev[end] = t;
+        sift_down(ev, 0, end);
+    }
+}
+
+/* ---- stepping ---- */
+
+typedef struct {
+    size_t cursor;  /* next event of the input */
+    uint32_t done;  /* steps completed */
+    int rc;         /* 0, or the error that stopped this state */
+    int space;      /* an output buffer overflowed: stop recording, finish the step */
+} run_state;
+
+static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const float *val,
+                  size_t cnt) {
+    if (!b->buf) return 0; /* not recorded */
+    if (cnt > b->cap - b->len) return -1;
+    spk_spike *o = b->buf + b->len;
+    for (size_t k = 0; k < cnt; k++) o[k] = (spk_spike){step, idx[k], val[k]};
+    b->len += cnt;
+    return 0;
+}
+
+/* The synaptic input of layer 0 at batch step t: adds W s_in[t] into i. */
+static void layer0_input(const spk_model *m, const spk_kernels *K, const spk_input *in,
+                         run_state *rs, uint32_t t, float *i, spk_scratch *sc) {
+    const spk_layer *L = &m->layers[0];
+    const spk_event *ev = in->events;
+    size_t c = rs->cursor, ne = in->n_events;
+    if (in->dense) {
+        float *row = sc->row;
+        memcpy(row, in->dense + (size_t)t * m->n_in, m->n_in * sizeof(float));
+        for (; c < ne && ev[c].step == t; c++) row[ev[c].input] = row[ev[c].input] + ev[c].value;
+        for (uint32_t j = 0; j < m->n_in; j++)
+            if (row[j] != 0.0f) K->axpy(i, row[j], L->wt + (size_t)j * L->n, L->n);
+    } else {
+        while (c < ne && ev[c].step == t) {
+            uint32_t j = ev[c].input;
+            float v = ev[c].value;
+            for (c++; c < ne && ev[c].step == t && ev[c].input == j; c++) v = v + ev[c].value;
+            if (v != 0.0f) K->axpy(i, v, L->wt + (size_t)j * L->n, L->n);
+        }
+    }
+    rs->cursor = c;
+}
+
+/* One time step t of the batch for one state. */
+static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, spk_output *out,
+                     run_state *rs, uint32_t t, spk_scratch *sc) {
+    const spk_model *m = spk_state_model(st);
+    size_t cnt = 0;
+    for (uint32_t l = 0; l < m->n_layers; l++) {
+        const spk_layer *L = &m->layers[l];
+        float *i = spk_state_i(st, l);
+        K->scale(i, L->alpha, L->n); /* (5a) */
+        if (l == 0) {
+            layer0_input(m, K, in, rs, t, i, sc);
+        } else {
+            for (size_t k = 0; k < cnt; k++)
+                K->axpy(i, sc->val[k], L->wt + (size_t)sc->idx[k] * L->n, L->n);
+        }
+        K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, L->n);
+        cnt = K->nonzero(sc->s, L->n, sc->idx);
+        for (size_t k = 0; k < cnt; k++) sc->val[k] = sc->s[sc->idx[k]];
+        if (!out) continue;
+        if (out->nonzero) out->nonzero[l] += cnt;
+        if (rs->space) continue;
+        if (out->layers && append(&out->layers[l], t, sc->idx, sc->val, cnt)) rs->space = 1;
+        if (l + 1 == m->n_layers && append(&out->spikes, t, sc->idx, sc->val, cnt))
+            rs->space = 1;
+    }
+    if (m->has_readout) {
+        const spk_readout *R = &m->readout;
+        float *o = spk_state_o(st);
+        K->scale(o, R->alpha, R->n);
+        for (size_t k = 0; k < cnt; k++) K->axpy(o, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n, R->n);
+        K->add(o, R->b, R->n);
+        if (out && out->readout && out->readout_every_step)
+            memcpy(out->readout + (size_t)t * R->n, o, R->n * sizeof(float));
+    }
+    rs->done = t + 1;
+}
+
+/* Checks that need no stepping: the state, scratch and input fit together. */
+static int precheck(spk_state *st, const spk_input *in, const spk_scratch *sc, char *err,
+                    size_t errlen) {
+    if (!st) return fail(err, errlen, SPK_EINVAL, "state: NULL");
+    const spk_model *m = spk_state_model(st);
+    if (!sc) return fail(err, errlen, SPK_EINVAL, "scratch: NULL");
+    if (sc->max_n < m->max_n || sc->n_in < m->n_in)
+        return fail(err, errlen, SPK_EINVAL,
+                    "scratch: made for a model of width %u and %u inputs, this one needs %u and %u",
+                    sc->max_n, sc->n_in, m->max_n, m->n_in);
+    return spk_input_check(m, in, err, errlen);
+}
+
+static int finish(spk_state *st, const spk_input *in, spk_output *out, const run_state *rs,
+                  uint64_t t0, char *err, size_t errlen) {
+    const spk_model *m = spk_state_model(st);
+    spk_state_set_t(st, t0 + rs->done);
+    if (out && out->readout && !out->readout_every_step && m->has_readout)
+        memcpy(out->readout, spk_state_o(st), m->readout.n * sizeof(float));
+    if (rs->space)
+        return fail(err, errlen, SPK_ESPACE,
+                    "spikes: output buffer too small for %u steps (size it with spk_max_spikes())",
+                    in->steps);
+    return 0;
+}
+
+int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc, char *err,
+             size_t errlen) {
+    int rc = precheck(s, in, sc, err, errlen);
+    if (rc) return rc;
+    const spk_kernels *K = spk_kernels_active();
+    run_state rs = {0, 0, 0, 0};
+    uint64_t t0 = spk_state_t(s);
+    for (uint32_t t = 0; t < in->steps && !rs.space; t++) step_one(s, K, in, out, &rs, t, sc);
+    return finish(s, in, out, &rs, t0, err, errlen);
+}
+
+#define MANY_CHUNK 64
+
+int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
+                  spk_scratch *sc, int *rc, char *err, size_t errlen) {
+    const spk_kernels *K = spk_kernels_active();
+    int first = 0;
+    char e1[256];
+    for (size_t c0 = 0; c0 < n; c0 += MANY_CHUNK) {
+        size_t c1 = c0 + MANY_CHUNK < n ? c0 + MANY_CHUNK : n;
+        run_state rs[MANY_CHUNK];
+        uint64_t t0[MANY_CHUNK];
+        uint32_t max_steps = 0;
+        for (size_t k = c0; k < c1; k++) {
+            run_state *r = &rs[k - c0];
+            *r = (run_state){0, 0, 0, 0};
+            r->rc = precheck(states ? states[k] : NULL, in ? &in[k] : NULL, sc, e1, sizeof e1);
+            if (r->rc) {
+                if (!first) first = fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
+                continue;
+            }
+            t0[k - c0] = spk_state_t(states[k]);
+            if (in[k].steps > max_steps) max_steps = in[k].steps;
+        }
+        for (uint32_t t = 0; t < max_steps; t++)
+            for (size_t k = c0; k < c1; k++) {
+                run_state *r = &rs[k - c0];
+                if (r->rc || r->space || t >= in[k].steps) continue;
+                step_one(states[k], K, &in[k], out ? &out[k] : NULL, r, t, sc);
+            }
+        for (size_t k = c0; k < c1; k++) {
+            run_state *r = &rs[k - c0];
+            if (r->rc == 0) {
+                r->rc = finish(states[k], &in[k], out ? &out[k] : NULL, r, t0[k - c0], e1,
+                               sizeof e1);
+                if (r->rc && !first) first = fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
+            }
+            if (rc) rc[k] = r->rc;
+        }
+    }
+    return first;
+}
