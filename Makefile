@@ -76,7 +76,8 @@ $(SO_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 $(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
-$(LIB_CLIENT): $(call obj,$(CLIENT_SRC))
+# the client library carries its protobuf code, so an installed libspikeclient.a links alone
+$(LIB_CLIENT): $(call obj,$(CLIENT_SRC) $(PROTO_SRC))
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 $(LIB_TESTSUP): $(call obj,$(TEST_SUPPORT_SRC))
@@ -111,6 +112,8 @@ test-engine: all
 	@tests/run.sh $(BUILD) $(PYTHON) engine
 test-e2e: all
 	@tests/run.sh $(BUILD) $(PYTHON) e2e
+test-python: all
+	@tests/run.sh $(BUILD) $(PYTHON) python
 
 # ---- benchmarks (ratios measured in one run; never pass/fail on time) ----
 # tests/bench/*.c -> $(BUILD)/bench/* (built by `all` too, so they cannot rot unnoticed)
@@ -148,6 +151,45 @@ proto:
 
 run: all
 	$(BUILD)/spikeserve --model-dir models/zoo --bind 127.0.0.1 --port 8080
+
+# ---- Debian packages: `make`, `make run` and `make test` first check what they need and
+# install what is missing (as root) or print the exact apt-get command and stop ----
+DEPS_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libprotobuf-c-dev \
+              protobuf-c-compiler libcurl4-openssl-dev zlib1g-dev
+DEPS_GOALS := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
+ifneq ($(filter test test-% bench% fuzz%,$(DEPS_GOALS)),)
+DEPS_NEEDED := $(shell grep -v '^\#' .ci/packages)
+else ifneq ($(filter all run install $(BUILD)/%,$(DEPS_GOALS)),)
+DEPS_NEEDED := $(DEPS_BUILD)
+endif
+ifneq ($(DEPS_NEEDED),)
+ifneq ($(shell .ci/deps.sh $(DEPS_NEEDED) >&2 && echo ok),ok)
+$(error missing Debian packages: see the message above)
+endif
+endif
+deps:
+	@.ci/deps.sh $$(grep -v '^#' .ci/packages)
+
+# ---- install: PREFIX=/usr/local (and DESTDIR) ----
+PREFIX ?= /usr/local
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/spikeserve/models $(DESTDIR)$(PREFIX)/share/spikeserve/python
+	install -m 0755 $(filter-out %-example,$(PROGRAMS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(LIB_CLIENT) $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 clients/c/spikeclient.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 clients/python/spikeserve.py $(DESTDIR)$(PREFIX)/share/spikeserve/python/
+	for f in models/zoo/*.spk models/zoo/*.md; do [ ! -e "$$f" ] || \
+	  install -m 0644 "$$f" $(DESTDIR)$(PREFIX)/share/spikeserve/models/ || exit 1; done
+
+# ---- Docker image (built with podman by ../shared/docker-build.sh: no Docker engine here) ----
+SHARED ?= ../shared
+DOCKER_TAG ?= localhost/spikeserve:dev
+docker:
+	$(SHARED)/docker-build.sh build $(DOCKER_TAG)
+# build the image, check its configuration, serve a session from it, stop it with SIGTERM
+docker-test:
+	SHARED=$(SHARED) tests/docker_test.sh localhost/spikeserve:test
 
 clean:
 	rm -rf build build-*
