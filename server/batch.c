@@ -256,7 +256,7 @@ int ss_batch_from_json(const char *buf, size_t len, const spk_model *m, const ss
     static const char *const known[] = {"seq", "steps", "events", "dense", "outputs"};
     memset(out, 0, sizeof *out);
     json_error_t je;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!root)
         return fail(SS_EBAD, err, errlen, "invalid JSON at line %d, column %d: %s", je.line,
                     je.column, je.text);
@@ -444,21 +444,96 @@ static void jb_u64(jbuf *b, uint64_t v) {
     jb_put(b, tmp + k, sizeof tmp - (size_t)k);
 }
 
-/* The shortest %g (6 to 9 significant digits) that reads back as f, both directly as a
- * float and through a double; 9 digits always do. JSON has no NaN or infinity: those
- * (which the engine does not produce) are written as null. */
+/* Floats: the fewest significant digits (1 to 9; 9 always do) whose decimal value reads
+ * back as f, both directly as a float and through a double. printf + strtof per candidate
+ * costs ~600 ns a number, more than a step of the engine, so candidates are made and
+ * checked in double arithmetic: a float's rounding interval has exact bounds in double,
+ * and a candidate clearly inside it (by a margin far above the few ulps of double error)
+ * is correct. The rare candidate near a bound goes through the exact printf/strtof test.
+ * Layout follows %g with at least 6 digits of precision (0.1, 100, 1e-07, 12345678). */
+static double pow10i(int k) {
+    static const double t[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    if (k >= 0 && k <= 22) return t[k];
+    return pow(10, k);
+}
+
+static int format_slow(char *dst, size_t cap, float f) {
+    int n = 0;
+    for (int p = 1; p <= 9; p++) {
+        n = snprintf(dst, cap, "%.*g", p, (double)f);
+        for (int i = 0; i < n; i++)
+            if (dst[i] == ',') dst[i] = '.'; /* a locale with a decimal comma */
+        if (strtof(dst, NULL) == f && (float)strtod(dst, NULL) == f) break;
+    }
+    return n;
+}
+
+/* Writes sign, digits of c (p of them, trailing zeros dropped) and decimal exponent x. */
+static int layout(char *dst, int neg, uint64_t c, int p, int x) {
+    char dig[20];
+    for (int i = p - 1; i >= 0; i--, c /= 10)
+        dig[i] = (char)('0' + c % 10);
+    int nd = p;
+    while (nd > 1 && dig[nd - 1] == '0')
+        nd--;
+    char *d = dst;
+    if (neg) *d++ = '-';
+    if (x < -4 || x >= (p > 6 ? p : 6)) {
+        *d++ = dig[0];
+        if (nd > 1) {
+            *d++ = '.';
+            memcpy(d, dig + 1, (size_t)nd - 1);
+            d += nd - 1;
+        }
+        d += sprintf(d, "e%c%02d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+    } else if (x >= 0) {
+        for (int i = 0; i <= x; i++)
+            *d++ = i < nd ? dig[i] : '0';
+        if (nd > x + 1) {
+            *d++ = '.';
+            memcpy(d, dig + x + 1, (size_t)(nd - x - 1));
+            d += nd - x - 1;
+        }
+    } else {
+        *d++ = '0';
+        *d++ = '.';
+        for (int i = 0; i < -x - 1; i++)
+            *d++ = '0';
+        memcpy(d, dig, (size_t)nd);
+        d += nd;
+    }
+    *d = '\0';
+    return (int)(d - dst);
+}
+
 static int format_float(char *dst, size_t cap, float f) {
     if (!isfinite(f)) return snprintf(dst, cap, "null");
     if (f == 0) /* "-0" would read back as the integer 0 in most JSON libraries */
         return snprintf(dst, cap, signbit(f) ? "-0.0" : "0");
-    int n = 0;
-    for (int p = 6; p <= 9; p++) {
-        n = snprintf(dst, cap, "%.*g", p, (double)f);
-        if (strtof(dst, NULL) == f && (float)strtod(dst, NULL) == f) break;
+    float a = fabsf(f);
+    double v = a, below = nextafterf(a, 0), above = nextafterf(a, INFINITY);
+    double lo = (v + below) / 2, hi = isinf(above) ? v + (v - below) / 2 : (v + above) / 2;
+    int e = (int)floor(log10(v));
+    if (pow10i(e) > v)
+        e--;
+    else if (pow10i(e + 1) <= v)
+        e++;
+    for (int p = 1; p <= 9; p++) {
+        int k = p - 1 - e, x = e;
+        double c = nearbyint(k >= 0 ? v * pow10i(k) : v / pow10i(-k));
+        if (c >= pow10i(p)) { /* 9.99.. rounded up to 10.0.. */
+            c /= 10;
+            x++;
+            k--;
+        }
+        double back = k >= 0 ? c / pow10i(k) : c * pow10i(-k);
+        double margin = back * 1e-14;
+        if (back - margin > lo && back + margin < hi) return layout(dst, f < 0, (uint64_t)c, p, x);
+        if (back + margin > lo && back - margin < hi) break; /* too close to call */
     }
-    for (int i = 0; i < n; i++)
-        if (dst[i] == ',') dst[i] = '.'; /* a locale with a decimal comma */
-    return n;
+    return format_slow(dst, cap, f);
 }
 
 static void jb_float(jbuf *b, float f) {
@@ -592,7 +667,8 @@ char *ss_result_json(const ss_result *r, size_t *len) {
     if ((r->outputs & SS_OUT_LAYERS) && o->layers) {
         JB_LIT(&b, ",\"layers\":[");
         for (uint32_t l = 0; l < m->n_layers; l++) {
-            JB_LIT(&b, l ? ",{\"layer\":" : "{\"layer\":");
+            if (l) JB_LIT(&b, ",");
+            JB_LIT(&b, "{\"layer\":");
             jb_u64(&b, l);
             JB_LIT(&b, ",\"spikes\":");
             jb_spikes(&b, &o->layers[l]);
