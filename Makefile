@@ -155,7 +155,7 @@ run: all
 # ---- Debian packages: `make`, `make run` and `make test` first check what they need and
 # install what is missing (as root) or print the exact apt-get command and stop ----
 DEPS_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libprotobuf-c-dev \
-              protobuf-c-compiler libcurl4-openssl-dev zlib1g-dev
+              libcurl4-openssl-dev zlib1g-dev
 DEPS_GOALS := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
 ifneq ($(filter test test-% bench% fuzz%,$(DEPS_GOALS)),)
 DEPS_NEEDED := $(shell grep -v '^\#' .ci/packages)

@@ -17,6 +17,7 @@ export SPIKESERVE_BUILD="$build" PYTHON="$py"
 run_case() { # name command...
     local name=$1; shift
     local log="$logs/$name.log" t0=$SECONDS
+    mkdir -p "$(dirname "$log")"
     if "$@" >"$log" 2>&1; then
         pass=$((pass + 1)); echo "PASS $name ($((SECONDS - t0))s)"
     else
