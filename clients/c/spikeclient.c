@@ -871,54 +871,47 @@ int sc_classify(sc_client *c, const char *model, const float *x, uint32_t n, uin
 
 /* ---- streaming: NDJSON upload ---- */
 
-typedef struct {
-    sc_client *c;
-    sc_result_cb cb;
-    void *ud;
-    int failed; /* an error line came back */
-    char msg[512];
-    char code[64];
-} stream_ctx;
-
-static int stream_line(void *ud, char *s, size_t n) {
-    stream_ctx *x = ud;
-    while (n && (*s == ' ' || *s == '\t')) s++, n--;
-    if (!n) return 0;
-    sc_result r;
-    if (!strstr(s, "\"error\"") && !strstr(s, "\"t0\"")) return 0; /* a summary line */
-    if (sc_result_parse_json(x->c, s, n, &r) < 0) {
-        if (!x->failed) {
-            x->failed = 1;
-            snprintf(x->msg, sizeof x->msg, "%s", x->c->errstr);
-            snprintf(x->code, sizeof x->code, "%s", x->c->ecode);
-        }
-        return 0;
-    }
-    int stop = x->cb ? x->cb(x->ud, &r) : 0;
-    sc_result_free(&r);
-    return stop;
-}
-
 int sc_stream(sc_client *c, const char *id, sc_read_cb read, void *read_ud,
-              sc_result_cb on_result, void *result_ud) {
+              sc_stream_summary *summary) {
     char path[256];
+    sc_stream_summary sum = {0};
+    if (summary) *summary = sum;
     int rc = path_of(c, path, sizeof path, "/v1/sessions/%s/stream%s", id, NULL);
     if (rc < 0) return rc;
-    stream_ctx x = {.c = c, .cb = on_result, .ud = result_ud};
     upload up = {.read = read, .ud = read_ud};
-    sink k = {.c = c, .line = stream_line, .line_ud = &x};
+    sink k = {.c = c};
     long st = do_request(c, "POST", path, "application/x-ndjson", NULL, 0, &up, &k, 1, NULL);
-    if (st >= 0 && st < 400 && k.body.len) stream_line(&x, k.body.p, k.body.len); /* tail */
-    free(k.body.p);
-    if (st < 0) return (int)st;
-    if (st >= 400) return SC_EHTTP;
-    if (k.stopped) return seterr(c, SC_EABORTED, "stopped by the result callback");
-    if (x.failed) {
-        snprintf(c->ecode, sizeof c->ecode, "%s", x.code);
-        return seterr(c, SC_EHTTP, "%s", x.msg);
+    if (st < 0 || st >= 400) {
+        free(k.body.p);
+        return st < 0 ? (int)st : SC_EHTTP;
     }
-    clearerr_(c);
-    return 0;
+    json_t *j = json_loadb(k.body.p ? k.body.p : "", k.body.len, 0, NULL);
+    free(k.body.p);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return seterr(c, SC_EPROTO, "stream: the answer is not a JSON summary");
+    }
+    sum.lines = ju64(j, "lines", NULL);
+    sum.ok = ju64(j, "ok", NULL);
+    sum.failed = ju64(j, "failed", NULL);
+    sum.t = ju64(j, "t", NULL);
+    sum.last_seq = ju64(j, "last_seq", NULL);
+    if (summary) *summary = sum;
+    rc = 0;
+    if (sum.failed) {
+        json_t *e = json_array_get(json_object_get(j, "errors"), 0);
+        json_t *d = json_object_get(e, "error");
+        const char *code = json_string_value(json_object_get(d, "code"));
+        const char *m = json_string_value(json_object_get(d, "message"));
+        snprintf(c->ecode, sizeof c->ecode, "%s", code ? code : "");
+        rc = seterr(c, SC_EHTTP, "%llu of %llu lines failed; line %llu: HTTP %llu %s: %s",
+                    (unsigned long long)sum.failed, (unsigned long long)sum.lines,
+                    (unsigned long long)ju64(e, "line", NULL),
+                    (unsigned long long)ju64(e, "status", NULL), code ? code : "",
+                    m ? m : "(no message)");
+    }
+    json_decref(j);
+    return rc;
 }
 
 static long read_fd(void *ud, char *buf, size_t cap) {
@@ -930,10 +923,10 @@ static long read_fd(void *ud, char *buf, size_t cap) {
     }
 }
 
-int sc_stream_file(sc_client *c, const char *id, FILE *f, sc_result_cb on_result, void *ud) {
+int sc_stream_file(sc_client *c, const char *id, FILE *f, sc_stream_summary *summary) {
     int fd = fileno(f);
     if (fd < 0) return seterr(c, SC_EINVAL, "stream: not a file descriptor");
-    return sc_stream(c, id, read_fd, &fd, on_result, ud);
+    return sc_stream(c, id, read_fd, &fd, summary);
 }
 
 /* ---- Server-Sent Events ---- */

@@ -177,21 +177,26 @@ int sc_classify(sc_client *c, const char *model, const float *x, uint32_t n, uin
                 sc_result *out);
 
 /* ---- streaming ---- */
-/* Called once per result; return nonzero to stop (the call then returns SC_EABORTED). */
-typedef int (*sc_result_cb)(void *ud, const sc_result *r);
 /* Supplies upload bytes: copy up to cap bytes into buf, return the count, 0 at the end, -1
  * to abort. It may block (e.g. on a pipe): each byte goes out as soon as it is returned. */
 typedef long (*sc_read_cb)(void *ud, char *buf, size_t cap);
 
+/* The answer of an NDJSON upload, once every line has run. */
+typedef struct {
+    uint64_t lines, ok, failed; /* non-blank lines; that ran; that were refused */
+    uint64_t t, last_seq;       /* the session afterwards */
+} sc_stream_summary;
+
 /* POST /v1/sessions/{id}/stream: chunked NDJSON upload, one batch per line, pulled from
- * read. Every line of the answer that holds a step result (it has "t0") is passed to
- * on_result (may be NULL); an error line ({"error": ...}) fails the call with its message.
- * The server processes each line as it arrives; to watch results live while uploading,
- * subscribe to sc_events() from another thread with another handle (spikectl stream). */
+ * read; the server runs each line as it arrives. The per-line results go to the session's
+ * event stream: to print them live, subscribe with sc_events() from another thread on
+ * another handle (spikectl stream does). summary (may be NULL) gets the server's totals.
+ * Returns SC_EHTTP when a line was refused (the message names the first: "line 3: HTTP 409
+ * conflict: ..."), with the summary still filled. */
 int sc_stream(sc_client *c, const char *id, sc_read_cb read, void *read_ud,
-              sc_result_cb on_result, void *result_ud);
+              sc_stream_summary *summary);
 /* Convenience: upload the lines of f as they can be read (a pipe, stdin, a file). */
-int sc_stream_file(sc_client *c, const char *id, FILE *f, sc_result_cb on_result, void *ud);
+int sc_stream_file(sc_client *c, const char *id, FILE *f, sc_stream_summary *summary);
 
 /* One Server-Sent Event. */
 typedef struct {

@@ -245,9 +245,16 @@ static int cmd_stream(sc_client *c, const char *id) {
     if (sub_failed) {
         fprintf(stderr, "spikectl: events: %s\n", sc_errstr(w.ev));
         rc = 1;
-    } else if (sc_stream_file(c, id, stdin, NULL, NULL) < 0) {
-        fprintf(stderr, "spikectl: stream: %s\n", sc_errstr(c));
-        rc = 1;
+    } else {
+        sc_stream_summary sum;
+        if (sc_stream_file(c, id, stdin, &sum) < 0) {
+            fprintf(stderr, "spikectl: stream: %s\n", sc_errstr(c));
+            rc = 1;
+        }
+        if (sc_err(c) == 0 || sc_err(c) == SC_EHTTP)
+            fprintf(stderr, "streamed %llu lines: %llu ok, %llu failed; session at t=%llu\n",
+                    (unsigned long long)sum.lines, (unsigned long long)sum.ok,
+                    (unsigned long long)sum.failed, (unsigned long long)sum.t);
     }
     /* wait until the events of every processed batch were printed */
     if (!sub_failed && sc_session_get(c, id, &s) == 0) {

@@ -201,8 +201,10 @@ class Client:
     def stream(self, session_id, batches):
         """Chunked NDJSON upload: batches (an iterable of dicts or JSON strings, which may be a
         generator that blocks until the next batch exists) go out one line each, as they are
-        produced. Returns the answer's step results (lists every result line the server sent;
-        watch events() from another thread to see them while uploading)."""
+        produced, and the server runs each line as it arrives. The per-line results go to the
+        session's events() (subscribe first to see them live). Returns the server's summary
+        {"session_id", "lines", "ok", "failed", "t", "last_seq", "errors": [...]}; raises
+        SpikeserveError for the first refused line (its .summary holds the summary)."""
 
         def lines():
             for b in batches:
@@ -222,17 +224,15 @@ class Client:
             conn.close()
         if resp.status >= 400:
             self._raise(resp, data)
-        results = []
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            obj = json.loads(line)
-            if isinstance(obj, dict) and "error" in obj:
-                e = obj["error"]
-                raise SpikeserveError(resp.status, e.get("code"), e.get("message"))
-            if isinstance(obj, dict) and "t0" in obj:
-                results.append(obj)
-        return results
+        summary = json.loads(data)
+        if summary.get("failed"):
+            first = (summary.get("errors") or [{}])[0]
+            err = first.get("error", {})
+            e = SpikeserveError(first.get("status", resp.status), err.get("code"),
+                                f"line {first.get('line')}: {err.get('message')}")
+            e.summary = summary
+            raise e
+        return summary
 
     def events(self, session_id, last_event_id=None, timeout=None):
         """Subscribe to the session's Server-Sent Events. The subscription is live when this

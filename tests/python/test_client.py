@@ -154,7 +154,8 @@ class ClientTest(unittest.TestCase):
                     yield {"seq": seq, "steps": 8, "events": batch(seq, 8, self.n_in)}
                     time.sleep(0.05)  # lines arrive one by one, as from a live source
 
-            s.stream(gen())
+            summary = s.stream(gen())
+            self.assertEqual((summary["lines"], summary["ok"], summary["failed"]), (5, 5, 0))
             info = s.get()
             self.assertEqual((info["t"], info["last_seq"]), (40, 5))
             # the streamed batches computed what the same batches sent one by one compute:
@@ -173,7 +174,10 @@ class ClientTest(unittest.TestCase):
         with self.c.open_session(srv.model) as s:
             with self.assertRaises(SpikeserveError) as e:
                 s.stream([{"steps": 4, "events": [[0, 1]]}, {"steps": 4, "events": [[9, 1]]}])
+            self.assertIn("line 2", e.exception.message)
             self.assertIn("events[0]", e.exception.message)
+            self.assertEqual(e.exception.summary["ok"], 1)
+            self.assertEqual(s.get()["t"], 4)
 
     def test_classify(self):
         if self.m.get("encoding", {}).get("kind") in (None, 0, "none", "NONE"):
