@@ -1,0 +1,289 @@
+/* app.c: start-up (models, workers, restored sessions, HTTP), the housekeeping thread and
+ * the shutdown steps. The housekeeping thread never touches a session's state: expiry and
+ * checkpoints are jobs for the session's worker. */
+#include "app.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "store.h"
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_models(ss_app *a, char *err, size_t errlen) {
+    DIR *d = opendir(a->cfg.model_dir);
+    if (!d) {
+        snprintf(err, errlen, "--model-dir %s: %s", a->cfg.model_dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 5 || strcmp(e->d_name + l - 4, ".spk") != 0 || e->d_name[0] == '.') continue;
+        char **nn = realloc(names, (n + 1) * sizeof *nn);
+        if (!nn || !(nn[n] = strdup(e->d_name))) {
+            names = nn ? nn : names;
+            rc = -1;
+            snprintf(err, errlen, "out of memory");
+            break;
+        }
+        names = nn;
+        n++;
+    }
+    closedir(d);
+    if (rc == 0 && n == 0) {
+        snprintf(err, errlen, "--model-dir %s: no model files (*.spk)", a->cfg.model_dir);
+        rc = -1;
+    }
+    if (rc == 0) {
+        qsort(names, n, sizeof *names, cmp_str);
+        a->models = calloc(n, sizeof *a->models);
+        if (!a->models) rc = -1, snprintf(err, errlen, "out of memory");
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char path[2048], msg[512];
+        snprintf(path, sizeof path, "%s/%s", a->cfg.model_dir, names[i]);
+        if (spk_model_load_file(path, &a->models[a->n_models], msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "model file %s: %s", path, msg);
+            rc = -1;
+            break;
+        }
+        const char *name = a->models[a->n_models]->name;
+        a->n_models++;
+        for (size_t k = 0; k + 1 < a->n_models; k++)
+            if (!strcmp(a->models[k]->name, name)) {
+                snprintf(err, errlen, "model file %s: a model named %s is already loaded", path,
+                         name);
+                rc = -1;
+            }
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return rc;
+}
+
+typedef struct {
+    ss_app *a;
+    size_t ok, bad;
+} restore_ctx;
+
+static void restore_one(const ss_snap *snap, void *arg) {
+    restore_ctx *c = arg;
+    ss_app *a = c->a;
+    char err[256];
+    uint32_t idle = snap->has_idle ? snap->idle_timeout_s : a->cfg.idle_timeout;
+    ss_sess *s = ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
+    if (!s || ss_store_apply(s, snap, err, sizeof err) != 0 || ss_table_insert(a->table, s) != 0) {
+        fprintf(stderr, "spikeserve: session %s not restored%s%s\n", snap->id, s ? ": " : "",
+                s ? err : "");
+        ss_sess_unref(s);
+        c->bad++;
+        return;
+    }
+    ss_metrics_session_restored(a->metrics);
+    c->ok++;
+}
+
+static void restore_bad(const char *path, const char *msg, void *arg) {
+    restore_ctx *c = arg;
+    fprintf(stderr, "spikeserve: %s: not restored: %s\n", path, msg);
+    c->bad++;
+}
+
+uint32_t ss_app_pick_worker(ss_app *a) {
+    return __atomic_fetch_add(&a->next_worker, 1, __ATOMIC_RELAXED) % ss_pool_workers(a->pool);
+}
+
+int ss_app_model(const ss_app *a, const char *name) {
+    for (size_t i = 0; i < a->n_models; i++)
+        if (!strcmp(a->models[i]->name, name)) return (int)i;
+    return -1;
+}
+
+int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
+    memset(a, 0, sizeof *a);
+    a->cfg = *cfg;
+    pthread_mutex_init(&a->jmu, NULL);
+    pthread_cond_init(&a->jcv, NULL);
+    if (a->cfg.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        a->cfg.workers = n > 0 ? (uint32_t)n : 1;
+    }
+    if (load_models(a, err, errlen) != 0) return -1;
+    a->metrics = ss_metrics_create(a->cfg.workers);
+    a->table = ss_table_create(a->cfg.max_sessions);
+    if (!a->metrics || !a->table) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ss_exec_env env = {a->table, a->metrics, a->cfg.state_dir, a->models, a->n_models};
+    a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
+    if (!a->pool) return -1;
+    if (a->cfg.state_dir[0]) {
+        if (mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
+            return -1;
+        }
+        restore_ctx c = {a, 0, 0};
+        if (ss_store_load_dir(a->cfg.state_dir, a->models, a->n_models, restore_one, restore_bad,
+                              &c, err, errlen) < 0)
+            return -1;
+        if (c.ok || c.bad)
+            fprintf(stderr, "spikeserve: restored %zu sessions from %s (%zu failed)\n", c.ok,
+                    a->cfg.state_dir, c.bad);
+    }
+    return 0;
+}
+
+/* ---- housekeeping ---- */
+
+static void submit_free(ss_app *a, ss_sess *s, ss_job_kind k, int force) {
+    ss_job *j = ss_job_new(k);
+    if (!j) return;
+    ss_sess_ref(s);
+    j->sess = s;
+    j->done = ss_job_done_free;
+    if (ss_pool_submit(a->pool, s->worker, j, force) != 0) ss_job_free(j);
+}
+
+static void *janitor(void *arg) {
+    ss_app *a = arg;
+    int64_t last_keepalive = ss_util_now_ms(), last_checkpoint = ss_util_now_ms();
+    pthread_mutex_lock(&a->jmu);
+    while (!a->janitor_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&a->jcv, &a->jmu, &ts);
+        if (a->janitor_stop) break;
+        pthread_mutex_unlock(&a->jmu);
+        int64_t now = ss_util_now_ms();
+        int keepalive = a->cfg.keepalive && now - last_keepalive >= (int64_t)a->cfg.keepalive * 1000;
+        int checkpoint = a->cfg.state_dir[0] && a->cfg.checkpoint_interval &&
+                         now - last_checkpoint >= (int64_t)a->cfg.checkpoint_interval * 1000;
+        ss_sess **all;
+        size_t n;
+        if (ss_table_list(a->table, &all, &n) == 0) {
+            for (size_t i = 0; i < n; i++) {
+                ss_sess *s = all[i];
+                pthread_mutex_lock(&s->mu);
+                int expired = !s->closed && s->pending == 0 && s->idle_timeout_s &&
+                              now - s->active_ms >= (int64_t)s->idle_timeout_s * 1000;
+                int changed = s->active_ms >= last_checkpoint;
+                pthread_mutex_unlock(&s->mu);
+                if (expired)
+                    submit_free(a, s, SS_JOB_EXPIRE, 1);
+                else if (checkpoint && changed)
+                    submit_free(a, s, SS_JOB_SAVE, 0);
+                if (keepalive) ss_sess_keepalive(s);
+                ss_sess_unref(s);
+            }
+            free(all);
+        }
+        if (keepalive) last_keepalive = now;
+        if (checkpoint) last_checkpoint = now;
+        pthread_mutex_lock(&a->jmu);
+    }
+    pthread_mutex_unlock(&a->jmu);
+    return NULL;
+}
+
+int ss_app_start(ss_app *a, char *err, size_t errlen) {
+    if (ss_http_start(a, err, errlen) != 0) return -1;
+    if (pthread_create(&a->janitor, NULL, janitor, a) != 0) {
+        snprintf(err, errlen, "cannot start the housekeeping thread");
+        return -1;
+    }
+    a->janitor_started = 1;
+    return 0;
+}
+
+/* ---- shutdown steps ---- */
+
+static void stop_janitor(ss_app *a) {
+    if (!a->janitor_started) return;
+    pthread_mutex_lock(&a->jmu);
+    a->janitor_stop = 1;
+    pthread_cond_signal(&a->jcv);
+    pthread_mutex_unlock(&a->jmu);
+    pthread_join(a->janitor, NULL);
+    a->janitor_started = 0;
+}
+
+void ss_app_stop_accepting(ss_app *a) {
+    __atomic_store_n(&a->draining, 1, __ATOMIC_RELAXED);
+    stop_janitor(a);
+    if (a->daemon) {
+        MHD_socket fd = MHD_quiesce_daemon(a->daemon);
+        if (fd != MHD_INVALID_SOCKET) close(fd);
+    }
+    if (a->pool) ss_pool_close_gate(a->pool); /* also wakes paused uploads */
+}
+
+void ss_app_finish_queued(ss_app *a) {
+    if (a->pool) ss_pool_drain(a->pool);
+}
+
+void ss_app_resume_all(ss_app *a) {
+    ss_sess **all;
+    size_t n;
+    if (!a->table || ss_table_list(a->table, &all, &n) != 0) return;
+    for (size_t i = 0; i < n; i++) {
+        ss_sess_end_subs(all[i], "shutdown");
+        ss_sess_unref(all[i]);
+    }
+    free(all);
+}
+
+int ss_app_save_all(ss_app *a) {
+    ss_sess **all;
+    size_t n;
+    if (!a->cfg.state_dir[0] || !a->pool || ss_table_list(a->table, &all, &n) != 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        submit_free(a, all[i], SS_JOB_SAVE, 1);
+        ss_sess_unref(all[i]);
+    }
+    free(all);
+    ss_pool_drain(a->pool);
+    return (int)n;
+}
+
+void ss_app_join_workers(ss_app *a) {
+    if (a->pool) ss_pool_stop(a->pool);
+}
+
+void ss_app_stop_http(ss_app *a) {
+    if (!a->daemon) return;
+    /* replies that are queued but not yet written: give them up to 3 s */
+    for (int i = 0; i < 300 && __atomic_load_n(&a->inflight, __ATOMIC_RELAXED) > 0; i++)
+        usleep(10000);
+    MHD_stop_daemon(a->daemon);
+    a->daemon = NULL;
+}
+
+void ss_app_free(ss_app *a) {
+    stop_janitor(a);
+    ss_app_stop_http(a);
+    ss_pool_free(a->pool);
+    ss_table_free(a->table);
+    for (size_t i = 0; i < a->n_models; i++) spk_model_free(a->models[i]);
+    free(a->models);
+    ss_metrics_free(a->metrics);
+    pthread_mutex_destroy(&a->jmu);
+    pthread_cond_destroy(&a->jcv);
+    memset(a, 0, sizeof *a);
+}

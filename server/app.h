@@ -1,0 +1,56 @@
+/* app.h: the running server: configuration, models, sessions, workers, HTTP daemon and
+ * the housekeeping thread (idle expiry, SSE keep-alives, checkpoints). main.c drives its
+ * life cycle; the shutdown steps are separate functions so main can call them in its
+ * written order. */
+#ifndef SS_APP_H
+#define SS_APP_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "pool.h"
+#include "session.h"
+
+struct MHD_Daemon;
+
+typedef struct ss_app {
+    ss_config cfg;
+    spk_model **models;
+    size_t n_models;
+    ss_table *table;
+    ss_metrics *metrics;
+    ss_pool *pool;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    int draining;          /* atomic: /readyz 503, new work 503 */
+    uint32_t next_worker;  /* atomic: round-robin session placement */
+    int64_t inflight;      /* atomic: requests not yet completed */
+    pthread_t janitor;
+    int janitor_started, janitor_stop;
+    pthread_mutex_t jmu;
+    pthread_cond_t jcv;
+} ss_app;
+
+/* Load every *.spk of cfg->model_dir (refusing a bad one, naming it), start the workers
+ * and restore the sessions of cfg->state_dir. 0 or -1 with err. */
+int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen);
+/* Start the HTTP daemon (a->port gets the bound port) and the housekeeping thread. */
+int ss_app_start(ss_app *a, char *err, size_t errlen);
+
+/* Shutdown steps, in the order main.c calls them. */
+void ss_app_stop_accepting(ss_app *a); /* close the listener, refuse new work (503) */
+void ss_app_finish_queued(ss_app *a);  /* workers run every queued job; replies go out */
+void ss_app_resume_all(ss_app *a);     /* end event streams, wake paused uploads */
+int ss_app_save_all(ss_app *a);        /* every session to --state-dir; count saved */
+void ss_app_join_workers(ss_app *a);
+void ss_app_stop_http(ss_app *a);      /* waits a little for replies in flight */
+void ss_app_free(ss_app *a);
+
+/* The next worker for a new session. */
+uint32_t ss_app_pick_worker(ss_app *a);
+/* Index of the model called name, or -1. */
+int ss_app_model(const ss_app *a, const char *name);
+
+#endif

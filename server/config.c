@@ -1,0 +1,140 @@
+/* config.c: one table drives defaults, environment variables, flags and --help, so the
+ * three can never disagree. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { OPT_STR, OPT_U32, OPT_U64 } opt_type;
+
+typedef struct {
+    const char *name;
+    opt_type type;
+    size_t off, size;
+    const char *def;
+    const char *help;
+} opt;
+
+#define S(f) offsetof(ss_config, f), sizeof(((ss_config *)0)->f)
+static const opt opts[] = {
+    {"model-dir", OPT_STR, S(model_dir), "models/zoo", "directory of model files (*.spk)"},
+    {"bind", OPT_STR, S(bind), "127.0.0.1", "address to listen on"},
+    {"port", OPT_U32, S(port), "8080", "TCP port (0: any free port)"},
+    {"port-file", OPT_STR, S(port_file), "", "write the bound port to this file"},
+    {"state-dir", OPT_STR, S(state_dir), "", "sessions are saved here on shutdown and restored on start"},
+    {"workers", OPT_U32, S(workers), "0", "worker threads owning sessions (0: number of cores)"},
+    {"http-threads", OPT_U32, S(http_threads), "2", "threads running the HTTP event loop"},
+    {"max-sessions", OPT_U32, S(max_sessions), "100000", "open sessions in total (then 503)"},
+    {"max-body-bytes", OPT_U64, S(max_body_bytes), "8388608", "request body bytes (then 413)"},
+    {"max-steps", OPT_U32, S(max_steps), "10000", "steps per batch (then 413)"},
+    {"max-events", OPT_U32, S(max_events), "1000000", "input events per batch (then 413)"},
+    {"queue-depth", OPT_U32, S(queue_depth), "1024", "queued jobs per worker (then 429)"},
+    {"idle-timeout", OPT_U32, S(idle_timeout), "600", "seconds before an idle session expires"},
+    {"checkpoint-interval", OPT_U32, S(checkpoint_interval), "60", "seconds between session checkpoints to --state-dir (0: only at shutdown)"},
+    {"max-subscribers", OPT_U32, S(max_subscribers), "8", "event stream subscribers per session"},
+    {"sse-buffer-bytes", OPT_U32, S(sse_buffer_bytes), "1048576", "buffered event bytes per subscriber (then it is dropped)"},
+    {"keepalive", OPT_U32, S(keepalive), "15", "seconds between keep-alive comments on event streams"},
+    {"max-connections", OPT_U32, S(max_connections), "4096", "concurrent HTTP connections"},
+    {"access-log", OPT_U32, S(access_log), "1", "1: one log line per request on stderr"},
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static int set(ss_config *c, const opt *o, const char *v, const char *from, char *err,
+               size_t errlen) {
+    char *p = (char *)c + o->off;
+    if (o->type == OPT_STR) {
+        if (strlen(v) >= o->size) {
+            snprintf(err, errlen, "%s %s: too long", from, o->name);
+            return -1;
+        }
+        strcpy(p, v);
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || end == v || *end || v[0] == '-' ||
+        (o->type == OPT_U32 && x > UINT32_MAX)) {
+        snprintf(err, errlen, "%s %s: \"%s\" is not a valid number", from, o->name, v);
+        return -1;
+    }
+    if (o->type == OPT_U32)
+        *(uint32_t *)p = (uint32_t)x;
+    else
+        *(uint64_t *)p = x;
+    return 0;
+}
+
+static void env_name(const opt *o, char *buf, size_t len) {
+    size_t k = (size_t)snprintf(buf, len, "SPIKESERVE_");
+    for (const char *s = o->name; *s && k + 1 < len; s++)
+        buf[k++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+    buf[k] = 0;
+}
+
+void ss_config_help(FILE *f) {
+    fprintf(f, "usage: spikeserve [options]\n\nEvery option can also be set with the environment "
+               "variable shown; a flag wins over the variable.\n\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char env[64], flag[64];
+        env_name(&opts[i], env, sizeof env);
+        snprintf(flag, sizeof flag, "--%s %s", opts[i].name,
+                 opts[i].type == OPT_STR ? "STR" : "N");
+        fprintf(f, "  %-28s %s\n  %-28s [default: \"%s\"; env %s]\n", flag, opts[i].help, "",
+                opts[i].def, env);
+    }
+    fprintf(f, "  %-28s show this help\n", "--help");
+}
+
+int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_OPTS; i++)
+        if (set(c, &opts[i], opts[i].def, "default", err, errlen)) return -1;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        char env[64];
+        env_name(&opts[i], env, sizeof env);
+        const char *v = getenv(env);
+        if (v && set(c, &opts[i], v, env, err, errlen)) return -1;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            ss_config_help(stdout);
+            return 1;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument \"%s\" (see --help)", arg);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt *o = NULL;
+        for (size_t i = 0; i < N_OPTS; i++)
+            if (strlen(opts[i].name) == nlen && !strncmp(opts[i].name, name, nlen)) o = &opts[i];
+        if (!o) {
+            snprintf(err, errlen, "unknown option \"%s\" (see --help)", arg);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (!v) {
+            if (a + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", o->name);
+                return -1;
+            }
+            v = argv[++a];
+        }
+        if (set(c, o, v, "flag", err, errlen)) return -1;
+    }
+    if (c->port > 65535) {
+        snprintf(err, errlen, "port %u out of range [0, 65535]", c->port);
+        return -1;
+    }
+    if (c->http_threads == 0) c->http_threads = 1;
+    if (c->queue_depth == 0 || c->max_steps == 0 || c->max_body_bytes == 0) {
+        snprintf(err, errlen, "queue-depth, max-steps and max-body-bytes must be >= 1");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,38 @@
+/* config.h: the server's options. Every option is a flag (--max-steps 500) and an
+ * environment variable (SPIKESERVE_MAX_STEPS=500); the flag wins. --help prints them all
+ * with their defaults. */
+#ifndef SS_CONFIG_H
+#define SS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    char model_dir[1024];
+    char bind[64];
+    uint32_t port;
+    char port_file[1024];
+    char state_dir[1024];
+    uint32_t workers;        /* 0: number of cores */
+    uint32_t http_threads;
+    uint32_t max_sessions;
+    uint64_t max_body_bytes;
+    uint32_t max_steps;
+    uint32_t max_events;
+    uint32_t queue_depth;
+    uint32_t idle_timeout;   /* seconds */
+    uint32_t checkpoint_interval; /* seconds, 0: off */
+    uint32_t max_subscribers;
+    uint32_t sse_buffer_bytes;
+    uint32_t keepalive;      /* seconds between SSE keep-alive comments */
+    uint32_t max_connections;
+    uint32_t access_log;     /* 1: one line per request on stderr */
+} ss_config;
+
+/* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was
+ * printed (exit 0), or -1 with a message in err. */
+int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errlen);
+void ss_config_help(FILE *f);
+
+#endif

@@ -1,0 +1,88 @@
+/* main.c: spikeserve, the HTTP inference server for SRC networks (SPEC.md sections 3, 4).
+ *
+ * Start: options (flags, SPIKESERVE_* variables) -> load every model of --model-dir
+ * (a bad file stops the start, naming it) -> workers -> sessions of --state-dir -> HTTP
+ * -> "listening on ADDR:PORT" on stderr (and the port into --port-file).
+ *
+ * SIGTERM / SIGINT drain, in this order:
+ *   1. stop accepting: close the listening socket; new requests on open connections and
+ *      new jobs get 503; /readyz says draining;
+ *   2. finish queued batches: every worker runs its queue empty, replies go out;
+ *   3. resume suspended connections: event streams get `end` (reason "shutdown"), paused
+ *      uploads wake up (their remaining lines fail with 503);
+ *   4. write every session to --state-dir (temp file, fsync, rename), on its worker;
+ *   5. join the workers;
+ *   6. stop the HTTP daemon (after replies in flight are written, at most 3 s);
+ *   7. free everything; exit 0.
+ * The next start restores the sessions and they continue where they were.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "util.h"
+
+static int write_port_file(const char *path, unsigned port) {
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%u\n", port);
+    if (fclose(f) != 0) return -1;
+    return rename(tmp, path);
+}
+
+int main(int argc, char **argv) {
+    ss_config cfg;
+    char err[1024];
+    int rc = ss_config_parse(&cfg, argc, argv, err, sizeof err);
+    if (rc == 1) return 0;
+    if (rc != 0) {
+        fprintf(stderr, "spikeserve: %s\n", err);
+        return 2;
+    }
+    /* Signals go to main's sigwait() only: block them before any thread starts. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    static ss_app app;
+    if (ss_app_init(&app, &cfg, err, sizeof err) != 0 || ss_app_start(&app, err, sizeof err) != 0) {
+        fprintf(stderr, "spikeserve: %s\n", err);
+        ss_app_free(&app);
+        return 1;
+    }
+    fprintf(stderr,
+            "spikeserve: listening on %s:%u (%zu models, %u workers, %zu sessions, max body %llu "
+            "bytes)\n",
+            app.cfg.bind, (unsigned)app.port, app.n_models, app.cfg.workers,
+            ss_table_count(app.table), (unsigned long long)app.cfg.max_body_bytes);
+    for (size_t i = 0; i < app.n_models; i++)
+        fprintf(stderr, "spikeserve: model %s v%u (%u inputs, %u layers)\n", app.models[i]->name,
+                app.models[i]->version, app.models[i]->n_in, app.models[i]->n_layers);
+    if (cfg.port_file[0] && write_port_file(cfg.port_file, app.port) != 0)
+        fprintf(stderr, "spikeserve: cannot write --port-file %s\n", cfg.port_file);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "spikeserve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    ss_app_stop_accepting(&app);      /* 1 */
+    ss_app_finish_queued(&app);       /* 2 */
+    ss_app_resume_all(&app);          /* 3 */
+    int saved = ss_app_save_all(&app); /* 4 */
+    ss_app_join_workers(&app);        /* 5 */
+    ss_app_stop_http(&app);           /* 6 */
+    ss_app_free(&app);                /* 7 */
+    if (cfg.state_dir[0])
+        fprintf(stderr, "spikeserve: saved %d sessions to %s; bye\n", saved, cfg.state_dir);
+    else
+        fprintf(stderr, "spikeserve: bye\n");
+    return 0;
+}

@@ -1,0 +1,224 @@
+/* metrics.c: fixed arrays of 64-bit atomics, no locks, no allocation when counting.
+ * Requests are counted per (route, status class index); the statuses the server can send
+ * are a short known list, anything else lands in "other". */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *method, *path;
+} routes[SS_R_COUNT] = {
+    [SS_R_HEALTHZ] = {"GET", "/healthz"},
+    [SS_R_READYZ] = {"GET", "/readyz"},
+    [SS_R_METRICS] = {"GET", "/metrics"},
+    [SS_R_MODELS] = {"GET", "/v1/models"},
+    [SS_R_MODEL] = {"GET", "/v1/models/{model}"},
+    [SS_R_OPEN] = {"POST", "/v1/models/{model}/sessions"},
+    [SS_R_SESSION_GET] = {"GET", "/v1/sessions/{id}"},
+    [SS_R_SESSION_DELETE] = {"DELETE", "/v1/sessions/{id}"},
+    [SS_R_RESET] = {"POST", "/v1/sessions/{id}/reset"},
+    [SS_R_STEPS] = {"POST", "/v1/sessions/{id}/steps"},
+    [SS_R_STREAM] = {"POST", "/v1/sessions/{id}/stream"},
+    [SS_R_EVENTS] = {"GET", "/v1/sessions/{id}/events"},
+    [SS_R_STATE_GET] = {"GET", "/v1/sessions/{id}/state"},
+    [SS_R_STATE_PUT] = {"PUT", "/v1/sessions/{id}/state"},
+    [SS_R_INFER] = {"POST", "/v1/models/{model}/infer"},
+    [SS_R_CLASSIFY] = {"POST", "/v1/models/{model}/classify"},
+    [SS_R_OTHER] = {"other", "other"},
+};
+
+static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
+                                    409, 413, 415, 429, 500, 503};
+#define N_STATUS (sizeof statuses / sizeof statuses[0] + 1) /* + "other" */
+
+static const double lat_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 10};
+#define N_LAT (sizeof lat_bounds / sizeof lat_bounds[0])
+static const unsigned grp_bounds[] = {1, 2, 4, 8, 16, 32, 64};
+#define N_GRP (sizeof grp_bounds / sizeof grp_bounds[0])
+
+struct ss_metrics {
+    uint64_t req[SS_R_COUNT][N_STATUS];
+    uint64_t lat[N_LAT + 1], lat_count, lat_sum_us;
+    uint64_t grp[N_GRP + 1], grp_count, grp_sum;
+    uint64_t batches, steps, events, spikes;
+    uint64_t created, restored, closed, expired, sse_dropped;
+    int64_t open;
+    uint32_t n_workers;
+    int64_t depth[];
+};
+
+#define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+#define GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+ss_metrics *ss_metrics_create(uint32_t n_workers) {
+    ss_metrics *m = calloc(1, sizeof *m + n_workers * sizeof(int64_t));
+    if (m) m->n_workers = n_workers;
+    return m;
+}
+
+void ss_metrics_free(ss_metrics *m) { free(m); }
+
+void ss_metrics_request(ss_metrics *m, ss_route r, unsigned status, int64_t duration_us) {
+    size_t si = N_STATUS - 1;
+    for (size_t i = 0; i < N_STATUS - 1; i++)
+        if (statuses[i] == status) si = i;
+    if ((unsigned)r >= SS_R_COUNT) r = SS_R_OTHER;
+    ADD(&m->req[r][si], 1);
+    if (duration_us < 0) duration_us = 0;
+    double s = (double)duration_us / 1e6;
+    size_t b = 0;
+    while (b < N_LAT && s > lat_bounds[b]) b++;
+    ADD(&m->lat[b], 1);
+    ADD(&m->lat_count, 1);
+    ADD(&m->lat_sum_us, (uint64_t)duration_us);
+}
+
+void ss_metrics_batch(ss_metrics *m, uint64_t steps, uint64_t events, uint64_t spikes) {
+    ADD(&m->batches, 1);
+    ADD(&m->steps, steps);
+    ADD(&m->events, events);
+    ADD(&m->spikes, spikes);
+}
+
+void ss_metrics_group(ss_metrics *m, size_t n) {
+    size_t b = 0;
+    while (b < N_GRP && n > grp_bounds[b]) b++;
+    ADD(&m->grp[b], 1);
+    ADD(&m->grp_count, 1);
+    ADD(&m->grp_sum, n);
+}
+
+void ss_metrics_session_open(ss_metrics *m) {
+    ADD(&m->created, 1);
+    ADD(&m->open, 1);
+}
+void ss_metrics_session_restored(ss_metrics *m) {
+    ADD(&m->restored, 1);
+    ADD(&m->open, 1);
+}
+void ss_metrics_session_closed(ss_metrics *m, int expired) {
+    ADD(expired ? &m->expired : &m->closed, 1);
+    ADD(&m->open, -1);
+}
+void ss_metrics_queue_depth(ss_metrics *m, uint32_t w, int64_t d) {
+    if (w < m->n_workers) ADD(&m->depth[w], d);
+}
+void ss_metrics_sse_dropped(ss_metrics *m) { ADD(&m->sse_dropped, 1); }
+int64_t ss_metrics_sessions_open(const ss_metrics *m) { return GET(&m->open); }
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;
+} sb;
+
+static void put(sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(sb *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) return;
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t ncap = b->cap * 2 + (size_t)n;
+        char *nb = realloc(b->buf, ncap);
+        if (!nb) {
+            b->oom = 1;
+            return;
+        }
+        b->buf = nb;
+        b->cap = ncap;
+    }
+}
+
+static void counter(sb *b, const char *name, const char *help, uint64_t v) {
+    put(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
+        (unsigned long long)v);
+}
+
+char *ss_metrics_render(const ss_metrics *m, size_t *len) {
+    sb b = {malloc(16384), 0, 16384, 0};
+    if (!b.buf) return NULL;
+    put(&b, "# HELP spikeserve_http_requests_total HTTP requests answered, by route and status.\n"
+            "# TYPE spikeserve_http_requests_total counter\n");
+    for (int r = 0; r < SS_R_COUNT; r++)
+        for (size_t s = 0; s < N_STATUS; s++) {
+            uint64_t v = GET(&m->req[r][s]);
+            if (!v) continue;
+            char code[16];
+            if (s < N_STATUS - 1)
+                snprintf(code, sizeof code, "%u", statuses[s]);
+            else
+                snprintf(code, sizeof code, "other");
+            put(&b, "spikeserve_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
+                routes[r].method, routes[r].path, code, (unsigned long long)v);
+        }
+    put(&b, "# HELP spikeserve_http_request_duration_seconds Time from request start to response end.\n"
+            "# TYPE spikeserve_http_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (size_t i = 0; i <= N_LAT; i++) {
+        cum += GET(&m->lat[i]);
+        if (i < N_LAT)
+            put(&b, "spikeserve_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                lat_bounds[i], (unsigned long long)cum);
+        else
+            put(&b, "spikeserve_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    }
+    put(&b, "spikeserve_http_request_duration_seconds_sum %.6f\n",
+        (double)GET(&m->lat_sum_us) / 1e6);
+    put(&b, "spikeserve_http_request_duration_seconds_count %llu\n", (unsigned long long)cum);
+
+    put(&b, "# HELP spikeserve_sessions_open Sessions open now.\n"
+            "# TYPE spikeserve_sessions_open gauge\nspikeserve_sessions_open %lld\n",
+        (long long)GET(&m->open));
+    counter(&b, "spikeserve_sessions_created_total", "Sessions opened by clients.",
+            GET(&m->created));
+    counter(&b, "spikeserve_sessions_restored_total", "Sessions restored from the state directory.",
+            GET(&m->restored));
+    counter(&b, "spikeserve_sessions_closed_total", "Sessions closed by clients.",
+            GET(&m->closed));
+    counter(&b, "spikeserve_sessions_expired_total", "Sessions closed after their idle timeout.",
+            GET(&m->expired));
+    counter(&b, "spikeserve_batches_total", "Spike batches run.", GET(&m->batches));
+    counter(&b, "spikeserve_steps_total", "Time steps run, over all batches.", GET(&m->steps));
+    counter(&b, "spikeserve_input_events_total", "Input events received in batches.",
+            GET(&m->events));
+    counter(&b, "spikeserve_output_spikes_total", "Output spikes (non-zero outputs) returned.",
+            GET(&m->spikes));
+    counter(&b, "spikeserve_sse_subscribers_dropped_total",
+            "Event subscribers dropped for reading too slowly.", GET(&m->sse_dropped));
+    put(&b, "# HELP spikeserve_worker_queue_depth Jobs queued or running per worker.\n"
+            "# TYPE spikeserve_worker_queue_depth gauge\n");
+    for (uint32_t w = 0; w < m->n_workers; w++)
+        put(&b, "spikeserve_worker_queue_depth{worker=\"%u\"} %lld\n", w,
+            (long long)GET(&m->depth[w]));
+    put(&b, "# HELP spikeserve_step_group_sessions Sessions stepped together in one engine call.\n"
+            "# TYPE spikeserve_step_group_sessions histogram\n");
+    cum = 0;
+    for (size_t i = 0; i <= N_GRP; i++) {
+        cum += GET(&m->grp[i]);
+        if (i < N_GRP)
+            put(&b, "spikeserve_step_group_sessions_bucket{le=\"%u\"} %llu\n", grp_bounds[i],
+                (unsigned long long)cum);
+        else
+            put(&b, "spikeserve_step_group_sessions_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+    }
+    put(&b, "spikeserve_step_group_sessions_sum %llu\n", (unsigned long long)GET(&m->grp_sum));
+    put(&b, "spikeserve_step_group_sessions_count %llu\n", (unsigned long long)cum);
+    if (b.oom) {
+        free(b.buf);
+        return NULL;
+    }
+    *len = b.len;
+    return b.buf;
+}

@@ -1,0 +1,258 @@
+/* session.c: sessions and a chained hash table of them. The table lock is held only to
+ * find, insert or remove an entry; everything else works on a referenced session. */
+#include "session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, uint32_t worker,
+                        uint32_t idle_timeout_s) {
+    ss_sess *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->state = spk_state_create(m);
+    if (!s->state) {
+        free(s);
+        return NULL;
+    }
+    snprintf(s->id, sizeof s->id, "%s", id);
+    s->model = m;
+    s->model_idx = model_idx;
+    s->worker = worker;
+    s->idle_timeout_s = idle_timeout_s;
+    s->created_ms = s->active_ms = ss_util_now_ms();
+    s->refs = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    return s;
+}
+
+void ss_sess_ref(ss_sess *s) { __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED); }
+
+void ss_sess_unref(ss_sess *s) {
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        ss_sse_end(s->subs[i], "closed");
+        ss_sse_unref(s->subs[i]);
+    }
+    free(s->subs);
+    spk_state_free(s->state);
+    free(s->last_pb);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max) {
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    /* forget subscribers that went away, so they do not count against max */
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (ss_sse_closed(s->subs[i]))
+            ss_sse_unref(s->subs[i]);
+        else
+            s->subs[k++] = s->subs[i];
+    }
+    s->n_subs = k;
+    if (s->closed) {
+        rc = -2;
+    } else if (s->n_subs >= max) {
+        rc = -1;
+    } else {
+        ss_sse **n = realloc(s->subs, (s->n_subs + 1) * sizeof *n);
+        if (!n) {
+            rc = -1;
+        } else {
+            s->subs = n;
+            s->subs[s->n_subs++] = sub;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int ss_sess_publish(ss_sess *s, const char *name, const char *data, size_t len) {
+    int dropped = 0;
+    pthread_mutex_lock(&s->mu);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        ss_sse *sub = s->subs[i];
+        if (ss_sse_event(sub, name, data, len) != 0) {
+            if (ss_sse_dropped(sub)) dropped++;
+            ss_sse_unref(sub);
+        } else {
+            s->subs[k++] = sub;
+        }
+    }
+    s->n_subs = k;
+    pthread_mutex_unlock(&s->mu);
+    return dropped;
+}
+
+void ss_sess_keepalive(ss_sess *s) {
+    pthread_mutex_lock(&s->mu);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (ss_sse_comment(s->subs[i], "keep-alive") != 0)
+            ss_sse_unref(s->subs[i]);
+        else
+            s->subs[k++] = s->subs[i];
+    }
+    s->n_subs = k;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void ss_sess_end_subs(ss_sess *s, const char *reason) {
+    pthread_mutex_lock(&s->mu);
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        ss_sse_end(s->subs[i], reason);
+        ss_sse_unref(s->subs[i]);
+    }
+    s->n_subs = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int ss_sess_has_subs(ss_sess *s) {
+    pthread_mutex_lock(&s->mu);
+    int n = s->n_subs > 0;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void ss_sess_touch(ss_sess *s) {
+    int64_t now = ss_util_now_ms();
+    pthread_mutex_lock(&s->mu);
+    s->active_ms = now;
+    pthread_mutex_unlock(&s->mu);
+}
+
+struct ss_table {
+    pthread_rwlock_t lock;
+    ss_sess **b;
+    size_t mask, count, max;
+};
+
+static size_t hash(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return (size_t)h;
+}
+
+ss_table *ss_table_create(uint32_t max_sessions) {
+    ss_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    size_t n = 1024;
+    while (n < max_sessions && n < (1u << 22)) n *= 2;
+    t->b = calloc(n, sizeof *t->b);
+    if (!t->b) {
+        free(t);
+        return NULL;
+    }
+    t->mask = n - 1;
+    t->max = max_sessions;
+    pthread_rwlock_init(&t->lock, NULL);
+    return t;
+}
+
+void ss_table_free(ss_table *t) {
+    if (!t) return;
+    for (size_t i = 0; i <= t->mask; i++) {
+        ss_sess *s = t->b[i];
+        while (s) {
+            ss_sess *n = s->hnext;
+            ss_sess_unref(s);
+            s = n;
+        }
+    }
+    pthread_rwlock_destroy(&t->lock);
+    free(t->b);
+    free(t);
+}
+
+static ss_sess **find(ss_table *t, const char *id) {
+    ss_sess **p = &t->b[hash(id) & t->mask];
+    while (*p && strcmp((*p)->id, id) != 0) p = &(*p)->hnext;
+    return p;
+}
+
+int ss_table_insert(ss_table *t, ss_sess *s) {
+    pthread_rwlock_wrlock(&t->lock);
+    int rc = 0;
+    ss_sess **p = find(t, s->id);
+    if (*p)
+        rc = -2;
+    else if (t->count >= t->max)
+        rc = -1;
+    else {
+        s->hnext = NULL;
+        *p = s;
+        t->count++;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return rc;
+}
+
+int ss_table_put(ss_table *t, ss_sess *s, ss_sess **old) {
+    pthread_rwlock_wrlock(&t->lock);
+    ss_sess **p = find(t, s->id);
+    *old = NULL;
+    if (*p) {
+        *old = *p;
+        s->hnext = (*p)->hnext;
+        *p = s;
+    } else if (t->count >= t->max) {
+        pthread_rwlock_unlock(&t->lock);
+        return -1;
+    } else {
+        s->hnext = NULL;
+        *p = s;
+        t->count++;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return 0;
+}
+
+ss_sess *ss_table_get(ss_table *t, const char *id) {
+    pthread_rwlock_rdlock(&t->lock);
+    ss_sess *s = *find(t, id);
+    if (s) ss_sess_ref(s);
+    pthread_rwlock_unlock(&t->lock);
+    return s;
+}
+
+int ss_table_remove(ss_table *t, ss_sess *s) {
+    pthread_rwlock_wrlock(&t->lock);
+    ss_sess **p = find(t, s->id);
+    int rc = 0;
+    if (*p == s) {
+        *p = s->hnext;
+        s->hnext = NULL;
+        t->count--;
+        rc = 1;
+    }
+    pthread_rwlock_unlock(&t->lock);
+    return rc;
+}
+
+size_t ss_table_count(ss_table *t) {
+    pthread_rwlock_rdlock(&t->lock);
+    size_t n = t->count;
+    pthread_rwlock_unlock(&t->lock);
+    return n;
+}
+
+int ss_table_list(ss_table *t, ss_sess ***out, size_t *n) {
+    pthread_rwlock_rdlock(&t->lock);
+    ss_sess **a = malloc((t->count + 1) * sizeof *a);
+    size_t k = 0;
+    if (a)
+        for (size_t i = 0; i <= t->mask; i++)
+            for (ss_sess *s = t->b[i]; s; s = s->hnext) {
+                ss_sess_ref(s);
+                a[k++] = s;
+            }
+    pthread_rwlock_unlock(&t->lock);
+    if (!a) return -1;
+    *out = a;
+    *n = k;
+    return 0;
+}

@@ -1,0 +1,79 @@
+/* session.h: sessions and the table that finds them by id.
+ *
+ * A session is one model's recurrent state plus its bookkeeping. It belongs to one worker
+ * for life (`worker`, fixed at creation): only that worker touches `state`, `last_pb` and
+ * `last_outputs`, without a lock. `mu` guards only the metadata that HTTP threads read
+ * (t, last_seq, times, subscribers, closed).
+ *
+ * Ownership: sessions are reference counted; the table holds one reference, and every
+ * ss_table_get() hands the caller another (drop it with ss_sess_unref()).
+ * Thread-safety: the table has a read-write lock; every function is thread-safe.
+ */
+#ifndef SS_SESSION_H
+#define SS_SESSION_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/state.h"
+#include "sse.h"
+#include "util.h"
+
+typedef struct ss_sess {
+    char id[SS_ID_MAX + 1];
+    const spk_model *model;
+    uint32_t model_idx;
+    uint32_t worker;
+    spk_state *state;      /* worker-owned */
+    uint8_t *last_pb;      /* worker-owned: stored StepResult (protobuf) of last_seq */
+    size_t last_pb_len;
+    unsigned last_outputs; /* worker-owned: output mask of that answer */
+
+    pthread_mutex_t mu;    /* guards what follows */
+    uint64_t t, last_seq;
+    int64_t created_ms, active_ms;
+    uint32_t idle_timeout_s;
+    int closed;
+    uint32_t pending;      /* jobs queued for this session */
+    ss_sse **subs;
+    uint32_t n_subs;
+
+    int refs;              /* atomic */
+    struct ss_sess *hnext;
+} ss_sess;
+
+/* A new session (one reference), state at the model's initial state, times = now. */
+ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, uint32_t worker,
+                        uint32_t idle_timeout_s);
+void ss_sess_ref(ss_sess *s);
+void ss_sess_unref(ss_sess *s); /* frees at zero; NULL is a no-op */
+
+/* Subscribers. subscribe: 0, -1 when max are attached, -2 when the session is closed;
+ * the session takes over one reference of sub on success. */
+int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max);
+/* Publish an event to every subscriber (dropping slow ones); returns how many were
+ * dropped. */
+int ss_sess_publish(ss_sess *s, const char *name, const char *data, size_t len);
+void ss_sess_keepalive(ss_sess *s);
+/* `end` with reason to every subscriber and detach them. */
+void ss_sess_end_subs(ss_sess *s, const char *reason);
+int ss_sess_has_subs(ss_sess *s);
+void ss_sess_touch(ss_sess *s); /* active_ms = now */
+
+typedef struct ss_table ss_table;
+ss_table *ss_table_create(uint32_t max_sessions);
+void ss_table_free(ss_table *t); /* drops the table's references */
+/* Insert: 0, -1 when the table is full (max sessions), -2 when the id exists. */
+int ss_table_insert(ss_table *t, ss_sess *s);
+/* Insert, replacing (and returning, with its reference) an existing session of that id. */
+int ss_table_put(ss_table *t, ss_sess *s, ss_sess **old);
+ss_sess *ss_table_get(ss_table *t, const char *id);
+/* Remove s if it is still the entry for its id: 1 removed (the table's reference passes to
+ * the caller), 0 not there. */
+int ss_table_remove(ss_table *t, ss_sess *s);
+size_t ss_table_count(ss_table *t);
+/* Every session, each with a reference, in a malloc'd array. 0 or -1. */
+int ss_table_list(ss_table *t, ss_sess ***out, size_t *n);
+
+#endif

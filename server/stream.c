@@ -1,0 +1,274 @@
+/* stream.c: POST /v1/sessions/{id}/stream, chunked NDJSON in.
+ *
+ * Each complete line is decoded and queued on the session's worker as soon as it has
+ * arrived. When the worker's queue is full the rest of the upload stays in
+ * libmicrohttpd's buffer, the connection is suspended, and the worker wakes it when it
+ * takes jobs off the queue: the upload is paused, never buffered without bound. A line is
+ * limited to --max-body-bytes (413 at the end of the upload; the rest is discarded).
+ *
+ * Per-line results go to GET /events as `step` events (as for /steps). When the upload
+ * ends and every line has run, the response is one JSON summary:
+ *   {"session_id", "lines", "ok", "failed", "t", "last_seq",
+ *    "errors": [{"line": 3, "status": 409, "error": {"code", "message"}}, ...]}
+ * (the first 16 failed lines; line numbers count from 1, blank lines are skipped).
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+#define MAX_ERRORS 16
+
+typedef struct ss_stream {
+    pthread_mutex_t mu;
+    ss_req *req;
+    ss_sess *sess;
+    char *line;
+    size_t len, cap;
+    int too_long, ended;
+    uint64_t lines, ok, failed;
+    json_t *errors;
+    uint32_t outstanding;
+    int wait_done, wait_space;
+    ss_job *blocked;  /* a decoded line waiting for room in the queue */
+    ss_pool_waiter waiter;
+} ss_stream;
+
+void ss_stream_free(ss_stream *s) {
+    if (!s) return;
+    ss_job_free(s->blocked);
+    ss_sess_unref(s->sess);
+    json_decref(s->errors);
+    free(s->line);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void record_error(ss_stream *s, uint64_t line, unsigned status, const char *body,
+                         size_t len) {
+    s->failed++;
+    if (json_array_size(s->errors) >= MAX_ERRORS) return;
+    json_t *e = body ? json_loadb(body, len, 0, NULL) : NULL;
+    json_t *detail = e ? json_incref(json_object_get(e, "error")) : NULL;
+    json_decref(e);
+    if (!detail) detail = json_pack("{s:s,s:s}", "code", ss_wire_code(status), "message", "");
+    json_array_append_new(s->errors,
+                          json_pack("{s:I,s:i,s:o}", "line", (json_int_t)line, "status",
+                                    (int)status, "error", detail));
+}
+
+/* Worker thread: one line has run. */
+static void line_done(ss_job *j) {
+    ss_stream *s = j->ctx;
+    pthread_mutex_lock(&s->mu);
+    if (j->reply.status == 200)
+        s->ok++;
+    else
+        record_error(s, j->tag, j->reply.status, (const char *)j->reply.body, j->reply.len);
+    s->outstanding--;
+    if (s->wait_done && s->outstanding == 0) {
+        s->wait_done = 0;
+        MHD_resume_connection(s->req->conn);
+    }
+    pthread_mutex_unlock(&s->mu);
+    ss_job_free(j);
+}
+
+/* Worker thread: there is room in the queue again (or the pool is closing). */
+static void space_wake(void *arg) {
+    ss_stream *s = arg;
+    pthread_mutex_lock(&s->mu);
+    if (s->wait_space) {
+        s->wait_space = 0;
+        MHD_resume_connection(s->req->conn);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+int ss_stream_begin(ss_req *r) {
+    ss_sess *sess = ss_table_get(r->app->table, r->sid);
+    if (!sess) {
+        ss_http_error(r, 404, NULL, "session %.64s: not found", r->sid);
+        return -1;
+    }
+    ss_stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->errors = json_array())) {
+        free(s);
+        ss_sess_unref(sess);
+        ss_http_error(r, 503, NULL, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    s->req = r;
+    s->sess = sess;
+    s->waiter.wake = space_wake;
+    s->waiter.arg = s;
+    r->stream = s;
+    return 0;
+}
+
+/* Queue s->blocked. 0 queued; 1 paused (connection suspended, waiting for room). */
+static int push_blocked(ss_stream *s) {
+    ss_req *r = s->req;
+    ss_job *j = s->blocked;
+    pthread_mutex_lock(&s->mu);
+    s->outstanding++;
+    pthread_mutex_unlock(&s->mu);
+    int rc = ss_pool_submit(r->app->pool, s->sess->worker, j, 0);
+    if (rc == SS_POOL_EFULL) {
+        pthread_mutex_lock(&s->mu);
+        s->wait_space = 1;
+        MHD_suspend_connection(r->conn);
+        pthread_mutex_unlock(&s->mu);
+        rc = ss_pool_submit_or_wait(r->app->pool, s->sess->worker, j, &s->waiter);
+        if (rc == 1) { /* the worker wakes us; the line is not queued yet */
+            pthread_mutex_lock(&s->mu);
+            s->outstanding--;
+            pthread_mutex_unlock(&s->mu);
+            return 1;
+        }
+        pthread_mutex_lock(&s->mu);
+        if (s->wait_space) { /* not woken: undo the pause ourselves */
+            s->wait_space = 0;
+            MHD_resume_connection(r->conn);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    s->blocked = NULL;
+    if (rc != 0) { /* closed: the line fails */
+        pthread_mutex_lock(&s->mu);
+        s->outstanding--;
+        record_error(s, j->tag, 503, NULL, 0);
+        pthread_mutex_unlock(&s->mu);
+        ss_job_free(j);
+    }
+    return 0;
+}
+
+static void take_line(ss_stream *s, const char *p, size_t n) {
+    ss_req *r = s->req;
+    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    size_t i = 0;
+    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    if (i == n) return; /* blank */
+    uint64_t no = ++s->lines;
+    ss_limits lim = {r->app->cfg.max_steps, r->app->cfg.max_events};
+    char err[512];
+    ss_job *j = ss_job_new(SS_JOB_STEP);
+    if (!j) {
+        pthread_mutex_lock(&s->mu);
+        record_error(s, no, 503, NULL, 0);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    int rc = ss_batch_from_json(p + i, n - i, s->sess->model, &lim, &j->batch, err, sizeof err);
+    if (rc != 0) {
+        ss_reply_error(&j->reply, 0, rc == SS_ELIMIT ? 413 : 400, NULL, "%s", err);
+        pthread_mutex_lock(&s->mu);
+        record_error(s, no, j->reply.status, (const char *)j->reply.body, j->reply.len);
+        pthread_mutex_unlock(&s->mu);
+        ss_job_free(j);
+        return;
+    }
+    ss_sess_ref(s->sess);
+    j->sess = s->sess;
+    j->tag = no;
+    j->done = line_done;
+    j->ctx = s;
+    s->blocked = j;
+}
+
+enum MHD_Result ss_stream_data(ss_req *r, const char *data, size_t *size) {
+    ss_stream *s = r->stream;
+    if (s->blocked && push_blocked(s)) return MHD_YES; /* still paused; data kept */
+    size_t max = r->app->cfg.max_body_bytes;
+    const char *p = data, *end = data + *size;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (s->too_long || s->len + n > max) {
+            s->too_long = 1; /* discard the rest of the upload */
+            p = end;
+            break;
+        }
+        if (!nl) { /* partial line: keep it (bounded by max) */
+            if (s->len + n > s->cap) {
+                size_t cap = s->cap ? s->cap : 4096;
+                while (cap < s->len + n) cap *= 2;
+                char *b = realloc(s->line, cap);
+                if (!b) return MHD_NO;
+                s->line = b;
+                s->cap = cap;
+            }
+            memcpy(s->line + s->len, p, n);
+            s->len += n;
+            p = end;
+            break;
+        }
+        if (s->len) {
+            if (s->len + n > s->cap) {
+                size_t cap = s->cap ? s->cap : 4096;
+                while (cap < s->len + n) cap *= 2;
+                char *b = realloc(s->line, cap);
+                if (!b) return MHD_NO;
+                s->line = b;
+                s->cap = cap;
+            }
+            memcpy(s->line + s->len, p, n);
+            take_line(s, s->line, s->len + n);
+            s->len = 0;
+        } else {
+            take_line(s, p, n);
+        }
+        p = nl + 1;
+        if (s->blocked && push_blocked(s)) {
+            *size = (size_t)(end - p); /* the rest waits in MHD's buffer */
+            return MHD_YES;
+        }
+    }
+    *size = 0;
+    return MHD_YES;
+}
+
+enum MHD_Result ss_stream_end(ss_req *r) {
+    ss_stream *s = r->stream;
+    if (!s->ended) {
+        s->ended = 1;
+        if (s->too_long) {
+            /* fall through to the summary with a 413 */
+        } else if (s->len) {
+            take_line(s, s->line, s->len);
+            s->len = 0;
+        }
+    }
+    if (s->blocked && push_blocked(s)) return MHD_YES;
+    pthread_mutex_lock(&s->mu);
+    if (s->outstanding) {
+        s->wait_done = 1;
+        MHD_suspend_connection(r->conn);
+        pthread_mutex_unlock(&s->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->too_long)
+        return ss_http_error(r, 413, "line_too_large",
+                             "a line exceeds the limit %llu bytes (--max-body-bytes)",
+                             (unsigned long long)r->app->cfg.max_body_bytes);
+    ss_sess *ss = s->sess;
+    pthread_mutex_lock(&ss->mu);
+    uint64_t t = ss->t, last_seq = ss->last_seq;
+    pthread_mutex_unlock(&ss->mu);
+    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:O}", "session_id", ss->id, "lines",
+                          (json_int_t)s->lines, "ok", (json_int_t)s->ok, "failed",
+                          (json_int_t)s->failed, "t", (json_int_t)t, "last_seq",
+                          (json_int_t)last_seq, "errors", s->errors);
+    char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!txt) return ss_http_error(r, 503, NULL, "out of memory");
+    ss_reply rep;
+    memset(&rep, 0, sizeof rep);
+    ss_reply_set(&rep, 200, SS_CT_JSON, txt, strlen(txt));
+    return ss_http_send(r, &rep);
+}
