@@ -255,10 +255,9 @@ static long do_request(sc_client *c, const char *method, const char *path, const
     char line[128];
     snprintf(line, sizeof line, "Accept: %s", k->line ? "*/*" : c->pb ? CT_PB : CT_JSON);
     hdr = curl_slist_append(hdr, line);
-    if (ctype) {
-        snprintf(line, sizeof line, "Content-Type: %s", ctype);
-        hdr = curl_slist_append(hdr, line);
-    }
+    /* no body, no type (curl would otherwise claim a form for an empty POST) */
+    snprintf(line, sizeof line, "Content-Type:%s%s", ctype ? " " : "", ctype ? ctype : "");
+    hdr = curl_slist_append(hdr, line);
     if (c->auth) hdr = curl_slist_append(hdr, c->auth);
     if (extra_hdr) hdr = curl_slist_append(hdr, extra_hdr);
     hdr = curl_slist_append(hdr, "Expect:");

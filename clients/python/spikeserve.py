@@ -99,12 +99,15 @@ class Client:
         ra = resp.getheader("Retry-After")
         raise SpikeserveError(resp.status, code, message, int(ra) if ra and ra.isdigit() else None)
 
-    def request(self, method, path, body=None, content_type="application/json", raw=False):
+    def request(self, method, path, body=None, content_type="application/json", raw=False,
+                accept=None):
         """One request on the keep-alive connection; returns the parsed JSON answer (None for
         an empty body), or the bytes when raw. Retries once on a connection the server closed."""
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
         headers = self._headers({"Content-Type": content_type} if body is not None else None)
+        if accept:
+            headers["Accept"] = accept
         for attempt in (0, 1):
             if self._conn is None:
                 self._conn = self._connect(self.timeout)
@@ -190,12 +193,13 @@ class Client:
     # ---- snapshots ----
     def snapshot(self, session_id):
         """The session's state as protobuf bytes (spikeserve.SessionSnapshot)."""
-        return self.request("GET", f"/v1/sessions/{_quote(session_id)}/state", raw=True)
+        return self.request("GET", f"/v1/sessions/{_quote(session_id)}/state", raw=True,
+                            accept="application/x-protobuf")
 
     def restore(self, session_id, snapshot):
         """Create or replace session_id from snapshot bytes."""
         return self.request("PUT", f"/v1/sessions/{_quote(session_id)}/state", bytes(snapshot),
-                            content_type="application/x-protobuf", raw=True)
+                            content_type="application/x-protobuf")
 
     # ---- streaming ----
     def stream(self, session_id, batches):
