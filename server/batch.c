@@ -105,13 +105,27 @@ static int check_dense_size(size_t rows, uint32_t steps, size_t n_events, const 
     return 0;
 }
 
-/* A number from the client as a float32 value: finite, and finite once rounded. */
-static int to_value(double d, float *out) {
-    if (!isfinite(d)) return -1;
-    float f = (float)d;
-    if (!isfinite(f)) return -1;
-    *out = f;
-    return 0;
+/* A number from the client as an input value: a finite float32 within the engine's bound
+ * SPK_MAX_VALUE. The message names the place (path) and, in JSON, says "value". */
+static int take_value(int is_number, double d, float *out, const char *label, char *err,
+                      size_t errlen, const char *path_fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static int take_value(int is_number, double d, float *out, const char *label, char *err,
+                      size_t errlen, const char *path_fmt, ...) {
+    float f = is_number && isfinite(d) ? (float)d : NAN;
+    if (isfinite(f) && fabsf(f) <= SPK_MAX_VALUE) {
+        *out = f;
+        return 0;
+    }
+    char path[64];
+    va_list ap;
+    va_start(ap, path_fmt);
+    vsnprintf(path, sizeof path, path_fmt, ap);
+    va_end(ap);
+    if (!isfinite(f))
+        return fail(SS_EBAD, err, errlen, "%s: %smust be a finite number", path, label);
+    return fail(SS_EBAD, err, errlen, "%s: %s%.9g exceeds the limit %.9g in magnitude", path, label,
+                d, (double)SPK_MAX_VALUE);
 }
 
 static int check_event(size_t i, int64_t step, int64_t input, uint32_t steps, const spk_model *m,
@@ -216,9 +230,9 @@ static int json_events(const json_t *ev, const spk_model *m, const ss_limits *li
         float value = 1.0f;
         if (k == 3) {
             const json_t *jv = json_array_get(e, 2);
-            if (!json_is_number(jv) || to_value(json_number_value(jv), &value))
-                return fail(SS_EBAD, err, errlen, "events[%zu][2]: value must be a finite number",
-                            i);
+            rc = take_value(json_is_number(jv), json_number_value(jv), &value, "value ", err,
+                            errlen, "events[%zu][2]", i);
+            if (rc) return rc;
         }
         out->events[i] = (spk_event){(uint32_t)step, (uint32_t)input, value};
     }
@@ -243,9 +257,9 @@ static int json_dense(const json_t *dn, const spk_model *m, const ss_limits *lim
         float *dst = out->dense + (size_t)t * m->n_in;
         for (uint32_t j = 0; j < m->n_in; j++) {
             const json_t *v = json_array_get(row, j);
-            if (!json_is_number(v) || to_value(json_number_value(v), &dst[j]))
-                return fail(SS_EBAD, err, errlen, "dense[%u][%u]: value must be a finite number", t,
-                            j);
+            rc = take_value(json_is_number(v), json_number_value(v), &dst[j], "value ", err, errlen,
+                            "dense[%u][%u]", t, j);
+            if (rc) return rc;
         }
     }
     return 0;
@@ -345,6 +359,11 @@ int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const s
                     "invalid protobuf: not a spikeserve.SpikeBatch message (%zu bytes)", len);
     int rc = 0;
     if (pb->has_seq) {
+        if (pb->seq > INT64_MAX) { /* JSON (jansson, JavaScript) cannot carry it back */
+            rc = fail(SS_EBAD, err, errlen, "seq: %llu exceeds the largest seq %lld",
+                      (unsigned long long)pb->seq, (long long)INT64_MAX);
+            goto out;
+        }
         out->has_seq = 1;
         out->seq = pb->seq;
     }
@@ -361,10 +380,8 @@ int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const s
         /* Absent step/input are 0 and an absent value is 1.0, as protobuf defines. */
         if ((rc = check_event(i, e->step, e->input, out->steps, m, err, errlen))) goto out;
         float value;
-        if (to_value(e->value, &value)) {
-            rc = fail(SS_EBAD, err, errlen, "events[%zu].value: must be a finite number", i);
-            goto out;
-        }
+        rc = take_value(1, e->value, &value, "", err, errlen, "events[%zu].value", i);
+        if (rc) goto out;
         out->events[i] = (spk_event){e->step, e->input, value};
     }
     out->n_events = pb->n_events;
@@ -380,11 +397,9 @@ int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const s
             }
             float *dst = out->dense + (size_t)t * m->n_in;
             for (uint32_t j = 0; j < m->n_in; j++) {
-                if (to_value(row->values[j], &dst[j])) {
-                    rc = fail(SS_EBAD, err, errlen, "dense[%u][%u]: value must be a finite number",
-                              t, j);
-                    goto out;
-                }
+                rc = take_value(1, row->values[j], &dst[j], "value ", err, errlen, "dense[%u][%u]",
+                                t, j);
+                if (rc) goto out;
             }
         }
     }

@@ -236,6 +236,8 @@ static void test_json_invalid(void) {
     bad_json(M, &LIM, "{\"seq\": -1, \"steps\": 1}", B, "seq: must be a non-negative integer");
     bad_json(M, &LIM, "{\"seq\": \"4\", \"steps\": 1}", B, "seq: must be a non-negative integer");
     bad_json(M, &LIM, "{\"seq\": 1.0, \"steps\": 1}", B, "seq: must be a non-negative integer");
+    bad_json(M, &LIM, "{\"seq\": 9223372036854775808, \"steps\": 1}", B,
+             "invalid JSON at line 1, column 28: too big integer*");
     bad_json(M, &LIM, "{}", B, "steps: required");
     bad_json(M, &LIM, "{\"steps\": 1.5}", B, "steps: must be an integer, got a real number");
     bad_json(M, &LIM, "{\"steps\": null}", B, "steps: must be an integer, got null");
@@ -275,6 +277,12 @@ static void test_json_invalid(void) {
              "events[2][2]: value must be a finite number");
     bad_json(M, &LIM, "{\"steps\": 2, \"events\": [[0, 0, 1e300]]}", B,
              "events[0][2]: value must be a finite number");
+    bad_json(M, &LIM, "{\"steps\": 2, \"events\": [[0, 0, 1000000.01], [0, 0, 2e6]]}", B,
+             "events[1][2]: value 2000000 exceeds the limit 1000000 in magnitude");
+    bad_json(M, &LIM, "{\"steps\": 1, \"dense\": [[1, 2, 3, -1e6], [0, 1, 2]]}", B,
+             "dense: 2 rows, expected 1 (one per step)");
+    bad_json(M, &LIM, "{\"steps\": 1, \"dense\": [[1, 2, 3, -1000001]]}", B,
+             "dense[0][3]: value -1000001 exceeds the limit 1000000 in magnitude");
     bad_json(M, &LIM, "{\"steps\": 2, \"events\": [[0, 0, null]]}", B,
              "events[0][2]: value must be a finite number");
     bad_json(M, &LIM, "{\"steps\": 2, \"events\": [[0, 0, NaN]]}", B, "invalid JSON*");
@@ -336,6 +344,15 @@ static void test_pb(void) {
     rc = ss_batch_from_pb(garbage, 0, M, &LIM, &b, err, sizeof err);
     check_rc_msg("protobuf empty", rc, err, B, "steps: required");
 
+    pbb_init(&p, 1);
+    p.b.has_seq = 1;
+    p.b.seq = (uint64_t)INT64_MAX + 1;
+    bad_pb("pb seq past 2^63 - 1", &p, M, &LIM, B,
+           "seq: 9223372036854775808 exceeds the largest seq 9223372036854775807");
+    p.b.seq = INT64_MAX;
+    rc = pbb_decode(&p, M, &LIM, &b, err, sizeof err);
+    ok(rc == 0 && b.seq == INT64_MAX, "pb seq 2^63 - 1 accepted");
+    if (!rc) ss_batch_free(&b);
     pbb_init(&p, 0);
     bad_pb("pb steps 0", &p, M, &LIM, B, "steps: must be >= 1, got 0");
     pbb_init(&p, 20000);
@@ -360,6 +377,14 @@ static void test_pb(void) {
     bad_pb("pb NaN value", &p, M, &LIM, B, "events[1].value: must be a finite number");
     e->value = -INFINITY;
     bad_pb("pb -inf value", &p, M, &LIM, B, "events[1].value: must be a finite number");
+    e->value = 3e6f;
+    bad_pb("pb large value", &p, M, &LIM, B,
+           "events[1].value: 3000000 exceeds the limit 1000000 in magnitude");
+    pbb_init(&p, 2);
+    pbb_dense_rows(&p, 2, N_IN);
+    p.dense[1][0] = -2e6f;
+    bad_pb("pb dense large", &p, M, &LIM, B,
+           "dense[1][0]: value -2000000 exceeds the limit 1000000 in magnitude");
     pbb_init(&p, 2);
     pbb_dense_rows(&p, 1, N_IN);
     bad_pb("pb dense rows", &p, M, &LIM, B, "dense: 1 rows, expected 2 (one per step)");
