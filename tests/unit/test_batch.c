@@ -237,7 +237,7 @@ static void test_json_invalid(void) {
     bad_json(M, &LIM, "{\"seq\": \"4\", \"steps\": 1}", B, "seq: must be a non-negative integer");
     bad_json(M, &LIM, "{\"seq\": 1.0, \"steps\": 1}", B, "seq: must be a non-negative integer");
     bad_json(M, &LIM, "{\"seq\": 9223372036854775808, \"steps\": 1}", B,
-             "invalid JSON at line 1, column 28: too big integer*");
+             "invalid JSON at line 1, column 27: too big integer*");
     bad_json(M, &LIM, "{}", B, "steps: required");
     bad_json(M, &LIM, "{\"steps\": 1.5}", B, "steps: must be an integer, got a real number");
     bad_json(M, &LIM, "{\"steps\": null}", B, "steps: must be an integer, got null");
