@@ -1,0 +1,298 @@
+/* harness.c: process control with fork/exec and waitpid, HTTP with one libcurl easy
+ * handle per request (so any number of test threads can call ts_http at once). */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *ts_build_dir(void) {
+    const char *b = getenv("SPIKESERVE_BUILD");
+    return b && *b ? b : "build";
+}
+
+const char *ts_python(void) {
+    const char *p = getenv("PYTHON");
+    return p && *p ? p : "/usr/bin/python3";
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int ts_tmpdir(char *out, size_t len, const char *tag) {
+    const char *t = getenv("TMPDIR");
+    snprintf(out, len, "%s/spikeserve-%s-XXXXXX", t && *t ? t : "/tmp", tag);
+    if (!mkdtemp(out)) {
+        printf("# mkdtemp %s: %s\n", out, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int ts_make_model(const char *dir, const char *name, const char *args) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s tests/e2e/make_model.py '%s/%s.spk' --name '%s' %s", ts_python(),
+             dir, name, name, args ? args : "");
+    int rc = system(cmd);
+    if (rc != 0) printf("# make_model failed (%d): %s\n", rc, cmd);
+    return rc == 0 ? 0 : -1;
+}
+
+static size_t sink(char *p, size_t size, size_t n, void *arg) {
+    ts_resp *r = arg;
+    size_t k = size * n;
+    char *b = realloc(r->body, r->len + k + 1);
+    if (!b) return 0;
+    memcpy(b + r->len, p, k);
+    r->body = b;
+    r->len += k;
+    r->body[r->len] = 0;
+    return k;
+}
+
+typedef struct {
+    char *buf;
+    size_t len;
+} hbuf;
+
+static size_t hsink(char *p, size_t size, size_t n, void *arg) {
+    hbuf *h = arg;
+    size_t k = size * n;
+    char *b = realloc(h->buf, h->len + k + 1);
+    if (!b) return 0;
+    memcpy(b + h->len, p, k);
+    h->buf = b;
+    h->len += k;
+    h->buf[h->len] = 0;
+    return k;
+}
+
+typedef struct {
+    const char *p;
+    size_t left;
+} rsrc;
+
+static size_t rfeed(char *buf, size_t size, size_t n, void *arg) {
+    rsrc *s = arg;
+    size_t k = size * n;
+    if (k > s->left) k = s->left;
+    memcpy(buf, s->p, k);
+    s->p += k;
+    s->left -= k;
+    return k;
+}
+
+static int request(const ts_server *s, const char *method, const char *path, const char *ctype,
+                   const void *body, size_t len, const char *accept, int chunked, ts_resp *out) {
+    memset(out, 0, sizeof *out);
+    CURL *c = curl_easy_init();
+    if (!c) return -1;
+    char url[512], h1[256], h2[256];
+    snprintf(url, sizeof url, "%s%s", s->base, path);
+    struct curl_slist *hdr = NULL;
+    snprintf(h1, sizeof h1, "Content-Type: %s", ctype ? ctype : "");
+    hdr = curl_slist_append(hdr, ctype ? h1 : "Content-Type:");
+    snprintf(h2, sizeof h2, "Accept: %s", accept ? accept : "");
+    hdr = curl_slist_append(hdr, accept ? h2 : "Accept:");
+    hdr = curl_slist_append(hdr, "Expect:");
+    if (chunked) hdr = curl_slist_append(hdr, "Transfer-Encoding: chunked");
+    hbuf hb = {NULL, 0};
+    rsrc src = {body, len};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, hsink);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (!strcmp(method, "HEAD")) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    if (body) {
+        if (chunked) {
+            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(c, CURLOPT_READFUNCTION, rfeed);
+            curl_easy_setopt(c, CURLOPT_READDATA, &src);
+            curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        } else {
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        }
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+        char *ct = NULL;
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        if (ct) snprintf(out->ctype, sizeof out->ctype, "%s", ct);
+    } else {
+        printf("# %s %s: %s\n", method, path, curl_easy_strerror(rc));
+    }
+    if (!out->body) out->body = calloc(1, 1);
+    out->headers = hb.buf ? hb.buf : calloc(1, 1);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+int ts_http(const ts_server *s, const char *method, const char *path, const char *ctype,
+            const void *body, size_t len, const char *accept, ts_resp *out) {
+    return request(s, method, path, ctype, body, len, accept, 0, out);
+}
+
+int ts_http_chunked(const ts_server *s, const char *method, const char *path, const char *ctype,
+                    const void *body, size_t len, const char *accept, ts_resp *out) {
+    return request(s, method, path, ctype, body, len, accept, 1, out);
+}
+
+void ts_resp_free(ts_resp *r) {
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof *r);
+}
+
+int ts_header(const ts_resp *r, const char *name, char *buf, size_t len) {
+    size_t n = strlen(name);
+    for (const char *p = r->headers; p && *p;) {
+        const char *e = strchr(p, '\n');
+        if (!strncasecmp(p, name, n) && p[n] == ':') {
+            const char *v = p + n + 1;
+            while (*v == ' ') v++;
+            size_t k = (size_t)((e ? e : v + strlen(v)) - v);
+            while (k && (v[k - 1] == '\r' || v[k - 1] == '\n')) k--;
+            snprintf(buf, len, "%.*s", (int)k, v);
+            return 0;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return -1;
+}
+
+int ts_json(const ts_server *s, const char *method, const char *path, const char *json,
+            ts_resp *out) {
+    return ts_http(s, method, path, json ? "application/json" : NULL, json,
+                   json ? strlen(json) : 0, "application/json", out);
+}
+
+int ts_open_session(const ts_server *s, const char *model, char *out, size_t len) {
+    char path[256];
+    snprintf(path, sizeof path, "/v1/models/%s/sessions", model);
+    ts_resp r;
+    if (ts_json(s, "POST", path, NULL, &r) != 0 || r.status != 201) {
+        printf("# open session: status %ld %s\n", r.status, r.body ? r.body : "");
+        ts_resp_free(&r);
+        return -1;
+    }
+    json_t *j = json_loads(r.body, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "session_id"));
+    int rc = id ? 0 : -1;
+    if (id) snprintf(out, len, "%s", id);
+    json_decref(j);
+    ts_resp_free(&r);
+    return rc;
+}
+
+int ts_server_start(ts_server *s, const char *model_dir, const char *const *extra) {
+    memset(s, 0, sizeof *s);
+    if (ts_tmpdir(s->dir, sizeof s->dir, "server") != 0) return -1;
+    char port_file[300], bin[300];
+    snprintf(port_file, sizeof port_file, "%s/port", s->dir);
+    snprintf(s->log, sizeof s->log, "%s/server.log", s->dir);
+    snprintf(bin, sizeof bin, "%s/spikeserve", ts_build_dir());
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--model-dir";
+    argv[n++] = model_dir;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = port_file;
+    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            dup2(fd, 1);
+        }
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    s->pid = pid;
+    for (int i = 0; i < 3000; i++) { /* 30 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            printf("# server exited during start (status %d)\n", st);
+            s->pid = 0;
+            ts_server_dump_log(s);
+            return -1;
+        }
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            unsigned port = 0;
+            if (fscanf(f, "%u", &port) == 1 && port) s->port = port;
+            fclose(f);
+        }
+        if (s->port) {
+            snprintf(s->base, sizeof s->base, "http://127.0.0.1:%u", s->port);
+            ts_resp r;
+            if (ts_http(s, "GET", "/readyz", NULL, NULL, 0, NULL, &r) == 0 && r.status == 200) {
+                ts_resp_free(&r);
+                return 0;
+            }
+            ts_resp_free(&r);
+        }
+        sleep_ms(10);
+    }
+    printf("# server did not become ready\n");
+    ts_server_stop(s, SIGKILL, NULL);
+    return -1;
+}
+
+int ts_server_stop(ts_server *s, int sig, int *status) {
+    if (!s->pid) return -1;
+    kill(s->pid, sig);
+    int st = 0;
+    for (int i = 0; i < 3000; i++) {
+        pid_t w = waitpid(s->pid, &st, WNOHANG);
+        if (w == s->pid) {
+            s->pid = 0;
+            if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            return 0;
+        }
+        sleep_ms(10);
+    }
+    printf("# server %d did not stop in 30 s; killing it\n", (int)s->pid);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, &st, 0);
+    s->pid = 0;
+    if (status) *status = -1;
+    return -1;
+}
+
+void ts_server_dump_log(const ts_server *s) {
+    FILE *f = fopen(s->log, "r");
+    if (!f) return;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n++ < 200) printf("#   | %s", line);
+    fclose(f);
+}
