@@ -153,7 +153,11 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--kernels") && i + 1 < argc) {
+        } else if (!strcmp(a, "--kernels")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "spikeserve-run: --kernels needs a value (auto or scalar)\n");
+                return 2;
+            }
             kernels = argv[++i];
         } else if (!strcmp(a, "--max-steps")) {
             if (parse_u32(a, i + 1 < argc ? argv[++i] : NULL, 1, &lim.max_steps)) return 2;
