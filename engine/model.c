@@ -199,22 +199,25 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
                     SPK_MAX_LAYERS);
     uint32_t want = pm->n_in;
     uint64_t params = 0;
+    /* The total is checked on the declared sizes first, so that a file declaring a huge
+     * network is refused by that total before anything else is looked at. */
+    for (uint32_t k = 0; k <= pm->n_layers; k++) {
+        if (k < pm->n_layers) params += (uint64_t)pm->layers[k]->n * pm->layers[k]->n_in;
+        else if (pm->readout) params += (uint64_t)pm->readout->n * pm->readout->n_in;
+    }
+    if (params > SPK_MAX_PARAMS)
+        return fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
+                    (unsigned long long)params, (unsigned)SPK_MAX_PARAMS);
     for (uint32_t k = 0; k < pm->n_layers; k++) {
-        /* Count before checking so that a huge layer is named by the total, not its floats. */
-        params += pm->layers[k]->n_weights;
         if ((rc = check_layer(pm->layers[k], k, want, err, errlen))) return rc;
         want = pm->layers[k]->n;
     }
     uint32_t n_out = want;
     if (pm->readout) {
-        params += pm->readout->n_weights;
         if ((rc = check_readout(pm->readout, want, (uint32_t)pm->n_layers - 1, err, errlen)))
             return rc;
         n_out = pm->readout->n;
     }
-    if (params > SPK_MAX_PARAMS)
-        return fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
-                    (unsigned long long)params, (unsigned)SPK_MAX_PARAMS);
     if (pm->n_labels != 0 && pm->n_labels != n_out)
         return fail(err, errlen, SPK_EFORMAT, "labels: %zu labels, expected 0 or %u (%s)",
                     pm->n_labels, n_out, pm->readout ? "readout.n" : "last layer's n");
