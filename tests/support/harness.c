@@ -211,18 +211,12 @@ int ts_server_start(ts_server *s, const char *model_dir, const char *const *extr
     snprintf(port_file, sizeof port_file, "%s/port", s->dir);
     snprintf(s->log, sizeof s->log, "%s/server.log", s->dir);
     snprintf(bin, sizeof bin, "%s/spikeserve", ts_build_dir());
-    const char *argv[64];
+    char *argv[64];
     int n = 0;
-    argv[n++] = bin;
-    argv[n++] = "--model-dir";
-    argv[n++] = model_dir;
-    argv[n++] = "--bind";
-    argv[n++] = "127.0.0.1";
-    argv[n++] = "--port";
-    argv[n++] = "0";
-    argv[n++] = "--port-file";
-    argv[n++] = port_file;
-    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
+    const char *fixed[] = {bin, "--model-dir", model_dir, "--bind", "127.0.0.1", "--port", "0",
+                           "--port-file", port_file};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) argv[n++] = strdup(fixed[i]);
+    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = strdup(extra[i]);
     argv[n] = NULL;
     fflush(stdout);
     pid_t pid = fork();
@@ -233,9 +227,10 @@ int ts_server_start(ts_server *s, const char *model_dir, const char *const *extr
             dup2(fd, 2);
             dup2(fd, 1);
         }
-        execv(bin, (char *const *)argv);
+        execv(bin, argv);
         _exit(127);
     }
+    for (int i = 0; i < n; i++) free(argv[i]);
     s->pid = pid;
     for (int i = 0; i < 3000; i++) { /* 30 s */
         int st;
@@ -295,4 +290,14 @@ void ts_server_dump_log(const ts_server *s) {
     int n = 0;
     while (fgets(line, sizeof line, f) && n++ < 200) printf("#   | %s", line);
     fclose(f);
+}
+
+double ts_metric(const char *text, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p;) {
+        if (!strncmp(p, name, n) && p[n] == ' ') return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return -1;
 }

@@ -55,6 +55,10 @@ int ts_json(const ts_server *s, const char *method, const char *path, const char
 /* Open a session on model; id into out (at least 65 bytes). */
 int ts_open_session(const ts_server *s, const char *model, char *out, size_t len);
 
+/* The value of the sample line "NAME VALUE" (name with labels, exactly as written) in a
+ * Prometheus text body; -1 when absent. */
+double ts_metric(const char *text, const char *name);
+
 /* The build directory ($SPIKESERVE_BUILD or "build") and the Python interpreter. */
 const char *ts_build_dir(void);
 const char *ts_python(void);
