@@ -46,6 +46,11 @@ class _StraightThroughReLU(torch.autograd.Function):
         return g
 
 
+def _tanh_exact(v):
+    """float32 tanh rounded from double: what the engine computes."""
+    return torch.tanh(v.double()).float()
+
+
 def st_relu(h):
     return _StraightThroughReLU.apply(h)
 
@@ -80,6 +85,8 @@ class SRCLayer(nn.Module):
             self.register_buffer("b_h", bh)
         for name in ("init_i", "init_h", "init_hs"):
             self.register_buffer(name, torch.zeros(self.n))
+
+    exact = False  # see SRCNet.engine_numerics()
 
     def constants(self):
         return {k: getattr(self, k) for k in CONSTANTS}
@@ -128,9 +135,43 @@ class SRCLayer(nn.Module):
             out.append(st_relu(hn))  # 5f
         return torch.stack(out), (i, h, hs)
 
+    @torch.no_grad()
+    def run_exact(self, s_in, state=None):
+        """The engine's float order (engine/step.c): i = alpha * i, then the inputs are
+        added one by one in ascending order, i = i + s_j * W[:, j]; tanh is computed in
+        double and rounded to float. Same results bit for bit, but slow: for checks only."""
+        T, B, _ = s_in.shape
+        if state is None:
+            i = self.init_i.expand(B, self.n).clone()
+            h = self.init_h.expand(B, self.n)
+            hs = self.init_hs.expand(B, self.n)
+        else:
+            i, h, hs = (v.clone() for v in state)
+        wt = self.weight.detach().t().contiguous()
+        dz = _f32(self.z_dep - self.z_hyp)
+        z_on = _f32(self.z_hyp + dz)
+        out = []
+        for t in range(T):
+            i = self.alpha * i
+            st = s_in[t]
+            for j in torch.nonzero(st.ne(0).any(0)).flatten().tolist():
+                i = i + st[:, j:j + 1] * wt[j]
+            x = self.rho * _tanh_exact(i / self.rho)
+            a = x + self.r * h
+            a = a + self.r_s * hs
+            a = a + self.b_h
+            hn = _tanh_exact(a)
+            z = torch.where(hn > self.theta, torch.tensor(z_on), torch.tensor(self.z_hyp))
+            hs = z * hs + (1.0 - z) * h
+            h = hn
+            out.append(hn.clamp_min(0.0))
+        return torch.stack(out), (i, h, hs)
+
     def forward(self, s_in, state=None):
         """s_in [T, B, n_in] -> (s [T, B, n], final state)."""
         T, B, _ = s_in.shape
+        if self.exact:
+            return self.run_exact(s_in, state)
         u = torch.matmul(s_in.reshape(T * B, self.n_in), self.weight.t()).reshape(T, B, self.n)
         return self.run(u, state)
 
@@ -150,8 +191,28 @@ class Readout(nn.Module):
     def extra_repr(self):
         return f"n_in={self.n_in}, n={self.n}, alpha={self.alpha:g}"
 
+    exact = False
+
+    @torch.no_grad()
+    def run_exact(self, s, state=None):
+        """The engine's order: o = alpha * o, + s_j * W_o[:, j] in ascending j, + b."""
+        T, B, _ = s.shape
+        o = self.init_o.expand(B, self.n).clone() if state is None else state.clone()
+        wt = self.weight.detach().t().contiguous()
+        out = []
+        for t in range(T):
+            o = self.alpha * o
+            st = s[t]
+            for j in torch.nonzero(st.ne(0).any(0)).flatten().tolist():
+                o = o + st[:, j:j + 1] * wt[j]
+            o = o + self.bias.detach()
+            out.append(o)
+        return torch.stack(out), o
+
     def forward(self, s, state=None):
         T, B, _ = s.shape
+        if self.exact:
+            return self.run_exact(s, state)
         u = (torch.matmul(s.reshape(T * B, self.n_in), self.weight.t()) + self.bias).reshape(
             T, B, self.n)
         o = self.init_o.expand(B, self.n) if state is None else state
@@ -210,6 +271,14 @@ class SRCNet(nn.Module):
 
     def arch(self):
         return [self.n_in] + [l.n for l in self.layers] + ([self.readout.n] if self.readout else [])
+
+    def engine_numerics(self, on=True):
+        """on: evaluate with the engine's order of float operations (run_exact), so that
+        outputs equal the C engine's bit for bit instead of to rounding (spiking dynamics
+        amplify rounding differences at spike onsets). Slow; no gradients. Returns self."""
+        for m in list(self.layers) + ([self.readout] if self.readout is not None else []):
+            m.exact = bool(on)
+        return self
 
     @torch.no_grad()
     def set_rest_init(self):
