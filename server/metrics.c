@@ -45,7 +45,7 @@ struct ss_metrics {
     uint64_t lat[N_LAT + 1], lat_count, lat_sum_us;
     uint64_t grp[N_GRP + 1], grp_count, grp_sum;
     uint64_t batches, steps, events, spikes;
-    uint64_t created, restored, closed, expired, sse_dropped;
+    uint64_t created, restored, closed, expired, sse_dropped, paused;
     int64_t open;
     uint32_t n_workers;
     int64_t depth[];
@@ -108,6 +108,7 @@ void ss_metrics_queue_depth(ss_metrics *m, uint32_t w, int64_t d) {
     if (w < m->n_workers) ADD(&m->depth[w], d);
 }
 void ss_metrics_sse_dropped(ss_metrics *m) { ADD(&m->sse_dropped, 1); }
+void ss_metrics_stream_paused(ss_metrics *m) { ADD(&m->paused, 1); }
 int64_t ss_metrics_sessions_open(const ss_metrics *m) { return GET(&m->open); }
 
 typedef struct {
@@ -196,6 +197,9 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
             GET(&m->spikes));
     counter(&b, "spikeserve_sse_subscribers_dropped_total",
             "Event subscribers dropped for reading too slowly.", GET(&m->sse_dropped));
+    counter(&b, "spikeserve_stream_pauses_total",
+            "Times a /stream upload was paused because its worker's queue was full.",
+            GET(&m->paused));
     put(&b, "# HELP spikeserve_worker_queue_depth Jobs queued or running per worker.\n"
             "# TYPE spikeserve_worker_queue_depth gauge\n");
     for (uint32_t w = 0; w < m->n_workers; w++)

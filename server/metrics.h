@@ -27,6 +27,7 @@ void ss_metrics_session_restored(ss_metrics *m);       /* open again after a res
 void ss_metrics_session_closed(ss_metrics *m, int expired);
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t worker, int64_t delta);
 void ss_metrics_sse_dropped(ss_metrics *m);
+void ss_metrics_stream_paused(ss_metrics *m); /* a /stream upload waited for queue room */
 int64_t ss_metrics_sessions_open(const ss_metrics *m);
 
 /* The Prometheus text; malloc'd, NUL-terminated. NULL when out of memory. */

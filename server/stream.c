@@ -124,6 +124,7 @@ static int push_blocked(ss_stream *s) {
         pthread_mutex_unlock(&s->mu);
         rc = ss_pool_submit_or_wait(r->app->pool, s->sess->worker, j, &s->waiter);
         if (rc == 1) { /* the worker wakes us; the line is not queued yet */
+            ss_metrics_stream_paused(r->app->metrics);
             pthread_mutex_lock(&s->mu);
             s->outstanding--;
             pthread_mutex_unlock(&s->mu);

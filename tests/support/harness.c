@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -300,4 +301,147 @@ double ts_metric(const char *text, const char *name) {
         if (p) p++;
     }
     return -1;
+}
+
+struct ts_sse {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char url[512];
+    char *buf;
+    size_t len;
+    long status;
+    int ended, stop, got_headers;
+};
+
+static size_t sse_sink(char *p, size_t size, size_t n, void *arg) {
+    ts_sse *e = arg;
+    size_t k = size * n;
+    pthread_mutex_lock(&e->mu);
+    char *b = realloc(e->buf, e->len + k + 1);
+    if (b) {
+        memcpy(b + e->len, p, k);
+        e->buf = b;
+        e->len += k;
+        e->buf[e->len] = 0;
+    }
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return b ? k : 0;
+}
+
+static int sse_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d) {
+    (void)a, (void)b, (void)c, (void)d;
+    ts_sse *e = arg;
+    return __atomic_load_n(&e->stop, __ATOMIC_RELAXED);
+}
+
+static void *sse_main(void *arg) {
+    ts_sse *e = arg;
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdr = curl_slist_append(NULL, "Accept: text/event-stream");
+    curl_easy_setopt(c, CURLOPT_URL, e->url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, e);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, sse_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, e);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_perform(c);
+    long st = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    pthread_mutex_lock(&e->mu);
+    e->status = st;
+    e->ended = 1;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return NULL;
+}
+
+static int count_in(const char *hay, const char *needle) {
+    int n = 0;
+    size_t k = strlen(needle);
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += k) n++;
+    return n;
+}
+
+static void deadline_in(struct timespec *ts, int ms) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) ts->tv_sec++, ts->tv_nsec -= 1000000000L;
+}
+
+ts_sse *ts_sse_open(const ts_server *s, const char *path, long *status) {
+    ts_sse *e = calloc(1, sizeof *e);
+    if (!e) return NULL;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    snprintf(e->url, sizeof e->url, "%s%s", s->base, path);
+    if (pthread_create(&e->th, NULL, sse_main, e) != 0) {
+        free(e);
+        return NULL;
+    }
+    struct timespec dl;
+    deadline_in(&dl, 10000);
+    pthread_mutex_lock(&e->mu);
+    while (!e->ended && !(e->buf && strstr(e->buf, ": spikeserve events")))
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &dl) != 0) break;
+    int live = !e->ended && e->buf && strstr(e->buf, ": spikeserve events");
+    pthread_mutex_unlock(&e->mu);
+    if (!live) {
+        ts_sse_close(e);
+        if (status) *status = 0;
+        /* the caller may want the status of a refused subscription: run it once more */
+        return NULL;
+    }
+    if (status) *status = 200;
+    return e;
+}
+
+int ts_sse_wait(ts_sse *e, const char *needle, int count, int timeout_ms) {
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms);
+    pthread_mutex_lock(&e->mu);
+    int n;
+    while ((n = count_in(e->buf, needle)) < count && !e->ended)
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &dl) != 0) break;
+    n = count_in(e->buf, needle);
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+int ts_sse_count(ts_sse *e, const char *needle) {
+    pthread_mutex_lock(&e->mu);
+    int n = count_in(e->buf, needle);
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+int ts_sse_ended(ts_sse *e) {
+    pthread_mutex_lock(&e->mu);
+    int d = e->ended;
+    pthread_mutex_unlock(&e->mu);
+    return d;
+}
+
+char *ts_sse_text(ts_sse *e) {
+    pthread_mutex_lock(&e->mu);
+    char *t = strdup(e->buf ? e->buf : "");
+    pthread_mutex_unlock(&e->mu);
+    return t;
+}
+
+void ts_sse_close(ts_sse *e) {
+    if (!e) return;
+    __atomic_store_n(&e->stop, 1, __ATOMIC_RELAXED);
+    pthread_join(e->th, NULL);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->buf);
+    free(e);
 }

@@ -59,6 +59,18 @@ int ts_open_session(const ts_server *s, const char *model, char *out, size_t len
  * Prometheus text body; -1 when absent. */
 double ts_metric(const char *text, const char *name);
 
+/* A Server-Sent Events reader on its own thread. open returns once the response headers
+ * and the server's first comment arrived (so the subscription is live), or NULL. */
+typedef struct ts_sse ts_sse;
+ts_sse *ts_sse_open(const ts_server *s, const char *path, long *status);
+/* Wait until needle occurs at least count times (or the stream ended, or timeout_ms);
+ * returns how many times it occurs. */
+int ts_sse_wait(ts_sse *e, const char *needle, int count, int timeout_ms);
+int ts_sse_count(ts_sse *e, const char *needle);
+int ts_sse_ended(ts_sse *e); /* the server closed the stream */
+char *ts_sse_text(ts_sse *e); /* a copy of everything received */
+void ts_sse_close(ts_sse *e);
+
 /* The build directory ($SPIKESERVE_BUILD or "build") and the Python interpreter. */
 const char *ts_build_dir(void);
 const char *ts_python(void);
