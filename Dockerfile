@@ -19,7 +19,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libprotobuf-c1 \
       libcurl4 zlib1g \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
  && groupadd --system --gid 10001 spikeserve \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/spikeserve --no-create-home \
       --shell /usr/sbin/nologin spikeserve \

@@ -23,16 +23,17 @@ cfg=$(podman image inspect "$tag" --format '{{json .Config}}')
 echo "# config: $cfg"
 check "runs as a non-root user" test "$(jq -r '.User' <<<"$cfg" | cut -d: -f1)" != "" -a \
     "$(jq -r '.User' <<<"$cfg" | cut -d: -f1)" != 0 -a "$(jq -r '.User' <<<"$cfg")" != root
-check "exposes 8080/tcp" jq -e '.ExposedPorts["8080/tcp"]' <<<"$cfg" >/dev/null
-check "declares the state volume" jq -e '.Volumes["/var/lib/spikeserve"]' <<<"$cfg" >/dev/null
+has() { jq -e "$1" >/dev/null <<<"$2"; } # jq-filter json: true when the filter holds
+check "exposes 8080/tcp" has '.ExposedPorts["8080/tcp"]' "$cfg"
+check "declares the state volume" has '.Volumes["/var/lib/spikeserve"]' "$cfg"
 check "exec-form entrypoint is the server" \
     test "$(jq -r '.Entrypoint[0]' <<<"$cfg")" = /usr/local/bin/spikeserve
 check "stops with SIGTERM" test "$(jq -r '.StopSignal' <<<"$cfg")" = SIGTERM
-check "listens on 0.0.0.0" jq -e '.Env | index("SPIKESERVE_BIND=0.0.0.0")' <<<"$cfg" >/dev/null
-hc=$(podman image inspect "$tag" --format '{{json .Healthcheck}}')
-[ "$hc" = null ] && hc=$(podman image inspect "$tag" --format '{{json .Config.Healthcheck}}')
-check "has a HEALTHCHECK" jq -e '.Test | length > 1' <<<"$hc" >/dev/null
-size=$(podman image inspect "$tag" --format '{{.Size}}')
+check "listens on 0.0.0.0" has '.Env | index("SPIKESERVE_BIND=0.0.0.0")' "$cfg"
+hc=$(podman image inspect "$tag" | jq -c '.[0] | .Healthcheck // .Config.Healthcheck')
+echo "# healthcheck: $hc"
+check "has a HEALTHCHECK" has '.Test | length > 1' "$hc"
+size=$(podman image inspect "$tag" | jq '.[0].Size')
 echo "# image size: $((size / 1024 / 1024)) MiB"
 mnt=$(podman image mount "$tag")
 check "ships at least one model" compgen -G "$mnt/usr/share/spikeserve/models/*.spk" >/dev/null

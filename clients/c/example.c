@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
 
     /* 20 steps, ~5% of the inputs spiking per step */
     srand(42);
-    size_t cap = (size_t)20 * m->n_in / 20 + 1, n = 0;
+    size_t cap = (size_t)20 * m->n_in, n = 0;
     sc_event *ev = malloc(cap * sizeof *ev);
     if (!ev) goto done;
     for (uint64_t seq = 1; seq <= 3; seq++) {

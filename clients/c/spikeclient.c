@@ -12,8 +12,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -35,7 +35,7 @@ struct sc_client {
     long status;
     char ecode[64];
     long retry_after;
-    char ctype[64]; /* Content-Type of the last answer */
+    char ctype[64];    /* Content-Type of the last answer */
     atomic_int cancel; /* set by sc_cancel() from any thread */
 };
 
@@ -47,7 +47,8 @@ typedef struct {
 static int sbuf_add(sbuf *b, const void *d, size_t n) {
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
+        while (cap < b->len + n + 1)
+            cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) return -1;
         b->p = p;
@@ -78,7 +79,9 @@ static void clearerr_(sc_client *c) {
 }
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init_once(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 sc_client *sc_client_new(const sc_params *p) {
     if (!p || !p->url || !*p->url) return NULL;
@@ -86,7 +89,8 @@ sc_client *sc_client_new(const sc_params *p) {
     sc_client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     size_t n = strlen(p->url);
-    while (n > 0 && p->url[n - 1] == '/') n--;
+    while (n > 0 && p->url[n - 1] == '/')
+        n--;
     if (!(c->url = strndup(p->url, n))) goto fail;
     if (p->api_key && *p->api_key) {
         size_t len = strlen(p->api_key) + 32;
@@ -111,11 +115,21 @@ void sc_client_free(sc_client *c) {
     free(c);
 }
 
-int sc_err(const sc_client *c) { return c->err; }
-const char *sc_errstr(const sc_client *c) { return c->errstr; }
-long sc_http_status(const sc_client *c) { return c->status; }
-const char *sc_error_code(const sc_client *c) { return c->ecode; }
-long sc_retry_after(const sc_client *c) { return c->retry_after; }
+int sc_err(const sc_client *c) {
+    return c->err;
+}
+const char *sc_errstr(const sc_client *c) {
+    return c->errstr;
+}
+long sc_http_status(const sc_client *c) {
+    return c->status;
+}
+const char *sc_error_code(const sc_client *c) {
+    return c->ecode;
+}
+long sc_retry_after(const sc_client *c) {
+    return c->retry_after;
+}
 
 /* ---- the request engine ---- */
 
@@ -140,7 +154,8 @@ static size_t on_header(char *h, size_t size, size_t n, void *ud) {
         k->c->retry_after = -1;
     } else if (len > 13 && strncasecmp(h, "Content-Type:", 13) == 0) {
         const char *v = h + 13;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         size_t m = 0;
         while (v + m < h + len && v[m] != '\r' && v[m] != '\n' && v[m] != ';' &&
                m + 1 < sizeof k->c->ctype)
@@ -168,8 +183,10 @@ static size_t on_body(char *d, size_t size, size_t n, void *ud) {
         k->opened = 1;
         long st = 0;
         curl_easy_getinfo(k->c->curl, CURLINFO_RESPONSE_CODE, &st);
-        if (st >= 300) k->line = NULL; /* an error body: collect it whole */
-        else if (k->on_open) k->on_open(k->line_ud);
+        if (st >= 300)
+            k->line = NULL; /* an error body: collect it whole */
+        else if (k->on_open)
+            k->on_open(k->line_ud);
     }
     if (sbuf_add(&k->body, d, len) < 0) return 0;
     if (!k->line) return len;
@@ -208,8 +225,10 @@ static void http_error(sc_client *c, const char *body, size_t len) {
         const char *code = json_string_value(json_object_get(e, "code"));
         const char *m = json_string_value(json_object_get(e, "message"));
         if (code) snprintf(c->ecode, sizeof c->ecode, "%s", code);
-        if (m) snprintf(msg, sizeof msg, "%s", m);
-        else if (!j) snprintf(msg, sizeof msg, "%.200s", body);
+        if (m)
+            snprintf(msg, sizeof msg, "%s", m);
+        else if (!j)
+            snprintf(msg, sizeof msg, "%.200s", body);
         json_decref(j);
     }
     seterr(c, SC_EHTTP, "HTTP %ld%s%s: %s", c->status, c->ecode[0] ? " " : "", c->ecode,
@@ -232,7 +251,9 @@ static size_t on_read(char *buf, size_t size, size_t n, void *ud) {
     return (size_t)got;
 }
 
-void sc_cancel(sc_client *c) { atomic_store(&c->cancel, 1); }
+void sc_cancel(sc_client *c) {
+    atomic_store(&c->cancel, 1);
+}
 
 static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
     (void)dt, (void)dn, (void)ut, (void)un;
@@ -327,8 +348,10 @@ long sc_request(sc_client *c, const char *method, const char *path, const char *
         return st;
     }
     if (!k.body.p) k.body.p = calloc(1, 1);
-    if (resp) *resp = k.body.p;
-    else free(k.body.p);
+    if (resp)
+        *resp = k.body.p;
+    else
+        free(k.body.p);
     if (resp_len) *resp_len = k.body.len;
     return st;
 }
@@ -352,8 +375,12 @@ static int get_ok(sc_client *c, const char *path) {
     free(b.p);
     return rc;
 }
-int sc_healthz(sc_client *c) { return get_ok(c, "/healthz"); }
-int sc_readyz(sc_client *c) { return get_ok(c, "/readyz"); }
+int sc_healthz(sc_client *c) {
+    return get_ok(c, "/healthz");
+}
+int sc_readyz(sc_client *c) {
+    return get_ok(c, "/readyz");
+}
 char *sc_metrics(sc_client *c) {
     sbuf b = {0};
     return call(c, "GET", "/metrics", NULL, NULL, 0, &b) == 0 ? b.p : NULL;
@@ -384,13 +411,15 @@ void sc_model_free(sc_model *m) {
     free(m->name);
     free(m->description);
     free(m->layers);
-    for (size_t i = 0; i < m->n_labels; i++) free(m->labels[i]);
+    for (size_t i = 0; i < m->n_labels; i++)
+        free(m->labels[i]);
     free(m->labels);
     memset(m, 0, sizeof *m);
 }
 
 void sc_models_free(sc_model *ms, size_t n) {
-    for (size_t i = 0; ms && i < n; i++) sc_model_free(&ms[i]);
+    for (size_t i = 0; ms && i < n; i++)
+        sc_model_free(&ms[i]);
     free(ms);
 }
 
@@ -477,7 +506,8 @@ int sc_models(sc_client *c, sc_model **out, size_t *n) {
     rc = 0;
     if (strcmp(c->ctype, CT_PB) == 0) {
         Spikeserve__ModelList *l = spikeserve__model_list__unpack(NULL, b.len, (uint8_t *)b.p);
-        if (!l) rc = -1;
+        if (!l)
+            rc = -1;
         else {
             if (l->n_models && !(*out = calloc(l->n_models, sizeof **out))) rc = -1;
             for (size_t i = 0; rc == 0 && i < l->n_models; i++, (*n)++)
@@ -487,7 +517,8 @@ int sc_models(sc_client *c, sc_model **out, size_t *n) {
     } else {
         json_t *j = json_loadb(b.p, b.len, 0, NULL);
         json_t *arr = json_is_array(j) ? j : json_object_get(j, "models");
-        if (!json_is_array(arr)) rc = -1;
+        if (!json_is_array(arr))
+            rc = -1;
         else {
             size_t m = json_array_size(arr);
             if (m && !(*out = calloc(m, sizeof **out))) rc = -1;
@@ -534,7 +565,8 @@ int sc_model_get(sc_client *c, const char *name, sc_model *out) {
 static int session_parse(sc_client *c, const sbuf *b, sc_session *s) {
     memset(s, 0, sizeof *s);
     if (strcmp(c->ctype, CT_PB) == 0) {
-        Spikeserve__SessionInfo *p = spikeserve__session_info__unpack(NULL, b->len, (uint8_t *)b->p);
+        Spikeserve__SessionInfo *p =
+            spikeserve__session_info__unpack(NULL, b->len, (uint8_t *)b->p);
         if (!p || !p->session_id) {
             if (p) spikeserve__session_info__free_unpacked(p, NULL);
             return seterr(c, SC_EPROTO, "session: unexpected protobuf answer");
@@ -758,7 +790,8 @@ int sc_result_parse_json(sc_client *c, const char *json, size_t len, sc_result *
     }
     n = json_array_size(ro);
     if (n && !(r->readout = malloc(n * sizeof *r->readout))) goto nomem;
-    for (size_t i = 0; i < n; i++) r->readout[r->n_readout++] = (float)json_number_value(json_array_get(ro, i));
+    for (size_t i = 0; i < n; i++)
+        r->readout[r->n_readout++] = (float)json_number_value(json_array_get(ro, i));
     json_t *p = json_object_get(j, "prediction");
     if (json_is_object(p)) {
         r->has_prediction = 1;
@@ -818,8 +851,10 @@ static int post_batch(sc_client *c, const char *path, const sc_batch *b, sc_resu
     void *body;
     memset(out, 0, sizeof *out);
     if (!b || b->steps == 0) return seterr(c, SC_EINVAL, "batch: steps must be >= 1");
-    if (c->pb) body = batch_to_pb(b, &len);
-    else if ((body = sc_batch_json(c, b))) len = strlen(body);
+    if (c->pb)
+        body = batch_to_pb(b, &len);
+    else if ((body = sc_batch_json(c, b)))
+        len = strlen(body);
     if (!body) return seterr(c, SC_ENOMEM, "out of memory encoding a batch");
     int rc = post_result(c, path, body, len, out);
     free(body);
@@ -856,7 +891,8 @@ int sc_classify(sc_client *c, const char *model, const float *x, uint32_t n, uin
         if ((body = malloc(len ? len : 1))) spikeserve__classify_request__pack(&m, body);
     } else {
         json_t *v = json_array();
-        for (uint32_t i = 0; i < n; i++) json_array_append_new(v, json_real(x[i]));
+        for (uint32_t i = 0; i < n; i++)
+            json_array_append_new(v, json_real(x[i]));
         json_t *j = json_pack("{s:o, s:I}", "values", v, "seed", (json_int_t)seed);
         body = j ? json_dumps(j, JSON_COMPACT) : NULL;
         if (body) len = strlen(body);
@@ -968,8 +1004,10 @@ static int sse_line(void *ud, char *s, size_t n) {
     const char *v = colon ? colon + 1 : s + n;
     if (colon) *colon = '\0';
     if (*v == ' ') v++;
-    if (strcmp(s, "event") == 0) snprintf(x->type, sizeof x->type, "%s", v);
-    else if (strcmp(s, "id") == 0) snprintf(x->id, sizeof x->id, "%s", v);
+    if (strcmp(s, "event") == 0)
+        snprintf(x->type, sizeof x->type, "%s", v);
+    else if (strcmp(s, "id") == 0)
+        snprintf(x->id, sizeof x->id, "%s", v);
     else if (strcmp(s, "data") == 0) {
         if (x->data.len && sbuf_add(&x->data, "\n", 1) < 0) return 1;
         if (sbuf_add(&x->data, v, strlen(v)) < 0) return 1;

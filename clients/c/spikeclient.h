@@ -34,12 +34,12 @@ extern "C" {
 
 enum {
     SC_OK = 0,
-    SC_EINVAL = -1,    /* bad argument (message says which) */
+    SC_EINVAL = -1, /* bad argument (message says which) */
     SC_ENOMEM = -2,
     SC_ETRANSPORT = -3, /* connection, timeout, ...: the request may not have reached the server */
-    SC_EHTTP = -4,     /* the server answered with an error status (sc_http_status()) */
-    SC_EPROTO = -5,    /* the answer could not be understood */
-    SC_EABORTED = -6,  /* a callback asked to stop */
+    SC_EHTTP = -4,      /* the server answered with an error status (sc_http_status()) */
+    SC_EPROTO = -5,     /* the answer could not be understood */
+    SC_EABORTED = -6,   /* a callback asked to stop */
 };
 
 typedef struct sc_client sc_client;
@@ -61,9 +61,9 @@ void sc_cancel(sc_client *c);
 
 int sc_err(const sc_client *c);
 const char *sc_errstr(const sc_client *c);
-long sc_http_status(const sc_client *c);    /* of the last request; 0 when none came back */
+long sc_http_status(const sc_client *c);       /* of the last request; 0 when none came back */
 const char *sc_error_code(const sc_client *c); /* "not_found", ...; "" when none */
-long sc_retry_after(const sc_client *c);    /* seconds of Retry-After on a 429/503; -1: none */
+long sc_retry_after(const sc_client *c);       /* seconds of Retry-After on a 429/503; -1: none */
 
 /* ---- health ---- */
 int sc_healthz(sc_client *c); /* 0 when GET /healthz answers 200 */
@@ -136,9 +136,9 @@ typedef struct {
     uint32_t steps;
     const sc_event *events; /* sparse input, or */
     size_t n_events;
-    const float *dense;     /* steps x dense_n values, row per step (NULL: none) */
+    const float *dense; /* steps x dense_n values, row per step (NULL: none) */
     uint32_t dense_n;
-    unsigned outputs;       /* SC_OUT_*; 0: the server's default */
+    unsigned outputs; /* SC_OUT_*; 0: the server's default */
 } sc_batch;
 
 typedef struct {
@@ -154,11 +154,11 @@ typedef struct {
     uint32_t steps;
     sc_spike *spikes; /* last SRC layer, step relative to t0 */
     size_t n_spikes;
-    float *readout;   /* at the last step */
+    float *readout; /* at the last step */
     size_t n_readout;
     int has_prediction;
     uint32_t prediction;
-    char *label;      /* prediction label, or NULL */
+    char *label; /* prediction label, or NULL */
 } sc_result;
 
 void sc_result_free(sc_result *r); /* frees the fields, not r */
@@ -200,9 +200,9 @@ int sc_stream_file(sc_client *c, const char *id, FILE *f, sc_stream_summary *sum
 
 /* One Server-Sent Event. */
 typedef struct {
-    const char *type; /* "step", "end", ... ("message" when the server named none) */
-    const char *id;   /* the event's id, or "" */
-    const char *data; /* the data lines joined by '\n' */
+    const char *type;        /* "step", "end", ... ("message" when the server named none) */
+    const char *id;          /* the event's id, or "" */
+    const char *data;        /* the data lines joined by '\n' */
     const sc_result *result; /* parsed, for "step" events; NULL otherwise */
 } sc_sse_event;
 /* Return nonzero to stop the subscription (the call then returns 0). */

@@ -21,36 +21,37 @@
 static sc_params params = {.url = "http://127.0.0.1:8080", .timeout_ms = 60000};
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: spikectl [-u URL] [-k API_KEY] [-p] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
-            "\n"
-            "  -u URL      server (default $SPIKESERVE_URL, else http://127.0.0.1:$SPIKESERVE_PORT,\n"
-            "              else http://127.0.0.1:8080)\n"
-            "  -k KEY      API key (or $SPIKESERVE_API_KEY)\n"
-            "  -p          use protobuf instead of JSON on the wire\n"
-            "  -t MS       per-request timeout (default 60000)\n"
-            "\n"
-            "commands:\n"
-            "  health                      exit 0 when the server is live (/healthz)\n"
-            "  ready                       exit 0 when it is ready (/readyz)\n"
-            "  models [MODEL]              list the models, or show one\n"
-            "  open MODEL [IDLE_S]         open a session; prints its id\n"
-            "  info ID                     show a session\n"
-            "  close ID                    close a session\n"
-            "  reset ID                    back to the model's initial state\n"
-            "  send ID FILE|-              POST each line of FILE (JSON spike batches) to /steps,\n"
-            "                              print each result\n"
-            "  infer MODEL FILE|-          same, stateless (/infer)\n"
-            "  stream ID                   upload batches from stdin as they come (NDJSON), print\n"
-            "                              results as they come (from /events)\n"
-            "  events ID                   print the session's events until it ends (Ctrl-C)\n"
-            "  snapshot ID FILE            save the session's state to FILE\n"
-            "  restore ID FILE             restore FILE into session ID (create or replace)\n"
-            "  metrics                     print the Prometheus metrics\n"
-            "  eval MODEL [N] [-j J] [-d DIR] [--seed S]\n"
-            "                              classify N Fashion-MNIST test images (default 1000)\n"
-            "                              with J concurrent connections (default 4); prints\n"
-            "                              accuracy and throughput\n");
+    fprintf(
+        f,
+        "usage: spikectl [-u URL] [-k API_KEY] [-p] [-t TIMEOUT_MS] COMMAND [ARGS]\n"
+        "\n"
+        "  -u URL      server (default $SPIKESERVE_URL, else http://127.0.0.1:$SPIKESERVE_PORT,\n"
+        "              else http://127.0.0.1:8080)\n"
+        "  -k KEY      API key (or $SPIKESERVE_API_KEY)\n"
+        "  -p          use protobuf instead of JSON on the wire\n"
+        "  -t MS       per-request timeout (default 60000)\n"
+        "\n"
+        "commands:\n"
+        "  health                      exit 0 when the server is live (/healthz)\n"
+        "  ready                       exit 0 when it is ready (/readyz)\n"
+        "  models [MODEL]              list the models, or show one\n"
+        "  open MODEL [IDLE_S]         open a session; prints its id\n"
+        "  info ID                     show a session\n"
+        "  close ID                    close a session\n"
+        "  reset ID                    back to the model's initial state\n"
+        "  send ID FILE|-              POST each line of FILE (JSON spike batches) to /steps,\n"
+        "                              print each result\n"
+        "  infer MODEL FILE|-          same, stateless (/infer)\n"
+        "  stream ID                   upload batches from stdin as they come (NDJSON), print\n"
+        "                              results as they come (from /events)\n"
+        "  events ID                   print the session's events until it ends (Ctrl-C)\n"
+        "  snapshot ID FILE            save the session's state to FILE\n"
+        "  restore ID FILE             restore FILE into session ID (create or replace)\n"
+        "  metrics                     print the Prometheus metrics\n"
+        "  eval MODEL [N] [-j J] [-d DIR] [--seed S]\n"
+        "                              classify N Fashion-MNIST test images (default 1000)\n"
+        "                              with J concurrent connections (default 4); prints\n"
+        "                              accuracy and throughput\n");
 }
 
 static int fail(sc_client *c, const char *what) {
@@ -73,7 +74,8 @@ static void print_result(const sc_result *r) {
     json_object_set_new(j, "spikes", sp);
     if (r->n_readout) {
         json_t *ro = json_array();
-        for (size_t i = 0; i < r->n_readout; i++) json_array_append_new(ro, json_real(r->readout[i]));
+        for (size_t i = 0; i < r->n_readout; i++)
+            json_array_append_new(ro, json_real(r->readout[i]));
         json_object_set_new(j, "readout", ro);
     }
     if (r->has_prediction) {
@@ -116,7 +118,8 @@ static void print_model(const sc_model *m, int verbose) {
            (double)m->enc_threshold);
     if (m->n_labels) {
         printf("  labels:");
-        for (size_t i = 0; i < m->n_labels; i++) printf("%s %s", i ? "," : "", m->labels[i]);
+        for (size_t i = 0; i < m->n_labels; i++)
+            printf("%s %s", i ? "," : "", m->labels[i]);
         printf("\n");
     }
 }
@@ -132,14 +135,15 @@ static int cmd_models(sc_client *c, int argc, char **argv) {
     sc_model *ms;
     size_t n;
     if (sc_models(c, &ms, &n) < 0) return fail(c, "models");
-    for (size_t i = 0; i < n; i++) print_model(&ms[i], 0);
+    for (size_t i = 0; i < n; i++)
+        print_model(&ms[i], 0);
     sc_models_free(ms, n);
     return 0;
 }
 
 static void print_session(const sc_session *s) {
-    printf("session_id: %s\nmodel: %s (v%u)\nt: %llu\n", s->session_id, s->model,
-           s->model_version, (unsigned long long)s->t);
+    printf("session_id: %s\nmodel: %s (v%u)\nt: %llu\n", s->session_id, s->model, s->model_version,
+           (unsigned long long)s->t);
     if (s->has_last_seq) printf("last_seq: %llu\n", (unsigned long long)s->last_seq);
     printf("idle_timeout_s: %u\ncreated_at: %s\nlast_active_at: %s\n", s->idle_timeout_s,
            s->created_at, s->last_active_at);
@@ -159,7 +163,8 @@ static int send_lines(sc_client *c, const char *path, const char *file) {
     unsigned long lineno = 0;
     while ((n = getline(&line, &cap, f)) >= 0) {
         lineno++;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
         if (n == 0 || line[0] == '#') continue;
         char *resp = NULL;
         long st = sc_request(c, "POST", path, "application/json", line, (size_t)n, &resp, NULL);
@@ -203,8 +208,10 @@ static void watch_open(void *ud) {
 static int watch_event(void *ud, const sc_sse_event *e) {
     watch *w = ud;
     int stop = 0;
-    if (e->result) print_result(e->result);
-    else if (strcmp(e->type, "end") == 0) fprintf(stderr, "spikectl: session ended: %s\n", e->data);
+    if (e->result)
+        print_result(e->result);
+    else if (strcmp(e->type, "end") == 0)
+        fprintf(stderr, "spikectl: session ended: %s\n", e->data);
     pthread_mutex_lock(&w->mu);
     if (e->result) w->seen_t = e->result->t0 + e->result->steps;
     stop = w->have_target && w->seen_t >= w->target;
@@ -227,8 +234,8 @@ static void *watch_main(void *ud) {
 static int cmd_stream(sc_client *c, const char *id) {
     sc_session s;
     if (sc_session_get(c, id, &s) < 0) return fail(c, id);
-    watch w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .id = id,
-               .seen_t = s.t};
+    watch w = {
+        .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .id = id, .seen_t = s.t};
     sc_params p = params;
     p.protobuf = 0;
     if (!(w.ev = sc_client_new(&p))) return 1;
@@ -238,7 +245,8 @@ static int cmd_stream(sc_client *c, const char *id) {
         return 1;
     }
     pthread_mutex_lock(&w.mu);
-    while (!w.open) pthread_cond_wait(&w.cv, &w.mu);
+    while (!w.open)
+        pthread_cond_wait(&w.cv, &w.mu);
     int sub_failed = w.done;
     pthread_mutex_unlock(&w.mu);
     int rc = 0;
@@ -381,7 +389,8 @@ static void *eval_worker(void *ud) {
         uint32_t i = j->next < j->n ? j->next++ : j->n;
         pthread_mutex_unlock(&j->mu);
         if (i >= j->n || !c || !x) break;
-        for (uint32_t k = 0; k < j->pixels; k++) x[k] = j->images[(size_t)i * j->pixels + k] / 255.0f;
+        for (uint32_t k = 0; k < j->pixels; k++)
+            x[k] = j->images[(size_t)i * j->pixels + k] / 255.0f;
         sc_result r;
         double t0 = now_s();
         int rc = sc_classify(c, j->model, x, j->pixels, j->seed + i, &r);
@@ -407,7 +416,8 @@ static void *eval_worker(void *ud) {
 static void progress(const eval_job *j, double elapsed, int final) {
     int width = 30, fill = j->n ? (int)((uint64_t)j->done * width / j->n) : width;
     char bar[64];
-    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
     fprintf(stderr, "\r[%s] %u/%u  acc %.1f%%  %.1f img/s  errors %u%s", bar, j->done, j->n,
             j->done ? 100.0 * j->correct / j->done : 0.0, elapsed > 0 ? j->done / elapsed : 0.0,
@@ -420,11 +430,16 @@ static int cmd_eval(sc_client *c, int argc, char **argv) {
     uint32_t n = 1000, jobs = 4;
     uint64_t seed = 1;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "-j") == 0 && i + 1 < argc) jobs = (uint32_t)atoi(argv[++i]);
-        else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc) dir = argv[++i];
-        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-        else if (!model) model = argv[i];
-        else n = (uint32_t)strtoul(argv[i], NULL, 10);
+        if (strcmp(argv[i], "-j") == 0 && i + 1 < argc)
+            jobs = (uint32_t)atoi(argv[++i]);
+        else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc)
+            dir = argv[++i];
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc)
+            seed = strtoull(argv[++i], NULL, 10);
+        else if (!model)
+            model = argv[i];
+        else
+            n = (uint32_t)strtoul(argv[i], NULL, 10);
     }
     if (!model || jobs < 1 || jobs > 256) {
         usage(stderr);
@@ -448,8 +463,13 @@ static int cmd_eval(sc_client *c, int argc, char **argv) {
         goto done;
     }
     if (n > ni) n = ni;
-    eval_job j = {.mu = PTHREAD_MUTEX_INITIALIZER, .model = model, .images = images,
-                  .labels = labels, .pixels = pixels, .n = n, .seed = seed};
+    eval_job j = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                  .model = model,
+                  .images = images,
+                  .labels = labels,
+                  .pixels = pixels,
+                  .n = n,
+                  .seed = seed};
     fprintf(stderr, "classifying %u test images with %s (%u connections)\n", n, model, jobs);
     pthread_t th[256];
     double t0 = now_s();
@@ -465,10 +485,12 @@ static int cmd_eval(sc_client *c, int argc, char **argv) {
         struct timespec ts = {0, 100 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
-    for (uint32_t i = 0; i < started; i++) pthread_join(th[i], NULL);
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
     double el = now_s() - t0;
     progress(&j, el, 1);
-    if (j.errors) fprintf(stderr, "spikectl: %u requests failed; first: %s\n", j.errors, j.first_err);
+    if (j.errors)
+        fprintf(stderr, "spikectl: %u requests failed; first: %s\n", j.errors, j.first_err);
     printf("model: %s\nimages: %u\ncorrect: %u\naccuracy: %.2f%%\nerrors: %u\n"
            "elapsed_s: %.3f\nthroughput_img_s: %.1f\nmean_latency_ms: %.2f\n",
            model, j.done, j.correct, j.done ? 100.0 * j.correct / j.done : 0.0, j.errors, el,
@@ -492,10 +514,14 @@ int main(int argc, char **argv) {
     if (getenv("SPIKESERVE_API_KEY")) params.api_key = getenv("SPIKESERVE_API_KEY");
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
-        if (strcmp(argv[i], "-u") == 0 && i + 1 < argc) params.url = argv[++i];
-        else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc) params.api_key = argv[++i];
-        else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) params.timeout_ms = atol(argv[++i]);
-        else if (strcmp(argv[i], "-p") == 0) params.protobuf = 1;
+        if (strcmp(argv[i], "-u") == 0 && i + 1 < argc)
+            params.url = argv[++i];
+        else if (strcmp(argv[i], "-k") == 0 && i + 1 < argc)
+            params.api_key = argv[++i];
+        else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc)
+            params.timeout_ms = atol(argv[++i]);
+        else if (strcmp(argv[i], "-p") == 0)
+            params.protobuf = 1;
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -519,8 +545,10 @@ int main(int argc, char **argv) {
     int rc = 2;
     char path[512];
     sc_session s;
-    if (strcmp(cmd, "health") == 0 || strcmp(cmd, "ready") == 0) rc = cmd_health(c, cmd[0] == 'r');
-    else if (strcmp(cmd, "models") == 0) rc = cmd_models(c, na, a);
+    if (strcmp(cmd, "health") == 0 || strcmp(cmd, "ready") == 0)
+        rc = cmd_health(c, cmd[0] == 'r');
+    else if (strcmp(cmd, "models") == 0)
+        rc = cmd_models(c, na, a);
     else if (strcmp(cmd, "metrics") == 0) {
         char *m = sc_metrics(c);
         rc = m ? (fputs(m, stdout), 0) : fail(c, "metrics");
