@@ -81,17 +81,26 @@ def torch_bench(model, workdir, T, quick):
         return net(xb, state)
 
     with torch.no_grad():
-        # Same numbers? C's readout after T steps vs PyTorch's, every sequence.
+        # Same network, same spikes? C's readout after T steps vs PyTorch's: with the
+        # engine's order of float operations (SRCNet.engine_numerics, slow: a subset of
+        # the sequences) it must be equal; with the fast path (the one timed) rounding
+        # differences grow at spike onsets, so only the activity is comparable.
         torch.set_num_threads(2)
         out = fwd(x)
+        nz_torch = [float((l > 0).float().sum() / (T * nseq)) for l in out["layers"]]
         c_ro = np.fromfile(os.path.join(workdir, "readout.bin"), np.float32)
         agree = None
         if "readout" in out and c_ro.size:
             t_ro = out["readout"][-1].numpy()
             c_ro = c_ro.reshape(t_ro.shape)
-            diff = float(np.abs(t_ro - c_ro).max())
-            agree = (float((t_ro.argmax(1) == c_ro.argmax(1)).mean()), diff)
-        nz_torch = [float((l > 0).float().sum() / (T * nseq)) for l in out["layers"]]
+            agree = {"fast": float(np.abs(t_ro - c_ro).max()), "n_exact": 0}
+            if hasattr(net, "engine_numerics"):
+                n_ex = min(nseq, 16 if quick else 64)
+                net.engine_numerics(True)
+                e_ro = fwd(x[:, :n_ex])["readout"][-1].numpy()
+                net.engine_numerics(False)
+                agree["exact"] = float(np.abs(e_ro - c_ro[:n_ex]).max())
+                agree["n_exact"] = n_ex
 
         results = {}
         for threads in (1, 2):
@@ -209,9 +218,14 @@ def main():
         if key in c:
             acts.append(f"layer {l + 1} non-zero {float(c[key]):.1f} (torch {nz_torch[l]:.1f})")
     print("  activity per step: " + ", ".join(acts))
-    if agree:
+    if agree and agree["n_exact"]:
+        print(f"  C vs PyTorch readout after {T} steps: max |diff| {agree['exact']:.2e} on "
+              f"{agree['n_exact']} sequences with SRCNet.engine_numerics (the engine's float "
+              f"order);\n  {agree['fast']:.2e} on {nseq} with the fast path timed below "
+              "(rounding differences grow at spike onsets)")
+    elif agree:
         print(f"  C vs PyTorch readout after {T} steps, {nseq} sequences: max |diff| "
-              f"{agree[1]:.2e}, same argmax on {100 * agree[0]:.1f} %")
+              f"{agree['fast']:.2e}")
     print(f"  torch {torch.__version__}, eager, no_grad; threads 1 and 2 tried, best shown")
     print(f"  load average (1 min) before / after: {load0:.2f} / {os.getloadavg()[0]:.2f}")
     print("-" * 96)

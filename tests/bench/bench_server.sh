@@ -133,6 +133,18 @@ echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.o
 [ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
 run_wrk spikeserve "$srv_port"
 s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors
+# The answers' size once the sessions are warm (a session's first steps have no spikes):
+# the mean over 50 steps of as many sessions, after the run; nginx answers that many bytes.
+total=0
+for k in $(seq 50); do
+    id=$(sed -n "$((k * 7 % sessions + 1))p" "$work/ids.txt")
+    sed -n "$((k + 1))p" "$work/bodies.ndjson" >"$work/sample.body"
+    n=$(curl -s -o /dev/null -w '%{size_download}' -H 'Content-Type: application/json' \
+        --data-binary "@$work/sample.body" "http://127.0.0.1:$srv_port/v1/sessions/$id/steps")
+    total=$((total + n))
+done
+size=$((total / 50))
+echo "mean answer after the run: $size bytes"
 stop_pid "$srv_pid"
 
 # ---- 2. nginx, same requests, a static answer of the same size ----
