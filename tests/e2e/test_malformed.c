@@ -112,9 +112,11 @@ int main(void) {
 
     /* not HTTP at all, broken HTTP, a huge header */
     raw("\x00\x01\x02garbage\r\n\r\n", 14);
-    raw("GET / HTTP/9.9\r\nHost: x\r\n\r\n", 28);
-    raw("POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"st", 75);
-    raw("POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 82);
+    const char *texts[] = {
+        "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        "POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"st",
+        "POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) raw(texts[i], strlen(texts[i]));
     char *hdr = malloc(70000);
     int hn = snprintf(hdr, 70000, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(hdr + hn, 'a', 60000);

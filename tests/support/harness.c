@@ -32,6 +32,23 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Temporary directories are removed at exit unless SPIKESERVE_KEEP_TMP is set. */
+static char *tmpdirs[64];
+static int n_tmpdirs;
+
+static void remove_tmpdirs(void) {
+    const char *keep = getenv("SPIKESERVE_KEEP_TMP");
+    for (int i = 0; i < n_tmpdirs; i++) {
+        if (!(keep && *keep)) {
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdirs[i]);
+            if (system(cmd)) {}
+        }
+        free(tmpdirs[i]);
+    }
+    n_tmpdirs = 0;
+}
+
 int ts_tmpdir(char *out, size_t len, const char *tag) {
     const char *t = getenv("TMPDIR");
     snprintf(out, len, "%s/spikeserve-%s-XXXXXX", t && *t ? t : "/tmp", tag);
@@ -39,6 +56,8 @@ int ts_tmpdir(char *out, size_t len, const char *tag) {
         printf("# mkdtemp %s: %s\n", out, strerror(errno));
         return -1;
     }
+    if (n_tmpdirs == 0) atexit(remove_tmpdirs);
+    if (n_tmpdirs < 64) tmpdirs[n_tmpdirs++] = strdup(out);
     return 0;
 }
 
@@ -271,7 +290,12 @@ int ts_server_stop(ts_server *s, int sig, int *status) {
         pid_t w = waitpid(s->pid, &st, WNOHANG);
         if (w == s->pid) {
             s->pid = 0;
-            if (status) *status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            if (status) *status = code;
+            if (code != 0 && sig != SIGKILL) {
+                printf("# server exited with %d; its log:\n", code);
+                ts_server_dump_log(s);
+            }
             return 0;
         }
         sleep_ms(10);
