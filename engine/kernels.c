@@ -4,7 +4,8 @@
  * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
  * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
  * without FMA), the same double-precision tanh (Cody-Waite reduced exp with a degree-12
- * polynomial, Taylor series below 0.125), and float division where SPEC divides. The
+ * polynomial, Taylor series below 0.125,
+ * both by Estrin's scheme grouped identically), and float division where SPEC divides. The
  * contraction of a*b+c into an FMA is off: GCC does not contract under -std=c11 and the
  * target of the AVX2 functions has no FMA; clang is told so below.
  */
@@ -52,15 +53,13 @@
 #define E3 (1.0 / 6.0)
 #define E2 (1.0 / 2.0)
 
-static double tanh_small(double ax) { /* ax < TANH_SMALL */
-    double x2 = ax * ax;
-    double p = T15;
-    p = p * x2 + T13;
-    p = p * x2 + T11;
-    p = p * x2 + T9;
-    p = p * x2 + T7;
-    p = p * x2 + T5;
-    p = p * x2 + T3;
+/* The polynomials are evaluated by Estrin's scheme (short dependency chains, so the vector
+ * twin overlaps its work); the vector code groups the operations exactly the same way. */
+static double tanh_small(double ax) { /* ax < TANH_SMALL: ax + ax x2 (T3 + T5 x2 + ... + T15 x12) */
+    double x2 = ax * ax, x4 = x2 * x2, x8 = x4 * x4;
+    double a = T3 + T5 * x2, b = T7 + T9 * x2, c = T11 + T13 * x2, d = T15;
+    double ab = a + b * x4, cd = c + d * x4;
+    double p = ab + cd * x8;
     return ax + ax * (x2 * p);
 }
 
@@ -70,22 +69,15 @@ static double tanh_large(double ax) { /* TANH_SMALL <= ax <= TANH_CLAMP: 1 - 2 /
     double k = kp - SHIFT;
     double r = y - k * LN2_HI;
     r = r - k * LN2_LO;
-    double p = E12;
-    p = p * r + E11;
-    p = p * r + E10;
-    p = p * r + E9;
-    p = p * r + E8;
-    p = p * r + E7;
-    p = p * r + E6;
-    p = p * r + E5;
-    p = p * r + E4;
-    p = p * r + E3;
-    p = p * r + E2;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double e01 = 1.0 + r, e23 = E2 + E3 * r, e45 = E4 + E5 * r, e67 = E6 + E7 * r;
+    double e89 = E8 + E9 * r, eab = E10 + E11 * r, ec = E12;
+    double e03 = e01 + e23 * r2, e47 = e45 + e67 * r2, e8b = e89 + eab * r2;
+    double e07 = e03 + e47 * r4, e8c = e8b + ec * r4;
+    double p = e07 + e8c * r8; /* e^r, |r| <= ln2 / 2, degree 12 */
     uint64_t bits, sb;
     memcpy(&bits, &kp, 8);
-    sb = (bits + 1023) << 52;
+    sb = (bits + 1023) << 52; /* 2^k */
     double scale;
     memcpy(&scale, &sb, 8);
     double e = p * scale;
@@ -162,49 +154,42 @@ static const spk_kernels k_scalar = {
 #ifdef SPK_X86
 #define AVX2 __attribute__((target("avx2")))
 
+#define S4(v) _mm256_set1_pd(v)
+#define MUL4 _mm256_mul_pd
+#define ADD4 _mm256_add_pd
+
+/* tanh_small and tanh_large of every lane (both computed, no branches: more independent
+ * work for the out-of-order core), then the scalar code's choice per lane. */
 AVX2 static inline __m256d tanh4d(__m256d x) {
-    const __m256d sign = _mm256_set1_pd(-0.0);
-    __m256d ax = _mm256_andnot_pd(sign, x);
-    ax = _mm256_min_pd(ax, _mm256_set1_pd(TANH_CLAMP));
-    __m256d small = _mm256_cmp_pd(ax, _mm256_set1_pd(TANH_SMALL), _CMP_LT_OQ);
-    int ms = _mm256_movemask_pd(small);
-    __m256d ts = _mm256_setzero_pd(), tl = _mm256_setzero_pd();
-    if (ms) {
-        __m256d x2 = _mm256_mul_pd(ax, ax);
-        __m256d p = _mm256_set1_pd(T15);
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T13));
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T11));
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T9));
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T7));
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T5));
-        p = _mm256_add_pd(_mm256_mul_pd(p, x2), _mm256_set1_pd(T3));
-        ts = _mm256_add_pd(ax, _mm256_mul_pd(ax, _mm256_mul_pd(x2, p)));
-    }
-    if (ms != 0xF) {
-        __m256d y = _mm256_add_pd(ax, ax);
-        __m256d kp = _mm256_add_pd(_mm256_mul_pd(y, _mm256_set1_pd(INV_LN2)), _mm256_set1_pd(SHIFT));
-        __m256d k = _mm256_sub_pd(kp, _mm256_set1_pd(SHIFT));
-        __m256d r = _mm256_sub_pd(y, _mm256_mul_pd(k, _mm256_set1_pd(LN2_HI)));
-        r = _mm256_sub_pd(r, _mm256_mul_pd(k, _mm256_set1_pd(LN2_LO)));
-        __m256d p = _mm256_set1_pd(E12);
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E11));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E10));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E9));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E8));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E7));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E6));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E5));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E4));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E3));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(E2));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
-        p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(1.0));
-        __m256i bits = _mm256_castpd_si256(kp);
-        __m256i sb = _mm256_slli_epi64(_mm256_add_epi64(bits, _mm256_set1_epi64x(1023)), 52);
-        __m256d e = _mm256_mul_pd(p, _mm256_castsi256_pd(sb));
-        const __m256d one = _mm256_set1_pd(1.0);
-        tl = _mm256_sub_pd(one, _mm256_div_pd(_mm256_set1_pd(2.0), _mm256_add_pd(e, one)));
-    }
+    const __m256d sign = S4(-0.0);
+    __m256d ax = _mm256_min_pd(_mm256_andnot_pd(sign, x), S4(TANH_CLAMP));
+    __m256d small = _mm256_cmp_pd(ax, S4(TANH_SMALL), _CMP_LT_OQ);
+
+    __m256d x2 = MUL4(ax, ax), x4 = MUL4(x2, x2), x8 = MUL4(x4, x4);
+    __m256d a = ADD4(S4(T3), MUL4(S4(T5), x2)), b = ADD4(S4(T7), MUL4(S4(T9), x2));
+    __m256d c = ADD4(S4(T11), MUL4(S4(T13), x2)), d = S4(T15);
+    __m256d ab = ADD4(a, MUL4(b, x4)), cd = ADD4(c, MUL4(d, x4));
+    __m256d p = ADD4(ab, MUL4(cd, x8));
+    __m256d ts = ADD4(ax, MUL4(ax, MUL4(x2, p)));
+
+    __m256d y = ADD4(ax, ax);
+    __m256d kp = ADD4(MUL4(y, S4(INV_LN2)), S4(SHIFT));
+    __m256d k = _mm256_sub_pd(kp, S4(SHIFT));
+    __m256d r = _mm256_sub_pd(y, MUL4(k, S4(LN2_HI)));
+    r = _mm256_sub_pd(r, MUL4(k, S4(LN2_LO)));
+    __m256d r2 = MUL4(r, r), r4 = MUL4(r2, r2), r8 = MUL4(r4, r4);
+    __m256d e01 = ADD4(S4(1.0), r), e23 = ADD4(S4(E2), MUL4(S4(E3), r));
+    __m256d e45 = ADD4(S4(E4), MUL4(S4(E5), r)), e67 = ADD4(S4(E6), MUL4(S4(E7), r));
+    __m256d e89 = ADD4(S4(E8), MUL4(S4(E9), r)), eab = ADD4(S4(E10), MUL4(S4(E11), r));
+    __m256d ec = S4(E12);
+    __m256d e03 = ADD4(e01, MUL4(e23, r2)), e47 = ADD4(e45, MUL4(e67, r2));
+    __m256d e8b = ADD4(e89, MUL4(eab, r2));
+    __m256d e07 = ADD4(e03, MUL4(e47, r4)), e8c = ADD4(e8b, MUL4(ec, r4));
+    __m256d pe = ADD4(e07, MUL4(e8c, r8));
+    __m256i sb = _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(kp), _mm256_set1_epi64x(1023)), 52);
+    __m256d e = MUL4(pe, _mm256_castsi256_pd(sb));
+    __m256d tl = _mm256_sub_pd(S4(1.0), _mm256_div_pd(S4(2.0), ADD4(e, S4(1.0))));
+
     __m256d t = _mm256_blendv_pd(tl, ts, small);
     return _mm256_or_pd(t, _mm256_and_pd(sign, x)); /* copysign */
 }
