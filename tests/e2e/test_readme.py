@@ -13,6 +13,9 @@ Rules (the README follows them):
 - Every ```python block that talks to http://127.0.0.1:8080 is run too (clients/python on the
   path), after the sh blocks.
 - Every route of SPEC.md section 3 appears in at least one run block.
+- The configuration table matches `spikeserve --help`, the metrics table `/metrics`.
+- The ```sh block with models/train.py (a small training run and its export) is run with its
+  output paths moved to a scratch folder, and a server must load and serve the model.
 """
 import json
 import os
@@ -199,6 +202,29 @@ def main():
                 print(f"--- python example {k} output:\n{p.stdout[:1500]}")
             check(p.returncode == 0, f"README python example {k} runs"
                   + ("" if p.returncode == 0 else ": " + p.stderr[-800:]))
+    # the training example: a small run, exported, served
+    trainblocks = [body for lang, body in bl if lang == "sh" and "models/train.py" in body]
+    check(len(trainblocks) == 1, "README has one training example")
+    with tempfile.TemporaryDirectory() as work:
+        body = trainblocks[0].replace("models/runs/", f"{work}/runs/").replace(
+            "models/zoo/", f"{work}/zoo/")
+        os.mkdir(os.path.join(work, "zoo"))
+        p = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+        check(p.returncode == 0, "the training example trains and exports"
+              + ("" if p.returncode == 0 else ": " + (p.stdout + p.stderr)[-1500:]))
+        names = [f[:-4] for f in os.listdir(os.path.join(work, "zoo")) if f.endswith(".spk")]
+        check(len(names) == 1, f"it wrote one model file ({names})")
+        if names:
+            sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+            from spikeserve import Client
+            with spikefix.Server(model_dir=os.path.join(work, "zoo")) as srv:
+                c = Client(srv.url)
+                info = c.model(names[0])
+                check(info["n_in"] == 784 and info["labels"], "the server loads the new model")
+                r = c.classify(names[0], [0.0] * 392 + [1.0] * 392, seed=1)
+                check(0 <= r["prediction"]["index"] < 10, "and classifies with it")
+
     print(f"# {len(failures)} failed: " + "; ".join(failures)[:2000] if failures
           else "# all README examples pass")
     return 1 if failures else 0

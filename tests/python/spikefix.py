@@ -53,13 +53,16 @@ def write_tiny_model(path, name=TINY, n_in=784, hidden=32, n_out=10, seed=7):
 
 
 class Server:
-    def __init__(self, extra_args=(), use_zoo=None, state_dir=None):
+    def __init__(self, extra_args=(), use_zoo=None, state_dir=None, model_dir=None):
         self.extra_args = list(extra_args)
         zoo = sorted(glob.glob(os.path.join(ROOT, "models", "zoo", "*.spk")))
         if use_zoo is None:
             use_zoo = os.environ.get("SPIKESERVE_TEST_ZOO", "1") != "0"
         self.tmp = tempfile.mkdtemp(prefix="spikefix-")
-        if use_zoo and zoo:
+        if model_dir:
+            self.model_dir = model_dir
+            self.model = os.path.basename(sorted(glob.glob(os.path.join(model_dir, "*.spk")))[0])[:-4]
+        elif use_zoo and zoo:
             self.model_dir = os.path.join(ROOT, "models", "zoo")
             self.model = os.path.basename(zoo[0])[:-4]
             for p in zoo:  # prefer the Fashion-MNIST classifier
