@@ -1,7 +1,7 @@
 /* example.c: the C client end to end. Lists the models, opens a session on the first one
  * (or argv[2]), sends three batches of random input spikes, prints the output spikes, takes a
  * snapshot, runs one more batch, rolls the session back to the snapshot, and closes it.
- *   build/spikeclient-example [URL [MODEL]]
+ *   build/spikeclient-example [URL [MODEL [protobuf]]]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +10,9 @@
 #include "spikeclient.h"
 
 int main(int argc, char **argv) {
-    sc_params p = {.url = argc > 1 ? argv[1] : "http://127.0.0.1:8080", .timeout_ms = 30000};
+    sc_params p = {.url = argc > 1 ? argv[1] : "http://127.0.0.1:8080",
+                   .protobuf = argc > 3 && strcmp(argv[3], "protobuf") == 0,
+                   .timeout_ms = 30000};
     sc_client *c = sc_client_new(&p);
     sc_model *models = NULL;
     size_t n_models = 0;

@@ -46,6 +46,9 @@ ctl models no-such-model 2>"$tmp/err"; [ $? != 0 ] && grep -q "404" "$tmp/err"; 
 "$B/spikeclient-example" "$URL" "$model" >"$tmp/example" 2>&1; ok $? "spikeclient-example"
 grep -q "^seq 3: t0=40" "$tmp/example"; ok $? "example stepped three batches"
 grep -q "restored: t=60" "$tmp/example"; ok $? "example rolled back to its snapshot"
+"$B/spikeclient-example" "$URL" "$model" protobuf >"$tmp/example.pb" 2>&1; ok $? "spikeclient-example over protobuf"
+diff <(grep -v '^session' "$tmp/example") <(grep -v '^session' "$tmp/example.pb") >&2
+ok $? "protobuf and JSON transports give the same results"
 
 # sessions
 id=$(ctl open "$model" 120); ok $? "open"
@@ -127,6 +130,10 @@ if [ "$n_in" = 784 ] && [ -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-
     grep -q '^throughput_img_s: [0-9.]*' "$tmp/eval"; ok $? "eval prints the throughput"
     grep -q '200/200' "$tmp/evalerr"; ok $? "eval progress bar reached 200/200"
     sed 's/^/# /' "$tmp/eval"
+    ctl eval "$model" 50 -j 1 --seed 7 >"$tmp/eval.json" 2>/dev/null
+    ctl -p eval "$model" 50 -j 3 --seed 7 >"$tmp/eval.pb" 2>/dev/null; ok $? "eval over protobuf"
+    is "$(grep '^correct' "$tmp/eval.pb")" "$(grep '^correct' "$tmp/eval.json")" \
+        "same predictions over protobuf and JSON"
 fi
 ctl close "$id"; ok $? "close the first session"
 
