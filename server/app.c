@@ -166,7 +166,7 @@ static void *janitor(void *arg) {
     while (!a->janitor_stop) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000000L;
+        ts.tv_nsec += 500 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&a->jcv, &a->jmu, &ts);
         if (a->janitor_stop) break;

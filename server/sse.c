@@ -61,7 +61,8 @@ static void wake(ss_sse *s) {
 /* Make room for n more bytes, pending data staying within limit. Called with mu held. */
 static int reserve(ss_sse *s, size_t n, size_t limit) {
     if (s->off == s->len) s->off = s->len = 0;
-    if (s->len - s->off + n > limit) return -1;
+    /* an event larger than the limit still goes to a subscriber that has read everything */
+    if (s->len - s->off + n > limit && s->len > s->off) return -1;
     if (s->off && s->len + n > s->alloc) {
         memmove(s->buf, s->buf + s->off, s->len - s->off);
         s->len -= s->off;

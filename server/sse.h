@@ -2,8 +2,10 @@
  *
  * A subscriber is a bounded byte buffer between the worker that publishes events and the
  * libmicrohttpd connection that reads them. When the buffer is empty the connection is
- * suspended; a push resumes it. A subscriber whose buffer would grow past its capacity is
- * dropped: it gets an `end` event (reason "slow_consumer") and its stream closes.
+ * suspended; a push resumes it. A subscriber whose unread bytes would grow past its
+ * capacity is dropped: it gets an `end` event (reason "slow_consumer") and its stream
+ * closes. (One event larger than the capacity still goes to a subscriber with nothing
+ * unread, so memory stays below capacity + the largest event.)
  *
  * Ownership: reference counted (the session's list and the HTTP response each hold one).
  * Thread-safety: every function may be called from any thread.

@@ -11,6 +11,7 @@
 
 #include "api.pb-c.h"
 #include "model.pb-c.h"
+#include "wire.h"
 
 #define SUFFIX ".session"
 
@@ -32,7 +33,7 @@ int ss_store_encode(ss_sess *s, uint8_t **buf, size_t *len, char *err, size_t er
     ss_util_rfc3339(s->created_ms, created, sizeof created);
     pthread_mutex_unlock(&s->mu);
     m.session_id = s->id;
-    m.model = (char *)s->model->name;
+    m.model = ss_pbstr(s->model->name);
     m.has_model_version = m.has_idle_timeout_s = m.has_last_seq = 1;
     m.model_version = s->model->version;
     if (s->last_pb) {

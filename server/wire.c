@@ -74,7 +74,7 @@ void ss_reply_error(ss_reply *r, int pb, unsigned status, const char *code, cons
     if (pb) {
         Spikeserve__ErrorDetail d = SPIKESERVE__ERROR_DETAIL__INIT;
         Spikeserve__Error e = SPIKESERVE__ERROR__INIT;
-        d.code = (char *)code;
+        d.code = ss_pbstr(code);
         d.message = msg;
         e.error = &d;
         set_pb(r, status, &e.base);
@@ -94,7 +94,7 @@ int ss_wire_session(ss_reply *r, int pb, unsigned status, ss_sess *s) {
     if (pb) {
         Spikeserve__SessionInfo i = SPIKESERVE__SESSION_INFO__INIT;
         i.session_id = s->id;
-        i.model = (char *)s->model->name;
+        i.model = ss_pbstr(s->model->name);
         i.has_model_version = i.has_idle_timeout_s = i.has_t = i.has_last_seq = i.has_worker = 1;
         i.model_version = s->model->version;
         i.idle_timeout_s = idle;
@@ -153,7 +153,7 @@ static void model_pb(const spk_model *m, Spikeserve__ModelInfo *info, Spikeserve
                      Spikeserve__LayerInfo **lptr, Spikeserve__Encoding *enc) {
     spikeserve__model_info__init(info);
     spikeserve__encoding__init(enc);
-    info->name = (char *)m->name;
+    info->name = ss_pbstr(m->name);
     info->has_version = info->has_n_in = info->has_n_out = 1;
     info->version = m->version;
     info->n_in = m->n_in;

@@ -30,6 +30,16 @@ void ss_reply_error(ss_reply *r, int pb, unsigned status, const char *code, cons
     __attribute__((format(printf, 5, 6)));
 /* Take ownership of body. */
 void ss_reply_set(ss_reply *r, unsigned status, const char *ctype, void *body, size_t len);
+/* protobuf-c's generated structs take `char *` for strings they only read; this hands them
+ * a const string without a cast. */
+static inline char *ss_pbstr(const char *s) {
+    union {
+        const char *c;
+        char *m;
+    } u = {s};
+    return u.m;
+}
+
 /* The error code string for a status ("invalid_argument" for 400, ...). */
 const char *ss_wire_code(unsigned status);
 
