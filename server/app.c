@@ -57,7 +57,10 @@ static int load_models(ss_app *a, char *err, size_t errlen) {
         char path[2048], msg[512];
         snprintf(path, sizeof path, "%s/%s", a->cfg.model_dir, names[i]);
         if (spk_model_load_file(path, &a->models[a->n_models], msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "model file %s: %s", path, msg);
+            if (strstr(msg, path))
+                snprintf(err, errlen, "bad model file: %s", msg);
+            else
+                snprintf(err, errlen, "bad model file %s: %s", path, msg);
             rc = -1;
             break;
         }
