@@ -4,7 +4,7 @@
  * reused. Every request goes through do_request(), which collects the answer into a growable
  * buffer (or hands it, as it arrives, to a line splitter for the NDJSON stream and SSE) and
  * turns an error status into the handle's err/errstr from the server's error body.
- * Bodies are built and parsed with jansson (JSON) or protobuf-c (proto/api.proto).
+ * The bodies themselves (JSON and protobuf) are scwire.c's.
  */
 #include "spikeclient.h"
 
