@@ -36,14 +36,24 @@ typedef struct ss_stream {
     ss_pool_waiter waiter;
 } ss_stream;
 
-void ss_stream_free(ss_stream *s) {
-    if (!s) return;
+static void destroy(ss_stream *s) {
     ss_job_free(s->blocked);
     ss_sess_unref(s->sess);
     json_decref(s->errors);
     free(s->line);
     pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* The request is over (answered, or the client went away). Lines still on the worker keep
+ * the stream alive; the last one to finish frees it. */
+void ss_stream_free(ss_stream *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->req = NULL;
+    int last = s->outstanding == 0;
+    pthread_mutex_unlock(&s->mu);
+    if (last) destroy(s);
 }
 
 static void record_error(ss_stream *s, uint64_t line, unsigned status, const char *body,
@@ -68,19 +78,21 @@ static void line_done(ss_job *j) {
     else
         record_error(s, j->tag, j->reply.status, (const char *)j->reply.body, j->reply.len);
     s->outstanding--;
-    if (s->wait_done && s->outstanding == 0) {
+    int orphan_done = !s->req && s->outstanding == 0;
+    if (s->req && s->wait_done && s->outstanding == 0) {
         s->wait_done = 0;
         MHD_resume_connection(s->req->conn);
     }
     pthread_mutex_unlock(&s->mu);
     ss_job_free(j);
+    if (orphan_done) destroy(s);
 }
 
 /* Worker thread: there is room in the queue again (or the pool is closing). */
 static void space_wake(void *arg) {
     ss_stream *s = arg;
     pthread_mutex_lock(&s->mu);
-    if (s->wait_space) {
+    if (s->wait_space && s->req) {
         s->wait_space = 0;
         MHD_resume_connection(s->req->conn);
     }

@@ -125,6 +125,22 @@ int main(void) {
     free(hdr);
     ok(1, "sent non-HTTP bytes, a bad version, a cut body, a bad chunk, a 60 KB header");
 
+    /* a stream upload whose client goes away while its lines are still running */
+    size_t cap = 200 * 80 + 512, n = 0;
+    char *up = malloc(cap);
+    n += (size_t)snprintf(up + n, cap - n,
+                          "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n",
+                          p_stream);
+    for (int i = 0; i < 200; i++) {
+        char line[64];
+        int ln = snprintf(line, sizeof line, "{\"steps\":3000,\"events\":[[0,%d]]}\n", i % 20);
+        n += (size_t)snprintf(up + n, cap - n, "%x\r\n%s\r\n", ln, line);
+    }
+    raw(up, n); /* no terminating chunk: the upload is cut off */
+    free(up);
+    ok(1, "a stream upload abandoned mid-way");
+
     ts_http(&s, "GET", "/healthz", NULL, NULL, 0, NULL, &r);
     is_int(r.status, 200, "still healthy");
     ts_resp_free(&r);
