@@ -8,11 +8,14 @@
  * Differences that follow from the formats: JSON rejects unknown keys and duplicate keys
  * (a typo must not silently change a request); protobuf ignores unknown fields as
  * protobuf does, and cannot tell an empty "outputs" from an absent one (both mean the
- * default), whereas JSON "outputs": [] asks for no outputs at all.
+ * default), whereas JSON "outputs": [] asks for no outputs at all. A protobuf seq is
+ * held to 2^63 - 1 like a JSON one, so that every answer can be given in JSON too.
+ * Input values are held to the engine's bound (SPK_MAX_VALUE), so an accepted batch never
+ * fails in spk_step().
  *
  * The JSON result is written straight into a growing buffer: a jansson tree for a result
  * with 10^5 spikes costs several allocations per spike. Floats are printed with the fewest
- * significant digits (6 to 9) that read back to the same float32, as strtof and as a
+ * significant digits (1 to 9) that read back to the same float32, as strtof and as a
  * double rounded to float (what numpy/JavaScript clients do).
  */
 #include "batch.h"
