@@ -11,7 +11,8 @@ Rules (the README follows them):
 - A ```json block right after a run block shows that block's (last) answer: the real answer
   must be JSON with the same keys (recursively through objects; values may differ).
 - Every ```python block that talks to http://127.0.0.1:8080 is run too (clients/python on the
-  path), after the sh blocks.
+  path), after the sh blocks; every such ```c block is compiled as the body of main() against
+  build/libspikeclient.a and run.
 - Every route of SPEC.md section 3 appears in at least one run block.
 - The configuration table matches `spikeserve --help`, the metrics table `/metrics`.
 - The ```sh block with models/train.py (a small training run and its export) is run with its
@@ -95,6 +96,7 @@ def main():
     bl = blocks(readme)
     runnable = [i for i, (lang, body) in enumerate(bl) if lang == "sh" and README_URL in body]
     pyblocks = [body for lang, body in bl if lang == "python" and README_URL in body]
+    cblocks = [body for lang, body in bl if lang == "c" and README_URL in body]
     check(len(runnable) >= 10, f"README has curl examples ({len(runnable)} run blocks)")
 
     seen = [r for i in runnable for r in routes_in(bl[i][1])]
@@ -190,6 +192,24 @@ def main():
         check(families and families == documented,
               f"README metrics table == /metrics families (missing {sorted(families - documented)}, "
               f"extra {sorted(documented - families)})")
+
+        for k, body in enumerate(cblocks):
+            src = os.path.join(work, f"example{k}.c")
+            with open(src, "w") as f:
+                f.write("#include <stdio.h>\n#include \"spikeclient.h\"\nint main(void) {\n"
+                        + adapt(body) + "    return 0;\n}\n")
+            exe = src[:-2]
+            p = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", "-I",
+                                os.path.join(ROOT, "clients", "c"), src,
+                                os.path.join(build, "libspikeclient.a"), "-ljansson", "-lcurl",
+                                "-lprotobuf-c", "-lpthread", "-o", exe],
+                               capture_output=True, text=True)
+            check(p.returncode == 0, f"README C example {k} compiles" + ("" if p.returncode == 0
+                                                                       else ": " + p.stderr[-800:]))
+            if p.returncode == 0:
+                p = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+                check(p.returncode == 0 and "spikes, prediction" in p.stdout,
+                      f"README C example {k} runs: {(p.stdout + p.stderr).strip()[:300]}")
 
         for k, body in enumerate(pyblocks):
             path = os.path.join(work, f"example{k}.py")
