@@ -199,7 +199,11 @@ def main():
                 f.write("#include <stdio.h>\n#include \"spikeclient.h\"\nint main(void) {\n"
                         + adapt(body) + "    return 0;\n}\n")
             exe = src[:-2]
-            p = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", "-I",
+            # a sanitizer build's library needs the same sanitizer at link time
+            san = os.path.basename(build.rstrip("/"))
+            san = ["-fsanitize=" + san[len("build-"):].replace("-", ",")] if san.startswith(
+                "build-") and san != "build-fuzz" else []
+            p = subprocess.run(["cc"] + san + ["-std=c11", "-Wall", "-Werror", "-I",
                                 os.path.join(ROOT, "clients", "c"), src,
                                 os.path.join(build, "libspikeclient.a"), "-ljansson", "-lcurl",
                                 "-lprotobuf-c", "-lpthread", "-o", exe],
