@@ -22,7 +22,9 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
     return rc;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 void spk_rng_seed(spk_rng *r, uint64_t seed) {
     /* splitmix64, as the xoshiro authors recommend; never all zero. */
@@ -51,13 +53,18 @@ float spk_rng_uniform(spk_rng *r) { /* 24 random bits: every value exact in a fl
     return (float)(spk_rng_next(r) >> 40) * 0x1.0p-24f;
 }
 
-uint32_t spk_encode_steps(const spk_encoding *e) { return e->warmup_steps + e->steps; }
+uint32_t spk_encode_steps(const spk_encoding *e) {
+    return e->warmup_steps + e->steps;
+}
 
 size_t spk_encode_max_events(const spk_encoding *e, uint32_t n) {
     switch (e->kind) {
-    case SPK_ENC_RATE: return (size_t)e->steps * n;
-    case SPK_ENC_LATENCY: return n;
-    default: return 0;
+    case SPK_ENC_RATE:
+        return (size_t)e->steps * n;
+    case SPK_ENC_LATENCY:
+        return n;
+    default:
+        return 0;
     }
 }
 
@@ -79,7 +86,8 @@ int spk_encode(const spk_encoding *e, const float *x, uint32_t n, spk_rng *rng, 
                 if (spk_rng_uniform(rng) < p) {
                     if (c == cap)
                         return fail(err, errlen, SPK_ESPACE,
-                                    "events: capacity %zu too small (spk_encode_max_events())", cap);
+                                    "events: capacity %zu too small (spk_encode_max_events())",
+                                    cap);
                     ev[c++] = (spk_event){e->warmup_steps + s, j, 1.0f};
                 }
             }

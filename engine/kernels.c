@@ -95,13 +95,16 @@ static float tanh_scalar1(float xf) {
 /* ---- scalar kernels ---- */
 
 static void scale_scalar(float *y, float a, size_t n) {
-    for (size_t k = 0; k < n; k++) y[k] = a * y[k];
+    for (size_t k = 0; k < n; k++)
+        y[k] = a * y[k];
 }
 static void axpy_scalar(float *y, float a, const float *x, size_t n) {
-    for (size_t k = 0; k < n; k++) y[k] = y[k] + a * x[k];
+    for (size_t k = 0; k < n; k++)
+        y[k] = y[k] + a * x[k];
 }
 static void add_scalar(float *y, const float *x, size_t n) {
-    for (size_t k = 0; k < n; k++) y[k] = y[k] + x[k];
+    for (size_t k = 0; k < n; k++)
+        y[k] = y[k] + x[k];
 }
 
 typedef struct {
@@ -117,21 +120,22 @@ static src_consts consts(const spk_layer *L) {
 
 static inline void src_one(const src_consts *c, float b, float i, float *h, float *hs, float *s) {
     float hp = *h, hsp = *hs;
-    float x = c->rho * tanh_scalar1(i / c->rho);        /* (5b) */
-    float a = x + c->r * hp;                             /* (5d), left to right */
+    float x = c->rho * tanh_scalar1(i / c->rho); /* (5b) */
+    float a = x + c->r * hp;                     /* (5d), left to right */
     a = a + c->r_s * hsp;
     a = a + b;
     float hn = tanh_scalar1(a);
-    float z = hn > c->theta ? c->z_on : c->z_hyp;        /* (5c) */
-    *hs = z * hsp + (1.0f - z) * hp;                     /* (5e) */
+    float z = hn > c->theta ? c->z_on : c->z_hyp; /* (5c) */
+    *hs = z * hsp + (1.0f - z) * hp;              /* (5e) */
     *h = hn;
-    *s = hn > 0.0f ? hn : 0.0f;                          /* (5f) */
+    *s = hn > 0.0f ? hn : 0.0f; /* (5f) */
 }
 
 static void src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs, float *s,
                               size_t n) {
     src_consts c = consts(L);
-    for (size_t k = 0; k < n; k++) src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+    for (size_t k = 0; k < n; k++)
+        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
 }
 
 static size_t nonzero_scalar(const float *s, size_t n, uint32_t *idx) {
@@ -142,12 +146,12 @@ static size_t nonzero_scalar(const float *s, size_t n, uint32_t *idx) {
 }
 
 static void tanh_scalar(float *y, const float *x, size_t n) {
-    for (size_t k = 0; k < n; k++) y[k] = tanh_scalar1(x[k]);
+    for (size_t k = 0; k < n; k++)
+        y[k] = tanh_scalar1(x[k]);
 }
 
 static const spk_kernels k_scalar = {
-    "scalar", scale_scalar, axpy_scalar, add_scalar, src_update_scalar, nonzero_scalar,
-    tanh_scalar,
+    "scalar", scale_scalar, axpy_scalar, add_scalar, src_update_scalar, nonzero_scalar, tanh_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -186,7 +190,8 @@ AVX2 static inline __m256d tanh4d(__m256d x) {
     __m256d e8b = ADD4(e89, MUL4(eab, r2));
     __m256d e07 = ADD4(e03, MUL4(e47, r4)), e8c = ADD4(e8b, MUL4(ec, r4));
     __m256d pe = ADD4(e07, MUL4(e8c, r8));
-    __m256i sb = _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(kp), _mm256_set1_epi64x(1023)), 52);
+    __m256i sb =
+        _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(kp), _mm256_set1_epi64x(1023)), 52);
     __m256d e = MUL4(pe, _mm256_castsi256_pd(sb));
     __m256d tl = _mm256_sub_pd(S4(1.0), _mm256_div_pd(S4(2.0), ADD4(e, S4(1.0))));
 
@@ -197,43 +202,53 @@ AVX2 static inline __m256d tanh4d(__m256d x) {
 AVX2 static inline __m256 tanh8(__m256 x) {
     __m256d lo = tanh4d(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
     __m256d hi = tanh4d(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi),
+                                1);
 }
 
 AVX2 static void scale_avx2(float *y, float a, size_t n) {
     __m256 va = _mm256_set1_ps(a);
     size_t k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(va, _mm256_loadu_ps(y + k)));
-    for (; k < n; k++) y[k] = a * y[k];
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_mul_ps(va, _mm256_loadu_ps(y + k)));
+    for (; k < n; k++)
+        y[k] = a * y[k];
 }
 
 AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
     __m256 va = _mm256_set1_ps(a);
     size_t k = 0;
     for (; k + 32 <= n; k += 32) {
-        __m256 y0 = _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(va, _mm256_loadu_ps(x + k)));
-        __m256 y1 = _mm256_add_ps(_mm256_loadu_ps(y + k + 8), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 8)));
-        __m256 y2 = _mm256_add_ps(_mm256_loadu_ps(y + k + 16), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 16)));
-        __m256 y3 = _mm256_add_ps(_mm256_loadu_ps(y + k + 24), _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 24)));
+        __m256 y0 =
+            _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(va, _mm256_loadu_ps(x + k)));
+        __m256 y1 = _mm256_add_ps(_mm256_loadu_ps(y + k + 8),
+                                  _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 8)));
+        __m256 y2 = _mm256_add_ps(_mm256_loadu_ps(y + k + 16),
+                                  _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 16)));
+        __m256 y3 = _mm256_add_ps(_mm256_loadu_ps(y + k + 24),
+                                  _mm256_mul_ps(va, _mm256_loadu_ps(x + k + 24)));
         _mm256_storeu_ps(y + k, y0);
         _mm256_storeu_ps(y + k + 8, y1);
         _mm256_storeu_ps(y + k + 16, y2);
         _mm256_storeu_ps(y + k + 24, y3);
     }
     for (; k + 8 <= n; k += 8)
-        _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_mul_ps(va, _mm256_loadu_ps(x + k))));
-    for (; k < n; k++) y[k] = y[k] + a * x[k];
+        _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k),
+                                              _mm256_mul_ps(va, _mm256_loadu_ps(x + k))));
+    for (; k < n; k++)
+        y[k] = y[k] + a * x[k];
 }
 
 AVX2 static void add_avx2(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 8 <= n; k += 8)
         _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_loadu_ps(y + k), _mm256_loadu_ps(x + k)));
-    for (; k < n; k++) y[k] = y[k] + x[k];
+    for (; k < n; k++)
+        y[k] = y[k] + x[k];
 }
 
-AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs,
-                                 float *s, size_t n) {
+AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs, float *s,
+                                 size_t n) {
     src_consts c = consts(L);
     const __m256 rho = _mm256_set1_ps(c.rho), r = _mm256_set1_ps(c.r), rs = _mm256_set1_ps(c.r_s);
     const __m256 zh = _mm256_set1_ps(c.z_hyp), zon = _mm256_set1_ps(c.z_on);
@@ -253,14 +268,16 @@ AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, f
         _mm256_storeu_ps(hs + k, hsn);
         _mm256_storeu_ps(s + k, _mm256_and_ps(hn, _mm256_cmp_ps(hn, zero, _CMP_GT_OQ)));
     }
-    for (; k < n; k++) src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+    for (; k < n; k++)
+        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
 }
 
 AVX2 static size_t nonzero_avx2(const float *s, size_t n, uint32_t *idx) {
     size_t c = 0, k = 0;
     const __m256 zero = _mm256_setzero_ps();
     for (; k + 8 <= n; k += 8) {
-        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + k), zero, _CMP_GT_OQ));
+        unsigned m =
+            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + k), zero, _CMP_GT_OQ));
         while (m) {
             idx[c++] = (uint32_t)(k + (unsigned)__builtin_ctz(m));
             m &= m - 1;
@@ -273,8 +290,10 @@ AVX2 static size_t nonzero_avx2(const float *s, size_t n, uint32_t *idx) {
 
 AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
     size_t k = 0;
-    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, tanh8(_mm256_loadu_ps(x + k)));
-    for (; k < n; k++) y[k] = tanh_scalar1(x[k]);
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, tanh8(_mm256_loadu_ps(x + k)));
+    for (; k < n; k++)
+        y[k] = tanh_scalar1(x[k]);
 }
 
 static const spk_kernels k_avx2 = {
@@ -304,7 +323,9 @@ size_t spk_kernels_list(const spk_kernels **out, size_t cap) {
     return n < cap ? n : cap;
 }
 
-const spk_kernels *spk_kernels_scalar(void) { return &k_scalar; }
+const spk_kernels *spk_kernels_scalar(void) {
+    return &k_scalar;
+}
 
 const spk_kernels *spk_kernels_best(void) {
     const spk_kernels *l[8];
@@ -337,4 +358,6 @@ int spk_set_kernels(const char *name) {
     return SPK_EINVAL;
 }
 
-const char *spk_kernels_name(void) { return spk_kernels_active()->name; }
+const char *spk_kernels_name(void) {
+    return spk_kernels_active()->name;
+}

@@ -28,8 +28,7 @@ typedef struct spk_kernels {
     void (*add)(float *y, const float *x, size_t n);           /* y = y + x */
     /* SPEC (5b) to (5f) for one layer: i holds i[t]; h and hs hold h[t-1], h_s[t-1] on
      * entry and h[t], h_s[t] on return; s gets s_out[t]. */
-    void (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *s,
-                       size_t n);
+    void (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *s, size_t n);
     /* Indices k with s[k] > 0, ascending, into idx; returns their count. */
     size_t (*nonzero)(const float *s, size_t n, uint32_t *idx);
     void (*tanh)(float *y, const float *x, size_t n); /* y = tanh(x) (for tests) */

@@ -36,7 +36,9 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
     return rc;
 }
 
-static size_t round_up(size_t n) { return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS; }
+static size_t round_up(size_t n) {
+    return (n + ALIGN_FLOATS - 1) / ALIGN_FLOATS * ALIGN_FLOATS;
+}
 
 /* Every float of an array finite and within SPK_MAX_VALUE; field names e.g. "layers[1].b_h". */
 static int check_floats(const float *v, size_t n, const char *field, char *err, size_t errlen) {
@@ -64,11 +66,18 @@ static int utf8_valid(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p, need, min;
-        if (c < 0x80) { p++; continue; }
-        if (c >= 0xC2 && c <= 0xDF) need = 1, min = 0x80;
-        else if (c >= 0xE0 && c <= 0xEF) need = 2, min = 0x800;
-        else if (c >= 0xF0 && c <= 0xF4) need = 3, min = 0x10000;
-        else return 0;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF)
+            need = 2, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4)
+            need = 3, min = 0x10000;
+        else
+            return 0;
         unsigned cp = c & (0x3F >> need);
         for (unsigned k = 1; k <= need; k++) {
             if ((p[k] & 0xC0) != 0x80) return 0;
@@ -88,24 +97,25 @@ static int check_counts(size_t got, size_t n, int optional, const char *field, c
     return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
 }
 
-static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_in,
-                       char *err, size_t errlen) {
+static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_in, char *err,
+                       size_t errlen) {
     char f[64];
     int rc;
     if (L->n_in != want_in) {
         if (k == 0)
-            return fail(err, errlen, SPK_EFORMAT, "layers[0].n_in: %u, expected %u (n_in)",
-                        L->n_in, want_in);
-        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n_in: %u, expected %u (layers[%u].n)",
-                    k, L->n_in, want_in, k - 1);
+            return fail(err, errlen, SPK_EFORMAT, "layers[0].n_in: %u, expected %u (n_in)", L->n_in,
+                        want_in);
+        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n_in: %u, expected %u (layers[%u].n)", k,
+                    L->n_in, want_in, k - 1);
     }
     if (L->n < 1 || L->n > SPK_MAX_NEURONS)
         return fail(err, errlen, SPK_EFORMAT, "layers[%u].n: %u out of range [1, %u]", k, L->n,
                     (unsigned)SPK_MAX_NEURONS);
     size_t nw = (size_t)L->n * L->n_in;
     if (L->n_weights != nw)
-        return fail(err, errlen, SPK_EFORMAT, "layers[%u].weights: %zu values, expected %zu (%u x %u)",
-                    k, L->n_weights, nw, L->n, L->n_in);
+        return fail(err, errlen, SPK_EFORMAT,
+                    "layers[%u].weights: %zu values, expected %zu (%u x %u)", k, L->n_weights, nw,
+                    L->n, L->n_in);
     snprintf(f, sizeof f, "layers[%u].weights", k);
     if ((rc = check_floats(L->weights, L->n_weights, f, err, errlen))) return rc;
     static const char *const vec_names[] = {"b_h", "init_i", "init_h", "init_hs"};
@@ -116,7 +126,11 @@ static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_
         if ((rc = check_counts(vec_n[v], L->n, v > 0, f, err, errlen))) return rc;
         if ((rc = check_floats(vec_v[v], vec_n[v], f, err, errlen))) return rc;
     }
-    struct { const char *name; float v, lo, hi; int lo_open; } c[] = {
+    struct {
+        const char *name;
+        float v, lo, hi;
+        int lo_open;
+    } c[] = {
         {"alpha", L->alpha, 0.f, 1.f, 0},
         {"rho", L->rho, 0.f, SPK_MAX_VALUE, 1},
         {"r", L->r, -SPK_MAX_VALUE, SPK_MAX_VALUE, 0},
@@ -132,8 +146,8 @@ static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_
     return 0;
 }
 
-static int check_readout(const Spikeserve__Readout *R, uint32_t want_in, uint32_t last,
-                         char *err, size_t errlen) {
+static int check_readout(const Spikeserve__Readout *R, uint32_t want_in, uint32_t last, char *err,
+                         size_t errlen) {
     int rc;
     if (R->n_in != want_in)
         return fail(err, errlen, SPK_EFORMAT, "readout.n_in: %u, expected %u (layers[%u].n)",
@@ -154,7 +168,8 @@ static int check_readout(const Spikeserve__Readout *R, uint32_t want_in, uint32_
 }
 
 static int check_encoding(const Spikeserve__Encoding *e, char *err, size_t errlen) {
-    if (e->kind != SPIKESERVE__ENCODING__KIND__NONE && e->kind != SPIKESERVE__ENCODING__KIND__RATE &&
+    if (e->kind != SPIKESERVE__ENCODING__KIND__NONE &&
+        e->kind != SPIKESERVE__ENCODING__KIND__RATE &&
         e->kind != SPIKESERVE__ENCODING__KIND__LATENCY)
         return fail(err, errlen, SPK_EFORMAT, "encoding.kind: %d is not NONE, RATE or LATENCY",
                     (int)e->kind);
@@ -171,8 +186,9 @@ static int check_encoding(const Spikeserve__Encoding *e, char *err, size_t errle
         return fail(err, errlen, SPK_EFORMAT, "encoding.gain: %g out of range [0, %g]",
                     (double)e->gain, (double)SPK_MAX_VALUE);
     if (!isfinite(e->threshold) || fabsf(e->threshold) > SPK_MAX_VALUE)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.threshold: %g is not a finite value within %g",
-                    (double)e->threshold, (double)SPK_MAX_VALUE);
+        return fail(err, errlen, SPK_EFORMAT,
+                    "encoding.threshold: %g is not a finite value within %g", (double)e->threshold,
+                    (double)SPK_MAX_VALUE);
     return 0;
 }
 
@@ -189,8 +205,7 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
             return fail(err, errlen, SPK_EFORMAT,
                         "name: character 0x%02x at %zu is not in [A-Za-z0-9._-]", c, k);
     }
-    if (pm->version < 1)
-        return fail(err, errlen, SPK_EFORMAT, "version: 0, must be >= 1");
+    if (pm->version < 1) return fail(err, errlen, SPK_EFORMAT, "version: 0, must be >= 1");
     if (pm->n_in < 1 || pm->n_in > SPK_MAX_INPUTS)
         return fail(err, errlen, SPK_EFORMAT, "n_in: %u out of range [1, %u]", pm->n_in,
                     (unsigned)SPK_MAX_INPUTS);
@@ -202,8 +217,10 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
     /* The total is checked on the declared sizes first, so that a file declaring a huge
      * network is refused by that total before anything else is looked at. */
     for (uint32_t k = 0; k <= pm->n_layers; k++) {
-        if (k < pm->n_layers) params += (uint64_t)pm->layers[k]->n * pm->layers[k]->n_in;
-        else if (pm->readout) params += (uint64_t)pm->readout->n * pm->readout->n_in;
+        if (k < pm->n_layers)
+            params += (uint64_t)pm->layers[k]->n * pm->layers[k]->n_in;
+        else if (pm->readout)
+            params += (uint64_t)pm->readout->n * pm->readout->n_in;
     }
     if (params > SPK_MAX_PARAMS)
         return fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
@@ -256,12 +273,14 @@ static uint64_t fnv_f32(uint64_t h, float f) {
     return fnv_u32(h, v);
 }
 static uint64_t fnv_floats(uint64_t h, const float *v, size_t n) {
-    for (size_t k = 0; k < n; k++) h = fnv_f32(h, v[k]);
+    for (size_t k = 0; k < n; k++)
+        h = fnv_f32(h, v[k]);
     return h;
 }
 static uint64_t fnv_opt(uint64_t h, const float *v, size_t got, size_t n) {
     if (got) return fnv_floats(h, v, n);
-    for (size_t k = 0; k < n; k++) h = fnv_f32(h, 0.f);
+    for (size_t k = 0; k < n; k++)
+        h = fnv_f32(h, 0.f);
     return h;
 }
 
@@ -303,7 +322,8 @@ static void transpose(float *dst, const float *src, uint32_t n, uint32_t n_in) {
         for (uint32_t c0 = 0; c0 < n_in; c0 += T) {
             uint32_t r1 = r0 + T < n ? r0 + T : n, c1 = c0 + T < n_in ? c0 + T : n_in;
             for (uint32_t r = r0; r < r1; r++)
-                for (uint32_t c = c0; c < c1; c++) dst[(size_t)c * n + r] = src[(size_t)r * n_in + c];
+                for (uint32_t c = c0; c < c1; c++)
+                    dst[(size_t)c * n + r] = src[(size_t)r * n_in + c];
         }
 }
 
@@ -314,8 +334,10 @@ static float *take(float **cur, size_t n) {
 }
 
 static void copy_or_zero(float *dst, const float *src, size_t got, size_t n) {
-    if (got) memcpy(dst, src, n * sizeof(float));
-    else memset(dst, 0, n * sizeof(float));
+    if (got)
+        memcpy(dst, src, n * sizeof(float));
+    else
+        memset(dst, 0, n * sizeof(float));
 }
 
 static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t errlen) {
@@ -330,7 +352,8 @@ static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t
         floats += round_up((size_t)L->n * L->n_in) + 4 * round_up(L->n);
     }
     if (pm->readout)
-        floats += round_up((size_t)pm->readout->n * pm->readout->n_in) + 2 * round_up(pm->readout->n);
+        floats +=
+            round_up((size_t)pm->readout->n * pm->readout->n_in) + 2 * round_up(pm->readout->n);
     priv->block = aligned_alloc(64, (floats ? floats : ALIGN_FLOATS) * sizeof(float));
     if (!priv->block) goto nomem;
 
@@ -362,7 +385,8 @@ static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t
         spk_readout *R = &m->readout;
         m->has_readout = 1;
         R->n_in = P->n_in, R->n = P->n, R->alpha = P->alpha;
-        float *wt = take(&cur, (size_t)P->n * P->n_in), *b = take(&cur, P->n), *o0 = take(&cur, P->n);
+        float *wt = take(&cur, (size_t)P->n * P->n_in), *b = take(&cur, P->n),
+              *o0 = take(&cur, P->n);
         transpose(wt, P->weights, P->n, P->n_in);
         memcpy(b, P->bias, P->n * sizeof(float));
         copy_or_zero(o0, P->init_o, P->n_init_o, P->n);
@@ -435,8 +459,8 @@ int spk_model_load_file(const char *path, spk_model **out, char *err, size_t err
         goto done;
     }
     if ((uint64_t)st.st_size > SPK_MAX_FILE) {
-        rc = fail(err, errlen, SPK_EFORMAT, "%s: %lld bytes, limit %u", path,
-                  (long long)st.st_size, (unsigned)SPK_MAX_FILE);
+        rc = fail(err, errlen, SPK_EFORMAT, "%s: %lld bytes, limit %u", path, (long long)st.st_size,
+                  (unsigned)SPK_MAX_FILE);
         goto done;
     }
     size_t len = (size_t)st.st_size;
@@ -467,7 +491,8 @@ void spk_model_free(spk_model *m) {
     free(priv);
     m->priv = NULL;
     if (m->labels)
-        for (uint32_t k = 0; k < m->n_labels; k++) free(m->labels[k]);
+        for (uint32_t k = 0; k < m->n_labels; k++)
+            free(m->labels[k]);
     free(m->labels);
     free(m->description);
     free(m);

@@ -18,15 +18,19 @@
 struct spk_state {
     const spk_model *m;
     uint64_t t;
-    size_t bytes;                     /* of the whole allocation */
-    size_t off_i[SPK_MAX_LAYERS];     /* float offsets from data() */
+    size_t bytes;                 /* of the whole allocation */
+    size_t off_i[SPK_MAX_LAYERS]; /* float offsets from data() */
     size_t off_o;
 };
 
 #define HDR_BYTES ((sizeof(struct spk_state) + 63) / 64 * 64)
 
-static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
-static float *data(const spk_state *s) { return (float *)((char *)(uintptr_t)s + HDR_BYTES); }
+static size_t pad16(size_t n) {
+    return (n + 15) / 16 * 16;
+}
+static float *data(const spk_state *s) {
+    return (float *)((char *)(uintptr_t)s + HDR_BYTES);
+}
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -42,7 +46,8 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
 
 size_t spk_state_bytes(const spk_model *m) {
     size_t floats = 0;
-    for (uint32_t l = 0; l < m->n_layers; l++) floats += 3 * pad16(m->layers[l].n);
+    for (uint32_t l = 0; l < m->n_layers; l++)
+        floats += 3 * pad16(m->layers[l].n);
     if (m->has_readout) floats += pad16(m->readout.n);
     return HDR_BYTES + floats * sizeof(float);
 }
@@ -64,7 +69,9 @@ spk_state *spk_state_create(const spk_model *m) {
     return s;
 }
 
-void spk_state_free(spk_state *s) { free(s); }
+void spk_state_free(spk_state *s) {
+    free(s);
+}
 
 void spk_state_reset(spk_state *s) {
     const spk_model *m = s->m;
@@ -88,21 +95,30 @@ void spk_state_copy(spk_state *dst, const spk_state *src) {
     if (dst != src && dst->bytes == src->bytes) memcpy(dst, src, src->bytes);
 }
 
-const spk_model *spk_state_model(const spk_state *s) { return s->m; }
-uint64_t spk_state_t(const spk_state *s) { return s->t; }
-void spk_state_set_t(spk_state *s, uint64_t t) { s->t = t; }
+const spk_model *spk_state_model(const spk_state *s) {
+    return s->m;
+}
+uint64_t spk_state_t(const spk_state *s) {
+    return s->t;
+}
+void spk_state_set_t(spk_state *s, uint64_t t) {
+    s->t = t;
+}
 
-float *spk_state_i(spk_state *s, uint32_t l) { return data(s) + s->off_i[l]; }
+float *spk_state_i(spk_state *s, uint32_t l) {
+    return data(s) + s->off_i[l];
+}
 float *spk_state_h(spk_state *s, uint32_t l) {
     return data(s) + s->off_i[l] + pad16(s->m->layers[l].n);
 }
 float *spk_state_hs(spk_state *s, uint32_t l) {
     return data(s) + s->off_i[l] + 2 * pad16(s->m->layers[l].n);
 }
-float *spk_state_o(spk_state *s) { return s->m->has_readout ? data(s) + s->off_o : NULL; }
+float *spk_state_o(spk_state *s) {
+    return s->m->has_readout ? data(s) + s->off_o : NULL;
+}
 
-int spk_state_snapshot(const spk_state *s, uint8_t **buf, size_t *len, char *err,
-                       size_t errlen) {
+int spk_state_snapshot(const spk_state *s, uint8_t **buf, size_t *len, char *err, size_t errlen) {
     const spk_model *m = s->m;
     spk_state *w = (spk_state *)(uintptr_t)s; /* views only read below */
     Spikeserve__LayerState ls[SPK_MAX_LAYERS], *lp[SPK_MAX_LAYERS];
@@ -157,7 +173,8 @@ int spk_state_restore(spk_state *s, const uint8_t *buf, size_t len, char *err, s
     if (!p)
         return fail(err, errlen, SPK_EFORMAT,
                     "snapshot: not a valid spikeserve.StateSnapshot message (truncated or "
-                    "corrupt, %zu bytes)", len);
+                    "corrupt, %zu bytes)",
+                    len);
     if (strcmp(p->model_name, m->name) != 0 || p->model_version != m->version) {
         rc = fail(err, errlen, SPK_EMODEL,
                   "snapshot: taken from model \"%.64s\" version %u, this is \"%s\" version %u",
@@ -185,8 +202,8 @@ int spk_state_restore(spk_state *s, const uint8_t *buf, size_t len, char *err, s
         snprintf(f, sizeof f, "layers[%u].hs", l);
         if ((rc = check_vec(ls->hs, ls->n_hs, n, f, err, errlen))) goto done;
     }
-    if ((rc = check_vec(p->readout, p->n_readout, m->has_readout ? m->readout.n : 0, "readout",
-                        err, errlen)))
+    if ((rc = check_vec(p->readout, p->n_readout, m->has_readout ? m->readout.n : 0, "readout", err,
+                        errlen)))
         goto done;
     /* Everything checked: only now touch the state. */
     for (uint32_t l = 0; l < m->n_layers; l++) {

@@ -45,7 +45,9 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
     return rc;
 }
 
-static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+static size_t pad16(size_t n) {
+    return (n + 15) / 16 * 16;
+}
 
 spk_scratch *spk_scratch_create(const spk_model *m) {
     size_t n = pad16(m->max_n), ni = pad16(m->n_in);
@@ -100,7 +102,8 @@ int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t e
         if (k > 0 && e->step < in->events[k - 1].step)
             return fail(err, errlen, SPK_EINVAL,
                         "events[%zu]: step %u after step %u of events[%zu]: events must be "
-                        "sorted by step", k, e->step, in->events[k - 1].step, k - 1);
+                        "sorted by step",
+                        k, e->step, in->events[k - 1].step, k - 1);
     }
     if (in->dense) {
         for (uint32_t t = 0; t < in->steps; t++)
@@ -147,7 +150,8 @@ void spk_events_sort(spk_event *ev, size_t n) {
     for (k = 1; k < n; k++)
         if (ev_less(&ev[k], &ev[k - 1])) break;
     if (k >= n) return; /* already sorted: the common case */
-    for (size_t r = n / 2; r-- > 0;) sift_down(ev, r, n);
+    for (size_t r = n / 2; r-- > 0;)
+        sift_down(ev, r, n);
     for (size_t end = n - 1; end > 0; end--) {
         spk_event t = ev[0];
         ev[0] = ev[end];
@@ -159,10 +163,10 @@ void spk_events_sort(spk_event *ev, size_t n) {
 /* ---- stepping ---- */
 
 typedef struct {
-    size_t cursor;  /* next event of the input */
-    uint32_t done;  /* steps completed */
-    int rc;         /* 0, or the error that stopped this state */
-    int space;      /* an output buffer overflowed: stop recording, finish the step */
+    size_t cursor; /* next event of the input */
+    uint32_t done; /* steps completed */
+    int rc;        /* 0, or the error that stopped this state */
+    int space;     /* an output buffer overflowed: stop recording, finish the step */
 } run_state;
 
 static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const float *val,
@@ -170,7 +174,8 @@ static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const fl
     if (!b->buf) return 0; /* not recorded */
     if (cnt > b->cap - b->len) return -1;
     spk_spike *o = b->buf + b->len;
-    for (size_t k = 0; k < cnt; k++) o[k] = (spk_spike){step, idx[k], val[k]};
+    for (size_t k = 0; k < cnt; k++)
+        o[k] = (spk_spike){step, idx[k], val[k]};
     b->len += cnt;
     return 0;
 }
@@ -184,14 +189,16 @@ static void layer0_input(const spk_model *m, const spk_kernels *K, const spk_inp
     if (in->dense) {
         float *row = sc->row;
         memcpy(row, in->dense + (size_t)t * m->n_in, m->n_in * sizeof(float));
-        for (; c < ne && ev[c].step == t; c++) row[ev[c].input] = row[ev[c].input] + ev[c].value;
+        for (; c < ne && ev[c].step == t; c++)
+            row[ev[c].input] = row[ev[c].input] + ev[c].value;
         for (uint32_t j = 0; j < m->n_in; j++)
             if (row[j] != 0.0f) K->axpy(i, row[j], L->wt + (size_t)j * L->n, L->n);
     } else {
         while (c < ne && ev[c].step == t) {
             uint32_t j = ev[c].input;
             float v = ev[c].value;
-            for (c++; c < ne && ev[c].step == t && ev[c].input == j; c++) v = v + ev[c].value;
+            for (c++; c < ne && ev[c].step == t && ev[c].input == j; c++)
+                v = v + ev[c].value;
             if (v != 0.0f) K->axpy(i, v, L->wt + (size_t)j * L->n, L->n);
         }
     }
@@ -215,19 +222,20 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
         }
         K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, L->n);
         cnt = K->nonzero(sc->s, L->n, sc->idx);
-        for (size_t k = 0; k < cnt; k++) sc->val[k] = sc->s[sc->idx[k]];
+        for (size_t k = 0; k < cnt; k++)
+            sc->val[k] = sc->s[sc->idx[k]];
         if (!out) continue;
         if (out->nonzero) out->nonzero[l] += cnt;
         if (rs->space) continue;
         if (out->layers && append(&out->layers[l], t, sc->idx, sc->val, cnt)) rs->space = 1;
-        if (l + 1 == m->n_layers && append(&out->spikes, t, sc->idx, sc->val, cnt))
-            rs->space = 1;
+        if (l + 1 == m->n_layers && append(&out->spikes, t, sc->idx, sc->val, cnt)) rs->space = 1;
     }
     if (m->has_readout) {
         const spk_readout *R = &m->readout;
         float *o = spk_state_o(st);
         K->scale(o, R->alpha, R->n);
-        for (size_t k = 0; k < cnt; k++) K->axpy(o, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n, R->n);
+        for (size_t k = 0; k < cnt; k++)
+            K->axpy(o, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n, R->n);
         K->add(o, R->b, R->n);
         if (out && out->readout && out->readout_every_step)
             memcpy(out->readout + (size_t)t * R->n, o, R->n * sizeof(float));
@@ -268,7 +276,8 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
     const spk_kernels *K = spk_kernels_active();
     run_state rs = {0, 0, 0, 0};
     uint64_t t0 = spk_state_t(s);
-    for (uint32_t t = 0; t < in->steps && !rs.space; t++) step_one(s, K, in, out, &rs, t, sc);
+    for (uint32_t t = 0; t < in->steps && !rs.space; t++)
+        step_one(s, K, in, out, &rs, t, sc);
     return finish(s, in, out, &rs, t0, err, errlen);
 }
 
@@ -304,8 +313,8 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
         for (size_t k = c0; k < c1; k++) {
             run_state *r = &rs[k - c0];
             if (r->rc == 0) {
-                r->rc = finish(states[k], &in[k], out ? &out[k] : NULL, r, t0[k - c0], e1,
-                               sizeof e1);
+                r->rc =
+                    finish(states[k], &in[k], out ? &out[k] : NULL, r, t0[k - c0], e1, sizeof e1);
                 if (r->rc && !first) first = fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
             }
             if (rc) rc[k] = r->rc;

@@ -45,7 +45,9 @@ typedef struct {
 
 /* Where a step writes its results; every pointer but spikes.buf may be NULL.
  * The step appends to spikes / layers[l] (len grows) and adds to nonzero[l]; too little
- * capacity is SPK_ESPACE (size buffers with spk_max_spikes()). */
+ * capacity is SPK_ESPACE (size buffers with spk_max_spikes()). Outputs of one step come in
+ * ascending neuron order. (Also accepted: spikes.buf NULL records no spikes, and a NULL
+ * spk_output records nothing.) */
 typedef struct {
     spk_spike_buf spikes;   /* non-zero outputs of the last SRC layer */
     spk_spike_buf *layers;  /* NULL, or n_layers buffers: every layer's outputs */
@@ -64,14 +66,20 @@ void spk_scratch_free(spk_scratch *sc);
  * [0, n_in), finite values, sorted): 0, or SPK_EINVAL with a message like
  * "events[3]: input 900 out of range [0, 784)". spk_step() calls it too. */
 int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t errlen);
-/* Sort events by step (stable for equal steps is not required: sums are order-free to
+/* Sort events by step (the engine sorts by step, input, then value bits: a canonical order;
+ * stable for equal steps is not required: sums are order-free to
  * float rounding). In place, no allocation. */
 void spk_events_sort(spk_event *ev, size_t n);
 /* Largest number of outputs a layer of width n can emit in `steps` steps. */
 size_t spk_max_spikes(uint32_t n, uint32_t steps);
 
 /* Advance s by in->steps steps. On error the state is unchanged if the input was
- * invalid (checked first); SPK_ESPACE may leave it advanced partially: size outputs first. */
+ * invalid (checked first); SPK_ESPACE may leave it advanced partially: size outputs first.
+ * (On SPK_ESPACE the step that ran out of room is completed and the state stops there, with
+ * t counting the steps done.) Float sums follow a fixed order, so results are reproducible
+ * bit for bit: a step's events in array order, adjacent events of one input summed first;
+ * with dense rows, the events are added into the row and its non-zero inputs are taken in
+ * ascending order; zero-valued inputs do no work (engine/step.c). */
 int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc, char *err,
              size_t errlen);
 

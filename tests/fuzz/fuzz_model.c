@@ -8,12 +8,12 @@
 #include "state.h"
 #include "step.h"
 
-#define CHECK(c)                                                                              \
-    do {                                                                                      \
-        if (!(c)) {                                                                           \
-            fprintf(stderr, "fuzz_model: check failed: %s (line %d)\n", #c, __LINE__);       \
-            abort();                                                                          \
-        }                                                                                     \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_model: check failed: %s (line %d)\n", #c, __LINE__);             \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,7 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     CHECK(m->n_layers >= 1 && m->n_layers <= SPK_MAX_LAYERS && m->n_in >= 1);
     CHECK(m->layers[0].n_in == m->n_in);
-    for (uint32_t l = 1; l < m->n_layers; l++) CHECK(m->layers[l].n_in == m->layers[l - 1].n);
+    for (uint32_t l = 1; l < m->n_layers; l++)
+        CHECK(m->layers[l].n_in == m->layers[l - 1].n);
     spk_state *s = spk_state_create(m);
     spk_scratch *sc = spk_scratch_create(m);
     CHECK(s && sc);

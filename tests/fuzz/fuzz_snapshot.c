@@ -11,12 +11,12 @@
 #include "state.h"
 #include "step.h"
 
-#define CHECK(c)                                                                              \
-    do {                                                                                      \
-        if (!(c)) {                                                                           \
-            fprintf(stderr, "fuzz_snapshot: check failed: %s (line %d)\n", #c, __LINE__);    \
-            abort();                                                                          \
-        }                                                                                     \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_snapshot: check failed: %s (line %d)\n", #c, __LINE__);          \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static spk_model *fz_model;
@@ -26,11 +26,16 @@ static void fz_init(void) {
     if (fz_model) return;
     enum { NIN = 4, N0 = 6, N1 = 3, NO = 2 };
     static float w0[N0 * NIN], b0[N0], w1[N1 * N0], b1[N1], wo[NO * N1], bo[NO];
-    for (int k = 0; k < N0 * NIN; k++) w0[k] = (float)((k * 7) % 11) * 0.3f - 0.5f;
-    for (int k = 0; k < N1 * N0; k++) w1[k] = (float)((k * 5) % 7) * 0.4f - 0.6f;
-    for (int k = 0; k < NO * N1; k++) wo[k] = (float)(k % 3) - 1.0f;
-    for (int k = 0; k < N0; k++) b0[k] = -6.0f;
-    for (int k = 0; k < N1; k++) b1[k] = -5.5f;
+    for (int k = 0; k < N0 * NIN; k++)
+        w0[k] = (float)((k * 7) % 11) * 0.3f - 0.5f;
+    for (int k = 0; k < N1 * N0; k++)
+        w1[k] = (float)((k * 5) % 7) * 0.4f - 0.6f;
+    for (int k = 0; k < NO * N1; k++)
+        wo[k] = (float)(k % 3) - 1.0f;
+    for (int k = 0; k < N0; k++)
+        b0[k] = -6.0f;
+    for (int k = 0; k < N1; k++)
+        b1[k] = -5.5f;
     bo[0] = 0.1f, bo[1] = -0.1f;
     Spikeserve__SrcLayer l0 = SPIKESERVE__SRC_LAYER__INIT, l1 = SPIKESERVE__SRC_LAYER__INIT;
     Spikeserve__SrcLayer *ls[2] = {&l0, &l1};
@@ -80,9 +85,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK((rc == SPK_EFORMAT || rc == SPK_EMODEL) && err[0]);
         CHECK(spk_state_t(s) == spk_state_t(before));
         for (uint32_t l = 0; l < fz_model->n_layers; l++)
-            CHECK(memcmp(spk_state_h(s, l), spk_state_h(before, l), fz_model->layers[l].n * 4) == 0 &&
-                  memcmp(spk_state_hs(s, l), spk_state_hs(before, l), fz_model->layers[l].n * 4) == 0 &&
-                  memcmp(spk_state_i(s, l), spk_state_i(before, l), fz_model->layers[l].n * 4) == 0);
+            CHECK(
+                memcmp(spk_state_h(s, l), spk_state_h(before, l), fz_model->layers[l].n * 4) == 0 &&
+                memcmp(spk_state_hs(s, l), spk_state_hs(before, l), fz_model->layers[l].n * 4) ==
+                    0 &&
+                memcmp(spk_state_i(s, l), spk_state_i(before, l), fz_model->layers[l].n * 4) == 0);
     } else {
         run(s, 3);
         uint8_t *snap;

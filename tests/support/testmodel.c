@@ -22,11 +22,14 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
-static float uni(spk_rng *r, float lo, float hi) { return lo + (hi - lo) * spk_rng_uniform(r); }
+static float uni(spk_rng *r, float lo, float hi) {
+    return lo + (hi - lo) * spk_rng_uniform(r);
+}
 
 static float *rand_vec(spk_rng *r, size_t n, float lo, float hi) {
     float *v = xcalloc(n, sizeof *v);
-    for (size_t k = 0; k < n; k++) v[k] = uni(r, lo, hi);
+    for (size_t k = 0; k < n; k++)
+        v[k] = uni(r, lo, hi);
     return v;
 }
 
@@ -128,7 +131,8 @@ void tm_model_free(Spikeserve__Model *pm) {
         free(pm->readout->weights), free(pm->readout->bias), free(pm->readout->init_o);
         free(pm->readout);
     }
-    for (size_t k = 0; k < pm->n_labels; k++) free(pm->labels[k]);
+    for (size_t k = 0; k < pm->n_labels; k++)
+        free(pm->labels[k]);
     free(pm->labels);
     free(pm->encoding);
     free(pm->name);
@@ -158,8 +162,7 @@ spk_model *tm_load(const tm_spec *sp) {
     return m;
 }
 
-spk_event *tm_events(uint32_t steps, uint32_t n_in, float p, int graded, uint64_t seed,
-                     size_t *n) {
+spk_event *tm_events(uint32_t steps, uint32_t n_in, float p, int graded, uint64_t seed, size_t *n) {
     spk_rng r;
     spk_rng_seed(&r, seed);
     size_t cap = 16, c = 0;
@@ -187,7 +190,8 @@ size_t tm_state_dump(spk_state *s, float *out) {
         memcpy(out + c, spk_state_h(s, l), n * sizeof(float)), c += n;
         memcpy(out + c, spk_state_hs(s, l), n * sizeof(float)), c += n;
     }
-    if (m->has_readout) memcpy(out + c, spk_state_o(s), m->readout.n * sizeof(float)), c += m->readout.n;
+    if (m->has_readout)
+        memcpy(out + c, spk_state_o(s), m->readout.n * sizeof(float)), c += m->readout.n;
     return c;
 }
 

@@ -19,12 +19,12 @@ typedef struct {
     uint32_t n_in;
     uint32_t n_layers;
     uint32_t n[SPK_MAX_LAYERS];
-    uint32_t readout;   /* readout width, 0 for none */
-    int init_state;     /* random initial i, h, hs, o */
-    int vary;           /* constants varied around the defaults */
-    uint32_t n_labels;  /* labels "class0".. (0 or the output width) */
-    int encoding;       /* 0 none, 1 RATE (steps 20, warm-up 2, gain 0.5), 2 LATENCY */
-    float drive;        /* 0: 2.5 */
+    uint32_t readout;  /* readout width, 0 for none */
+    int init_state;    /* random initial i, h, hs, o */
+    int vary;          /* constants varied around the defaults */
+    uint32_t n_labels; /* labels "class0".. (0 or the output width) */
+    int encoding;      /* 0 none, 1 RATE (steps 20, warm-up 2, gain 0.5), 2 LATENCY */
+    float drive;       /* 0: 2.5 */
     uint64_t seed;
 } tm_spec;
 
@@ -36,8 +36,7 @@ spk_model *tm_load(const tm_spec *sp);
 
 /* Random sparse input: each (step, input) fires with probability p, value 1 (or graded in
  * [-0.5, 2) when graded). Events sorted by (step, input). *n gets the count; malloc'd. */
-spk_event *tm_events(uint32_t steps, uint32_t n_in, float p, int graded, uint64_t seed,
-                     size_t *n);
+spk_event *tm_events(uint32_t steps, uint32_t n_in, float p, int graded, uint64_t seed, size_t *n);
 
 /* The whole state as one vector (i, h, hs per layer, then o): for comparisons. */
 size_t tm_state_dump(spk_state *s, float *out); /* returns floats written (state_floats) */

@@ -54,15 +54,17 @@ static void test_tanh(const spk_kernels *const *ks, size_t nk) {
         }
         if (last) break;
     }
-    diag("tanh: %zu floats, %zu off by one ulp from (float)tanh((double)x), %zu worse; max %lld ulp at %a",
+    diag("tanh: %zu floats, %zu off by one ulp from (float)tanh((double)x), %zu worse; max %lld "
+         "ulp at %a",
          count, off1, worse, (long long)max_ulp, (double)worst_x);
     ok(count > 10000000, "tanh sweep covers %zu floats", count);
     is_int(worse, 0, "tanh never more than 1 ulp from the correctly rounded value");
     ok(off1 * 100000 < count, "1-ulp differences are rare (%zu of %zu)", off1, count);
     is_int(twin_diff, 0, "every kernel's tanh is bit-identical to the scalar twin");
 
-    const float special[] = {0.0f, -0.0f, 0x1p-149f, -0x1p-140f, 1e-30f, 9.0f, 9.5f, 20.0f, 25.0f,
-                             1e30f, -1e30f, 3.4e38f, -3.4e38f, 0.125f, -0.125f, 0.12499999f};
+    const float special[] = {0.0f,     -0.0f,  0x1p-149f, -0x1p-140f, 1e-30f, 9.0f,
+                             9.5f,     20.0f,  25.0f,     1e30f,      -1e30f, 3.4e38f,
+                             -3.4e38f, 0.125f, -0.125f,   0.12499999f};
     size_t ns = sizeof special / sizeof special[0];
     for (size_t t = 0; t < nk; t++) {
         ks[t]->tanh(y, special, ns);
@@ -71,7 +73,8 @@ static void test_tanh(const spk_kernels *const *ks, size_t nk) {
             float want = (float)tanh((double)special[k]);
             if (memcmp(&y[k], &want, 4) != 0) {
                 good = 0;
-                diag("%s tanh(%a) = %a, want %a", ks[t]->name, (double)special[k], (double)y[k], (double)want);
+                diag("%s tanh(%a) = %a, want %a", ks[t]->name, (double)special[k], (double)y[k],
+                     (double)want);
             }
         }
         ok(good, "%s tanh exact at 0, -0, denormals, the branch point and saturation", ks[t]->name);
@@ -79,7 +82,8 @@ static void test_tanh(const spk_kernels *const *ks, size_t nk) {
 }
 
 static void fill(spk_rng *r, float *v, size_t n, float lo, float hi) {
-    for (size_t k = 0; k < n; k++) v[k] = lo + (hi - lo) * spk_rng_uniform(r);
+    for (size_t k = 0; k < n; k++)
+        v[k] = lo + (hi - lo) * spk_rng_uniform(r);
 }
 
 static void test_twins(const spk_kernels *const *ks, size_t nk) {
@@ -133,7 +137,8 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
         ok(same_scale, "%s scale == scalar", K->name);
         ok(same_add, "%s add == scalar", K->name);
         ok(same_upd, "%s src_update == scalar (h, hs, s)", K->name);
-        ok(same_nz && spikes > 1000, "%s nonzero == scalar (%zu non-zero outputs seen)", K->name, spikes);
+        ok(same_nz && spikes > 1000, "%s nonzero == scalar (%zu non-zero outputs seen)", K->name,
+           spikes);
     }
 }
 
@@ -141,9 +146,11 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
 static void test_update_equations(void) {
     const spk_kernels *S = spk_kernels_scalar();
     spk_layer L = {0};
-    float b[2] = {-6.0f, -1.0f}, i[2] = {10.0f, -2.0f}, h[2] = {0.2f, 0.7f}, hs[2] = {-0.5f, 0.1f}, s[2];
+    float b[2] = {-6.0f, -1.0f}, i[2] = {10.0f, -2.0f}, h[2] = {0.2f, 0.7f}, hs[2] = {-0.5f, 0.1f},
+          s[2];
     L.n = L.n_in = 2;
-    L.alpha = 0.9f, L.rho = 3.0f, L.r = 2.0f, L.r_s = -7.0f, L.z_hyp = 0.9f, L.z_dep = 0.0f, L.theta = 0.5f;
+    L.alpha = 0.9f, L.rho = 3.0f, L.r = 2.0f, L.r_s = -7.0f, L.z_hyp = 0.9f, L.z_dep = 0.0f,
+    L.theta = 0.5f;
     L.b_h = b;
     float hp[2] = {h[0], h[1]}, hsp[2] = {hs[0], hs[1]};
     S->src_update(&L, i, h, hs, s, 2);
@@ -155,7 +162,8 @@ static void test_update_equations(void) {
         double hsn = z * hsp[k] + (1 - z) * hp[k];
         double sn = hn > 0 ? hn : 0;
         good &= fabs(h[k] - hn) < 1e-6 && fabs(hs[k] - hsn) < 1e-6 && fabs(s[k] - sn) < 1e-6;
-        diag("neuron %d: h %.7f (%.7f), hs %.7f (%.7f), s %.7f", k, (double)h[k], hn, (double)hs[k], hsn, (double)s[k]);
+        diag("neuron %d: h %.7f (%.7f), hs %.7f (%.7f), s %.7f", k, (double)h[k], hn, (double)hs[k],
+             hsn, (double)s[k]);
     }
     ok(good, "scalar update follows SPEC (5b) (5d) (5c) (5e) (5f) in double to 1e-6");
     ok(h[0] > 0.5f && hs[0] == hp[0], "above theta: z = z_dep = 0, so h_s takes the previous h");
@@ -166,7 +174,8 @@ int main(void) {
     const spk_kernels *ks[8];
     size_t nk = spk_kernels_list(ks, 8);
     ok(nk >= 1 && strcmp(ks[0]->name, "scalar") == 0, "kernel tables: %zu, scalar first", nk);
-    for (size_t k = 0; k < nk; k++) diag("kernels available: %s", ks[k]->name);
+    for (size_t k = 0; k < nk; k++)
+        diag("kernels available: %s", ks[k]->name);
     ok(spk_kernels_best() == ks[nk - 1], "best is the last listed (%s)", spk_kernels_best()->name);
     is_int(spk_set_kernels("scalar"), 0, "set scalar");
     is_str(spk_kernels_name(), "scalar", "  active: scalar");

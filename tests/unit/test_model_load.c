@@ -8,15 +8,21 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../support/testmodel.h"
+#include "../tap.h"
 #include "encode.h"
 #include "model.h"
 #include "state.h"
 #include "step.h"
-#include "../tap.h"
-#include "../support/testmodel.h"
 
-static const tm_spec SMALL = {.n_in = 6, .n_layers = 2, .n = {8, 5}, .readout = 3,
-                              .init_state = 1, .vary = 1, .n_labels = 3, .encoding = 1,
+static const tm_spec SMALL = {.n_in = 6,
+                              .n_layers = 2,
+                              .n = {8, 5},
+                              .readout = 3,
+                              .init_state = 1,
+                              .vary = 1,
+                              .n_labels = 3,
+                              .encoding = 1,
                               .seed = 7};
 
 /* Pack pm and load it; returns rc, err gets the message. */
@@ -26,15 +32,18 @@ static int load_msg(const Spikeserve__Model *pm, char *err, size_t errlen) {
     spk_model *m = (spk_model *)1;
     err[0] = 0;
     int rc = spk_model_load_bytes(b, len, &m, err, errlen);
-    if (rc == 0) spk_model_free(m);
-    else if (m != NULL) rc = 99; /* *out must be NULL on failure */
+    if (rc == 0)
+        spk_model_free(m);
+    else if (m != NULL)
+        rc = 99; /* *out must be NULL on failure */
     free(b);
     return rc;
 }
 
 static float *grow(float *v, size_t n) {
     float *p = realloc(v, (n ? n : 1) * sizeof *p);
-    for (size_t k = 0; k < n; k++) p[k] = 0.5f;
+    for (size_t k = 0; k < n; k++)
+        p[k] = 0.5f;
     return p;
 }
 
@@ -69,7 +78,8 @@ static void test_good(void) {
         const Spikeserve__SrcLayer *P = pm->layers[l];
         for (uint32_t k = 0; k < L->n; k++)
             for (uint32_t j = 0; j < L->n_in; j++)
-                if (L->wt[(size_t)j * L->n + k] != P->weights[(size_t)k * L->n_in + j]) transposed = 0;
+                if (L->wt[(size_t)j * L->n + k] != P->weights[(size_t)k * L->n_in + j])
+                    transposed = 0;
         aligned &= ((uintptr_t)L->wt % 64 == 0) && ((uintptr_t)L->b_h % 64 == 0) &&
                    ((uintptr_t)L->h0 % 64 == 0);
         ok(L->alpha == P->alpha && L->rho == P->rho && L->r == P->r && L->r_s == P->r_s &&
@@ -89,8 +99,8 @@ static void test_good(void) {
     ok(m2 && m2->checksum == m->checksum, "checksum is deterministic");
     spk_model_free(m2);
     uint64_t base = m->checksum;
-    float *targets[] = {&pm->layers[1]->weights[3], &pm->layers[0]->theta, &pm->layers[0]->init_h[1],
-                        &pm->readout->bias[0]};
+    float *targets[] = {&pm->layers[1]->weights[3], &pm->layers[0]->theta,
+                        &pm->layers[0]->init_h[1], &pm->readout->bias[0]};
     const char *what[] = {"a weight", "theta", "an initial state", "a readout bias"};
     for (int k = 0; k < 4; k++) {
         float save = *targets[k];
@@ -125,7 +135,10 @@ typedef struct {
     void (*mutate)(Spikeserve__Model *pm);
 } bad_case;
 
-#define MUT(fn, body) static void fn(Spikeserve__Model *pm) { body; }
+#define MUT(fn, body)                                                                              \
+    static void fn(Spikeserve__Model *pm) {                                                        \
+        body;                                                                                      \
+    }
 MUT(m_name_empty, pm->name[0] = 0)
 MUT(m_name_long, free(pm->name); pm->name = malloc(70); memset(pm->name, 'a', 65); pm->name[65] = 0)
 MUT(m_name_char, strcpy(pm->name, "a/b"))
@@ -142,7 +155,8 @@ MUT(m_l1_weights, pm->layers[1]->n_weights = 39)
 MUT(m_l0_b_h, pm->layers[0]->n_b_h = 3)
 MUT(m_l1_init_i, pm->layers[1]->n_init_i = 4)
 MUT(m_l0_init_h, pm->layers[0]->n_init_h = 5)
-MUT(m_l0_init_hs, pm->layers[0]->n_init_hs = 9; pm->layers[0]->init_hs = grow(pm->layers[0]->init_hs, 9))
+MUT(m_l0_init_hs, pm->layers[0]->n_init_hs = 9;
+    pm->layers[0]->init_hs = grow(pm->layers[0]->init_hs, 9))
 MUT(m_w_nan, pm->layers[0]->weights[3] = NAN)
 MUT(m_w_inf, pm->layers[1]->weights[0] = -INFINITY)
 MUT(m_w_big, pm->layers[0]->weights[0] = 1e7f)
@@ -158,22 +172,26 @@ MUT(m_z_dep, pm->layers[1]->z_dep = 2)
 MUT(m_theta, pm->layers[0]->theta = NAN)
 MUT(m_ro_n_in, pm->readout->n_in = 8)
 MUT(m_ro_n, pm->readout->n = 0)
-MUT(m_ro_weights, pm->readout->n_weights = 16; pm->readout->weights = grow(pm->readout->weights, 16))
+MUT(m_ro_weights, pm->readout->n_weights = 16;
+    pm->readout->weights = grow(pm->readout->weights, 16))
 MUT(m_ro_w_nan, pm->readout->weights[14] = NAN)
 MUT(m_ro_bias, pm->readout->n_bias = 0)
 MUT(m_ro_init, pm->readout->n_init_o = 2)
 MUT(m_ro_alpha, pm->readout->alpha = 1.01f)
 MUT(m_labels, pm->n_labels = 2)
-MUT(m_label_long, free(pm->labels[1]); pm->labels[1] = malloc(200); memset(pm->labels[1], 'x', 129); pm->labels[1][129] = 0)
+MUT(m_label_long, free(pm->labels[1]); pm->labels[1] = malloc(200); memset(pm->labels[1], 'x', 129);
+    pm->labels[1][129] = 0)
 MUT(m_label_utf8, strcpy(pm->labels[0], "a\xC3("))
 MUT(m_descr_utf8, strcpy(pm->description, "bad \xFF byte"))
-MUT(m_descr_long, free(pm->description); pm->description = malloc(5000); memset(pm->description, 'd', 4097); pm->description[4097] = 0)
+MUT(m_descr_long, free(pm->description); pm->description = malloc(5000);
+    memset(pm->description, 'd', 4097); pm->description[4097] = 0)
 MUT(m_enc_kind, pm->encoding->kind = 7)
 MUT(m_enc_steps, pm->encoding->steps = 0)
 MUT(m_enc_steps_big, pm->encoding->steps = 100001)
 MUT(m_enc_warmup, pm->encoding->warmup_steps = 200000)
 MUT(m_enc_gain, pm->encoding->gain = -1)
-MUT(m_enc_thr, pm->encoding->kind = SPIKESERVE__ENCODING__KIND__LATENCY; pm->encoding->threshold = NAN)
+MUT(m_enc_thr, pm->encoding->kind = SPIKESERVE__ENCODING__KIND__LATENCY;
+    pm->encoding->threshold = NAN)
 MUT(m_params, pm->n_in = 1048576; pm->layers[0]->n_in = 1048576; pm->layers[0]->n = 65536)
 MUT(m_labels_noro, free(pm->readout->weights); free(pm->readout->bias); free(pm->readout->init_o);
     free(pm->readout); pm->readout = NULL; pm->n_labels = 3)
@@ -239,7 +257,8 @@ static void test_bad_fields(void) {
         Spikeserve__SrcLayer **keep = pm->layers;
         if (BAD[k].mutate == m_too_many_layers) { /* 17 valid-looking layers */
             pm->layers = calloc(17, sizeof *pm->layers);
-            for (int l = 0; l < 17; l++) pm->layers[l] = keep[l % 2];
+            for (int l = 0; l < 17; l++)
+                pm->layers[l] = keep[l % 2];
         }
         size_t n_l1_w = pm->layers[1]->n_weights;
         BAD[k].mutate(pm);
@@ -268,7 +287,8 @@ static void test_issue_example(void) {
     L1->weights = calloc(78400, sizeof(float));
     char err[256];
     is_int(load_msg(pm, err, sizeof err), SPK_EFORMAT, "784-100-256 with 78400 weights in layer 1");
-    is_str(err, "layers[1].weights: 78400 values, expected 25600 (256 x 100)", "  the issue's message");
+    is_str(err, "layers[1].weights: 78400 values, expected 25600 (256 x 100)",
+           "  the issue's message");
     tm_model_free(pm);
 }
 
@@ -277,7 +297,8 @@ static void test_files(void) {
     spk_model *m = (spk_model *)1;
     int rc = spk_model_load_file("/nonexistent/dir/model.pb", &m, err, sizeof err);
     ok(rc == SPK_EIO && m == NULL, "missing file: SPK_EIO");
-    ok(strstr(err, "/nonexistent/dir/model.pb") && strstr(err, "No such file"), "  says which and why: %s", err);
+    ok(strstr(err, "/nonexistent/dir/model.pb") && strstr(err, "No such file"),
+       "  says which and why: %s", err);
     /* a good file loads from disk */
     Spikeserve__Model *pm = tm_model_new(&SMALL);
     size_t len;
@@ -290,17 +311,20 @@ static void test_files(void) {
     /* a file past SPK_MAX_FILE (sparse) is refused before reading */
     ok(ftruncate(fd, (off_t)SPK_MAX_FILE + 1) == 0, "sparse file of SPK_MAX_FILE + 1 bytes");
     rc = spk_model_load_file(path, &m, err, sizeof err);
-    ok(rc == SPK_EFORMAT && strstr(err, "536870913 bytes, limit 536870912"), "too big a file: %s", err);
+    ok(rc == SPK_EFORMAT && strstr(err, "536870913 bytes, limit 536870912"), "too big a file: %s",
+       err);
     close(fd);
     unlink(path);
     /* a directory is not a model */
     rc = spk_model_load_file("/tmp", &m, err, sizeof err);
     ok(rc == SPK_EIO && strstr(err, "not a regular file"), "a directory: %s", err);
     /* too many bytes in memory: refused before parsing (mapping is never touched) */
-    void *big = mmap(NULL, (size_t)SPK_MAX_FILE + 1, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *big = mmap(NULL, (size_t)SPK_MAX_FILE + 1, PROT_READ,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (big != MAP_FAILED) {
         rc = spk_model_load_bytes(big, (size_t)SPK_MAX_FILE + 1, &m, err, sizeof err);
-        ok(rc == SPK_EFORMAT && strstr(err, "file: 536870913 bytes, limit 536870912"), "too many bytes: %s", err);
+        ok(rc == SPK_EFORMAT && strstr(err, "file: 536870913 bytes, limit 536870912"),
+           "too many bytes: %s", err);
         munmap(big, (size_t)SPK_MAX_FILE + 1);
     }
     rc = spk_model_load_bytes(NULL, 0, &m, err, sizeof err);
@@ -316,21 +340,31 @@ static int top_level_boundaries(const uint8_t *b, size_t len, size_t *out, int c
     while (p < len && n < cap) {
         uint64_t key = 0;
         int sh = 0;
-        while (b[p] & 0x80) key |= (uint64_t)(b[p++] & 0x7F) << sh, sh += 7;
+        while (b[p] & 0x80)
+            key |= (uint64_t)(b[p++] & 0x7F) << sh, sh += 7;
         key |= (uint64_t)b[p++] << sh;
         switch (key & 7) {
-        case 0: while (b[p++] & 0x80) {} break;
-        case 1: p += 8; break;
-        case 5: p += 4; break;
+        case 0:
+            while (b[p++] & 0x80) {
+            }
+            break;
+        case 1:
+            p += 8;
+            break;
+        case 5:
+            p += 4;
+            break;
         case 2: {
             uint64_t l = 0;
             sh = 0;
-            while (b[p] & 0x80) l |= (uint64_t)(b[p++] & 0x7F) << sh, sh += 7;
+            while (b[p] & 0x80)
+                l |= (uint64_t)(b[p++] & 0x7F) << sh, sh += 7;
             l |= (uint64_t)b[p++] << sh;
             p += l;
             break;
         }
-        default: return -1;
+        default:
+            return -1;
         }
         out[n++] = p;
     }
@@ -354,7 +388,8 @@ static void test_truncation(void) {
         int rc = spk_model_load_bytes(c, cut, &m, err, sizeof err);
         if (rc == 0) {
             int at_boundary = 0;
-            for (int k = 0; k < nb; k++) at_boundary |= bounds[k] == cut;
+            for (int k = 0; k < nb; k++)
+                at_boundary |= bounds[k] == cut;
             accepted++;
             if (!at_boundary) bad_accept++;
             spk_model_free(m);
@@ -364,10 +399,13 @@ static void test_truncation(void) {
         }
         free(c);
     }
-    diag("standard field order: %zu bytes, %zu truncations refused, %zu accepted (at field boundaries: "
-         "the file minus its trailing optional fields)", len, refused, accepted);
+    diag("standard field order: %zu bytes, %zu truncations refused, %zu accepted (at field "
+         "boundaries: "
+         "the file minus its trailing optional fields)",
+         len, refused, accepted);
     is_int(bad_accept, 0, "no truncation inside a field is accepted");
-    ok(accepted <= 6, "only the few field-boundary prefixes parse as smaller models (%zu)", accepted);
+    ok(accepted <= 6, "only the few field-boundary prefixes parse as smaller models (%zu)",
+       accepted);
     is_int(silent, 0, "every refusal has a message");
 
     /* The same model with n_in written last (protobuf allows any field order): then every
@@ -416,7 +454,8 @@ static void test_corruption(void) {
         uint8_t *c = malloc(len);
         memcpy(c, b, len);
         int flips = 1 + (int)(spk_rng_next(&rng) % 4);
-        for (int f = 0; f < flips; f++) c[spk_rng_next(&rng) % len] = (uint8_t)spk_rng_next(&rng);
+        for (int f = 0; f < flips; f++)
+            c[spk_rng_next(&rng) % len] = (uint8_t)spk_rng_next(&rng);
         size_t cl = (it % 5 == 0) ? spk_rng_next(&rng) % (len + 1) : len;
         spk_model *m = NULL;
         if (spk_model_load_bytes(c, cl, &m, err, sizeof err) == 0) {

@@ -11,8 +11,8 @@
 #include "state.h"
 #include "step.h"
 
-static const tm_spec SPEC = {.n_in = 10, .n_layers = 2, .n = {12, 5}, .readout = 3,
-                             .init_state = 1, .vary = 1, .seed = 11};
+static const tm_spec SPEC = {
+    .n_in = 10, .n_layers = 2, .n = {12, 5}, .readout = 3, .init_state = 1, .vary = 1, .seed = 11};
 
 static void run(spk_state *s, spk_scratch *sc, uint32_t steps, uint64_t seed) {
     size_t n;
@@ -42,7 +42,8 @@ static void test_lifecycle(void) {
         init_ok &= memcmp(spk_state_i(s, l), m->layers[l].i0, n * 4) == 0;
         init_ok &= memcmp(spk_state_h(s, l), m->layers[l].h0, n * 4) == 0;
         init_ok &= memcmp(spk_state_hs(s, l), m->layers[l].hs0, n * 4) == 0;
-        aligned &= (uintptr_t)spk_state_i(s, l) % 64 == 0 && (uintptr_t)spk_state_hs(s, l) % 64 == 0;
+        aligned &=
+            (uintptr_t)spk_state_i(s, l) % 64 == 0 && (uintptr_t)spk_state_hs(s, l) % 64 == 0;
     }
     init_ok &= memcmp(spk_state_o(s), m->readout.o0, 3 * 4) == 0;
     ok(init_ok, "initial state from the model file");
@@ -84,7 +85,8 @@ static void test_lifecycle(void) {
     s = spk_state_create(m);
     ok(spk_state_o(s) == NULL, "no readout: o view is NULL");
     float z = 0;
-    for (uint32_t k = 0; k < 12; k++) z += fabsf(spk_state_i(s, 0)[k]) + fabsf(spk_state_hs(s, 0)[k]);
+    for (uint32_t k = 0; k < 12; k++)
+        z += fabsf(spk_state_i(s, 0)[k]) + fabsf(spk_state_hs(s, 0)[k]);
     ok(z == 0, "no initial state in the file: zeros");
     spk_state_free(s);
     spk_model_free(m);
@@ -103,13 +105,15 @@ static void test_snapshot(void) {
 
     Spikeserve__StateSnapshot *p = spikeserve__state_snapshot__unpack(NULL, len, buf);
     ok(p && strcmp(p->model_name, m->name) == 0 && p->model_version == 1 &&
-           p->weights_checksum == m->checksum && p->t == 77 && p->n_layers == 2 && p->n_readout == 3,
+           p->weights_checksum == m->checksum && p->t == 77 && p->n_layers == 2 &&
+           p->n_readout == 3,
        "snapshot carries name, version, checksum, t and every layer");
     if (p) spikeserve__state_snapshot__free_unpacked(p, NULL);
 
     spk_state *r = spk_state_create(m);
     is_int(spk_state_restore(r, buf, len, err, sizeof err), 0, "restore into a fresh state");
-    ok(tm_state_equal(r, s), "restored state is bit-identical, t = %llu", (unsigned long long)spk_state_t(r));
+    ok(tm_state_equal(r, s), "restored state is bit-identical, t = %llu",
+       (unsigned long long)spk_state_t(r));
     run(s, sc, 30, 4);
     run(r, sc, 30, 4);
     ok(tm_state_equal(r, s), "and continues identically");
@@ -136,7 +140,8 @@ static void test_snapshot(void) {
     s2 = spk_state_create(m2);
     rc = spk_state_restore(s2, buf, len, err, sizeof err);
     is_int(rc, SPK_EMODEL, "other model name: SPK_EMODEL");
-    is_str(err, "snapshot: taken from model \"test-11\" version 1, this is \"other\" version 1", "  message");
+    is_str(err, "snapshot: taken from model \"test-11\" version 1, this is \"other\" version 1",
+           "  message");
     snprintf(m2->name, sizeof m2->name, "%s", m->name);
     m2->version = 2;
     rc = spk_state_restore(s2, buf, len, err, sizeof err);
@@ -154,8 +159,10 @@ static void test_snapshot(void) {
         memcpy(c, buf, cut);
         err[0] = 0;
         rc = spk_state_restore(target, c, cut, err, sizeof err);
-        if (rc == 0) accepted++;
-        else if (!err[0]) silent++;
+        if (rc == 0)
+            accepted++;
+        else if (!err[0])
+            silent++;
         if (!tm_state_equal(target, orig)) changed++, spk_state_copy(target, orig);
         free(c);
     }
@@ -174,21 +181,29 @@ static void test_snapshot(void) {
         const char *want;
         int what;
     } cases[] = {
-        {"layers: 1 layers, expected 2", 0},
-        {"layers[1].h: 4 values, expected 5", 1},
-        {"layers[0].i[2]: nan is not finite", 2},
-        {"readout: 2 values, expected 3", 3},
+        {"layers: 1 layers, expected 2", 0},       {"layers[1].h: 4 values, expected 5", 1},
+        {"layers[0].i[2]: nan is not finite", 2},  {"readout: 2 values, expected 3", 3},
         {"layers[1].hs[0]: inf is not finite", 4},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         p = spikeserve__state_snapshot__unpack(NULL, len, buf);
         size_t save_layers = p->n_layers, save_h = p->layers[1]->n_h, save_ro = p->n_readout;
         switch (cases[k].what) {
-        case 0: p->n_layers = 1; break;
-        case 1: p->layers[1]->n_h = 4; break;
-        case 2: p->layers[0]->i[2] = NAN; break;
-        case 3: p->n_readout = 2; break;
-        case 4: p->layers[1]->hs[0] = INFINITY; break;
+        case 0:
+            p->n_layers = 1;
+            break;
+        case 1:
+            p->layers[1]->n_h = 4;
+            break;
+        case 2:
+            p->layers[0]->i[2] = NAN;
+            break;
+        case 3:
+            p->n_readout = 2;
+            break;
+        case 4:
+            p->layers[1]->hs[0] = INFINITY;
+            break;
         }
         size_t l2 = spikeserve__state_snapshot__get_packed_size(p);
         uint8_t *b2 = malloc(l2);
