@@ -96,13 +96,29 @@ stop_pid() { # bounded stop of one process we started
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-# run_wrk NAME PORT: runs wrk, prints its output, sets rps, p50, p99, non2xx, errors.
+# CPU time (user + system, clock ticks) of processes (all their threads), 0 for gone ones.
+hz=$(getconf CLK_TCK)
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$t"
+}
+
+# run_wrk NAME PORT BODIES MODE PIDS...: runs wrk with steps.lua, prints its output, sets rps,
+# p50, p99, non2xx, errors, and rpc (requests per CPU-second of PIDS during the run).
 run_wrk() {
-    local out="$work/wrk-$1.txt"
+    local name=$1 port=$2 bodies=$3 mode=$4
+    shift 4
+    local out="$work/wrk-$name.txt"
     local cmd=(wrk -t"$threads" -c"$conns" -d"${duration}s" --timeout 5s --latency
-               -s tests/bench/steps.lua "http://127.0.0.1:$2/" -- "$work/ids.txt" "$work/bodies.ndjson")
+               -s tests/bench/steps.lua "http://127.0.0.1:$port/" -- "$work/ids.txt" "$bodies" "$mode")
     echo "\$ ${cmd[*]}"
+    local c0 c1
+    c0=$(cpu_ticks "$@")
     timeout $((duration + 30)) "${cmd[@]}" >"$out" 2>&1 || { cat "$out"; echo "wrk failed" >&2; exit 1; }
+    c1=$(cpu_ticks "$@")
     sed 's/^/    /' "$out"
     rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     p50=$(awk '$1 == "50%" {print $2}' "$out")
@@ -110,6 +126,11 @@ run_wrk() {
     non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
     errors=$(grep -E '^ +Socket errors:' "$out" | sed 's/^ *//' || true)
     non2xx=${non2xx:-0}
+    local nreq
+    nreq=$(awk '/ requests in / {print $1}' "$out")
+    rpc=$(awk -v n="$nreq" -v t=$((c1 - c0)) -v hz="$hz" \
+        'BEGIN { if (t > 0) printf "%.0f", n / (t / hz); else print "n/a" }')
+    echo "    server CPU: $(( (c1 - c0) * 1000 / hz )) ms for $nreq requests: $rpc requests per CPU-second"
 }
 
 load0=$(cut -d' ' -f1 /proc/loadavg)
@@ -131,8 +152,8 @@ read -r code size < <(curl -s -o "$work/sample.out" -w '%{http_code} %{size_down
     "http://127.0.0.1:$srv_port/v1/sessions/$sample_id/steps")
 echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.out")..."
 [ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
-run_wrk spikeserve "$srv_port"
-s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors
+run_wrk spikeserve "$srv_port" "$work/bodies.ndjson" json "$srv_pid"
+s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors s_rpc=$rpc
 # The answers' size once the sessions are warm (a session's first steps have no spikes):
 # the mean over 50 steps of as many sessions, after the run; nginx answers that many bytes.
 total=0
@@ -145,6 +166,9 @@ for k in $(seq 50); do
 done
 size=$((total / 50))
 echo "mean answer after the run: $size bytes"
+# The same batches in protobuf (Content-Type and Accept application/x-protobuf).
+run_wrk spikeserve-pb "$srv_port" "$work/bodies.pbhex" pb "$srv_pid"
+p_rps=$rps p_p50=$p50 p_p99=$p99 p_non2xx=$non2xx p_rpc=$rpc
 stop_pid "$srv_pid"
 
 # ---- 2. nginx, same requests, a static answer of the same size ----
@@ -193,8 +217,9 @@ done
 nsize=$(curl -s -o /dev/null -w '%{size_download}' -X POST -H 'Content-Type: application/json' \
     --data-binary "@$work/sample.body" "http://127.0.0.1:$nport/v1/sessions/x/steps")
 echo "nginx answer: $nsize bytes"
-run_wrk nginx "$nport"
-n_rps=$rps n_p50=$p50 n_p99=$p99 n_non2xx=$non2xx
+ng_workers=$(ps -o pid= --ppid "$ng_pid" | tr -d ' ' | tr '\n' ' ')
+run_wrk nginx "$nport" "$work/bodies.ndjson" json "$ng_pid" $ng_workers
+n_rps=$rps n_p50=$p50 n_p99=$p99 n_non2xx=$non2xx n_rpc=$rpc
 stop_pid "$ng_pid"
 
 # ---- 3. memory per idle session ----
@@ -207,19 +232,23 @@ sleep 1
 rss1=$(rss_kb "$srv_pid")
 stop_pid "$srv_pid"
 
-share=$(awk -v a="$s_rps" -v b="$n_rps" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }')
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", 100 * a / b; else print "n/a" }'; }
+share=$(pct "$s_rps" "$n_rps")
 per=$(awk -v a="$rss0" -v b="$rss1" -v n="$idle_sessions" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
 echo
 echo "================================================================================"
 echo "server benchmark: model $model_name ($model_kind), one-step sparse batches of a"
 echo "rate-coded Fashion-MNIST image (~$(( $(wc -c <"$work/bodies.ndjson") / 1000 )) bytes each), answers of $size bytes"
 echo "wrk -t$threads -c$conns -d${duration}s, loopback; both servers 2 workers, no access log"
-printf '%-12s %14s %10s %10s %10s\n' "server" "requests/s" "p50" "p99" "non-2xx"
-printf '%-12s %14s %10s %10s %10s\n' "spikeserve" "$s_rps" "$s_p50" "$s_p99" "$s_non2xx"
-printf '%-12s %14s %10s %10s %10s\n' "nginx" "$n_rps" "$n_p50" "$n_p99" "$n_non2xx"
+printf '%-26s %12s %10s %10s %8s %14s\n' "server" "requests/s" "p50" "p99" "non-2xx" "req/CPU-s"
+printf '%-26s %12s %10s %10s %8s %14s\n' "spikeserve (JSON)" "$s_rps" "$s_p50" "$s_p99" "$s_non2xx" "$s_rpc"
+printf '%-26s %12s %10s %10s %8s %14s\n' "spikeserve (protobuf)" "$p_rps" "$p_p50" "$p_p99" "$p_non2xx" "$p_rpc"
+printf '%-26s %12s %10s %10s %8s %14s\n' "nginx (static, same size)" "$n_rps" "$n_p50" "$n_p99" "$n_non2xx" "$n_rpc"
 [ -n "$s_err" ] && echo "spikeserve wrk: $s_err"
+echo "req/CPU-s: requests per second of the server's own CPU time (robust to a busy machine)"
 echo "load average (1 min) before / after: $load0 / $(cut -d' ' -f1 /proc/loadavg)"
-echo "our share of nginx's requests/s: $share % (goal >= 50 %)"
+echo "our share of nginx's requests/s: $share % with JSON, $(pct "$p_rps" "$n_rps") % with protobuf (goal >= 50 %);"
+echo "  per CPU-second: $(pct "$s_rpc" "$n_rpc") % with JSON, $(pct "$p_rpc" "$n_rpc") % with protobuf"
 echo "memory: VmRSS $rss0 kB with 0 sessions, $rss1 kB with $idle_sessions sessions:" \
      "$per bytes per idle session (goal <= 8192)"
 echo "================================================================================"
