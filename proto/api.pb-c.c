@@ -1794,7 +1794,7 @@ const ProtobufCMessageDescriptor spikeserve__model_list__descriptor =
   (ProtobufCMessageInit) spikeserve__model_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descriptors[8] =
+static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descriptors[9] =
 {
   {
     "session_id",
@@ -1892,6 +1892,18 @@ static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner",
+    9,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_FIXED64,
+    offsetof(Spikeserve__SessionSnapshot, has_owner),
+    offsetof(Spikeserve__SessionSnapshot, owner),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__session_snapshot__field_indices_by_name[] = {
   6,   /* field[6] = created_at */
@@ -1900,13 +1912,14 @@ static const unsigned spikeserve__session_snapshot__field_indices_by_name[] = {
   4,   /* field[4] = last_seq */
   1,   /* field[1] = model */
   2,   /* field[2] = model_version */
+  8,   /* field[8] = owner */
   0,   /* field[0] = session_id */
   7,   /* field[7] = state */
 };
 static const ProtobufCIntRange spikeserve__session_snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor spikeserve__session_snapshot__descriptor =
 {
@@ -1916,7 +1929,7 @@ const ProtobufCMessageDescriptor spikeserve__session_snapshot__descriptor =
   "Spikeserve__SessionSnapshot",
   "spikeserve",
   sizeof(Spikeserve__SessionSnapshot),
-  8,
+  9,
   spikeserve__session_snapshot__field_descriptors,
   spikeserve__session_snapshot__field_indices_by_name,
   1,  spikeserve__session_snapshot__number_ranges,

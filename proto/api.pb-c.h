@@ -313,10 +313,16 @@ struct  Spikeserve__SessionSnapshot
   ProtobufCBinaryData last_result;
   char *created_at;
   Spikeserve__StateSnapshot *state;
+  /*
+   * Only in the server's --state-dir files, never in GET /state: a hash of the API key that
+   * owns the session (SPEC section 4), so ownership survives a restart.
+   */
+  protobuf_c_boolean has_owner;
+  uint64_t owner;
 };
 #define SPIKESERVE__SESSION_SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__session_snapshot__descriptor) \
-    , NULL, NULL, 0, 0, 0, 0, 0, 0, 0, {0,NULL}, NULL, NULL }
+    , NULL, NULL, 0, 0, 0, 0, 0, 0, 0, {0,NULL}, NULL, NULL, 0, 0 }
 
 
 struct  Spikeserve__ErrorDetail

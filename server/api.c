@@ -30,7 +30,7 @@ static ss_sess *find_session(ss_req *r) {
         pthread_mutex_lock(&s->mu);
         int closed = s->closed;
         pthread_mutex_unlock(&s->mu);
-        if (!closed) return s;
+        if (!closed && ss_sess_visible(s, r->owner)) return s;
         ss_sess_unref(s);
     }
     ss_http_error(r, 404, NULL, "session %.64s: not found", r->sid);
@@ -78,6 +78,7 @@ static enum MHD_Result open_session(ss_req *r) {
     if (ss_util_new_id(id) != 0) return ss_http_error(r, 503, NULL, "no randomness for an id");
     ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
     if (!s) return ss_http_error(r, 503, NULL, "out of memory for a session");
+    s->owner = r->owner;
     int rc = ss_table_insert(a->table, s);
     if (rc != 0) {
         ss_sess_unref(s);
@@ -198,6 +199,12 @@ static enum MHD_Result put_state(ss_req *r) {
     for (int attempt = 0; attempt < 2; attempt++) {
         ss_sess *s = ss_table_get(a->table, r->sid);
         if (s) {
+            if (!ss_sess_visible(s, r->owner)) {
+                ss_http_error(r, 403, NULL, "session %s belongs to another API key", r->sid);
+                ss_sess_unref(s);
+                ss_job_free(j);
+                return MHD_YES;
+            }
             if (s->model != j->snap.model) {
                 ss_http_error(r, 409, NULL, "session %s runs model %s; the snapshot is of %s",
                               r->sid, s->model->name, j->snap.model->name);
@@ -211,6 +218,7 @@ static enum MHD_Result put_state(ss_req *r) {
         uint32_t idle = j->snap.has_idle ? j->snap.idle_timeout_s : a->cfg.idle_timeout;
         s = ss_sess_create(r->sid, j->snap.model, j->snap.model_idx, ss_app_pick_worker(a), idle);
         if (!s) break;
+        s->owner = r->owner;
         if (ss_store_apply(s, &j->snap, err, sizeof err) != 0) {
             ss_sess_unref(s);
             ss_job_free(j);

@@ -89,6 +89,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
     char err[256];
     uint32_t idle = snap->has_idle ? snap->idle_timeout_s : a->cfg.idle_timeout;
     ss_sess *s = ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
+    if (s) s->owner = snap->owner;
     if (!s || ss_store_apply(s, snap, err, sizeof err) != 0 || ss_table_insert(a->table, s) != 0) {
         fprintf(stderr, "spikeserve: session %s not restored%s%s\n", snap->id, s ? ": " : "",
                 s ? err : "");
@@ -125,6 +126,7 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         a->cfg.workers = n > 0 ? (uint32_t)n : 1;
     }
+    if (ss_auth_load(a->cfg.api_keys, &a->auth, err, errlen) != 0) return -1;
     if (load_models(a, err, errlen) != 0) return -1;
     a->metrics = ss_metrics_create(a->cfg.workers);
     a->table = ss_table_create(a->cfg.max_sessions);
@@ -286,6 +288,7 @@ void ss_app_free(ss_app *a) {
     for (size_t i = 0; i < a->n_models; i++) spk_model_free(a->models[i]);
     free(a->models);
     ss_metrics_free(a->metrics);
+    ss_auth_free(a->auth);
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     memset(a, 0, sizeof *a);

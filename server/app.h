@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "auth.h"
 #include "config.h"
 #include "metrics.h"
 #include "pool.h"
@@ -21,6 +22,7 @@ typedef struct ss_app {
     size_t n_models;
     ss_table *table;
     ss_metrics *metrics;
+    ss_auth *auth;         /* NULL: no API keys */
     ss_pool *pool;
     struct MHD_Daemon *daemon;
     uint16_t port;

@@ -38,6 +38,7 @@ static const opt opts[] = {
     {"keepalive", OPT_U32, S(keepalive), "15", "seconds between keep-alive comments on event streams"},
     {"max-connections", OPT_U32, S(max_connections), "4096", "concurrent HTTP connections"},
     {"access-log", OPT_U32, S(access_log), "1", "1: one log line per request on stderr"},
+    {"api-keys", OPT_STR, S(api_keys), "", "Bearer API keys, comma-separated, or @FILE with one per line (empty: no keys needed)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -28,6 +28,7 @@ typedef struct {
     uint32_t keepalive;      /* seconds between SSE keep-alive comments */
     uint32_t max_connections;
     uint32_t access_log;     /* 1: one line per request on stderr */
+    char api_keys[4096];     /* "": none; "k1,k2"; "@FILE" */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

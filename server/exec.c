@@ -367,7 +367,7 @@ static void run_other(ss_exec *x, ss_job *j) {
     case SS_JOB_STATE_GET: {
         uint8_t *buf;
         size_t len;
-        if (ss_store_encode(s, &buf, &len, err, sizeof err) != 0)
+        if (ss_store_encode(s, 0, &buf, &len, err, sizeof err) != 0)
             ss_reply_error(&j->reply, j->out_pb, 500, NULL, "%s", err);
         else
             ss_reply_set(&j->reply, 200, SS_CT_PB, buf, len);

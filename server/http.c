@@ -163,6 +163,8 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     if (rep->ctype) MHD_add_response_header(resp, "Content-Type", rep->ctype);
     if (rep->allow[0]) MHD_add_response_header(resp, "Allow", rep->allow);
     if (rep->location[0]) MHD_add_response_header(resp, "Location", rep->location);
+    if (rep->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
     if (rep->retry_after) {
         char ra[16];
         snprintf(ra, sizeof ra, "%u", rep->retry_after);
@@ -234,6 +236,13 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (neg < 0)
         return ss_http_error(r, 406, NULL, "cannot answer in any type of Accept: %.200s", accept);
+    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ && r->route != SS_R_METRICS) {
+        const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+        int rc_auth = ss_auth_check(a->auth, h, &r->owner);
+        if (rc_auth == -1)
+            return ss_http_error(r, 401, NULL, "an API key is needed: Authorization: Bearer KEY");
+        if (rc_auth == -2) return ss_http_error(r, 401, NULL, "unknown API key");
+    }
     int has_body = !strcmp(method, "POST") || !strcmp(method, "PUT");
     if (has_body) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");

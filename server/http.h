@@ -27,6 +27,7 @@ typedef struct ss_req {
     char path[192];
     char model[SPK_MAX_NAME + 1]; /* {model} of the path */
     char sid[SS_ID_MAX + 1];      /* {id} of the path */
+    uint64_t owner;               /* API key hash (0 without keys) */
     int64_t t0_us;
     unsigned status;
     int in_pb, out_pb;

@@ -25,6 +25,7 @@ typedef struct ss_sess {
     const spk_model *model;
     uint32_t model_idx;
     uint32_t worker;
+    uint64_t owner;        /* hash of the API key that opened it (0: any key), fixed */
     spk_state *state;      /* worker-owned */
     uint8_t *last_pb;      /* worker-owned: stored StepResult (protobuf) of last_seq */
     size_t last_pb_len;
@@ -60,6 +61,11 @@ void ss_sess_keepalive(ss_sess *s);
 void ss_sess_end_subs(ss_sess *s, const char *reason);
 int ss_sess_has_subs(ss_sess *s);
 void ss_sess_touch(ss_sess *s); /* active_ms = now */
+/* 1 when a request with this API key owner may see s (no keys, an unowned session, or
+ * its owner). */
+static inline int ss_sess_visible(const ss_sess *s, uint64_t owner) {
+    return s->owner == 0 || s->owner == owner;
+}
 
 typedef struct ss_table ss_table;
 ss_table *ss_table_create(uint32_t max_sessions);

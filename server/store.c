@@ -15,7 +15,8 @@
 
 #define SUFFIX ".session"
 
-int ss_store_encode(ss_sess *s, uint8_t **buf, size_t *len, char *err, size_t errlen) {
+int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char *err,
+                    size_t errlen) {
     uint8_t *st = NULL;
     size_t st_len = 0;
     if (spk_state_snapshot(s->state, &st, &st_len, err, errlen) != 0) return -1;
@@ -43,6 +44,10 @@ int ss_store_encode(ss_sess *s, uint8_t **buf, size_t *len, char *err, size_t er
     }
     m.created_at = created;
     m.state = ss;
+    if (with_owner && s->owner) {
+        m.has_owner = 1;
+        m.owner = s->owner;
+    }
     size_t n = spikeserve__session_snapshot__get_packed_size(&m);
     uint8_t *b = malloc(n ? n : 1);
     if (b) spikeserve__session_snapshot__pack(&m, b);
@@ -91,6 +96,7 @@ int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, si
     out->has_idle = m->has_idle_timeout_s;
     out->idle_timeout_s = m->idle_timeout_s;
     out->last_seq = m->last_seq;
+    out->owner = m->has_owner ? m->owner : 0;
     if (m->created_at) ss_util_parse_rfc3339(m->created_at, &out->created_ms);
     if (m->has_last_result && m->last_result.len) {
         Spikeserve__StepResult *r =
@@ -168,7 +174,7 @@ int ss_store_apply(ss_sess *s, const ss_snap *snap, char *err, size_t errlen) {
 int ss_store_save(const char *dir, ss_sess *s, char *err, size_t errlen) {
     uint8_t *buf;
     size_t len;
-    if (ss_store_encode(s, &buf, &len, err, errlen) != 0) return -1;
+    if (ss_store_encode(s, 1, &buf, &len, err, errlen) != 0) return -1;
     char name[SS_ID_MAX + 16];
     snprintf(name, sizeof name, "%s" SUFFIX, s->id);
     int rc = ss_util_write_atomic(dir, name, buf, len, err, errlen);

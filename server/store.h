@@ -21,11 +21,14 @@ typedef struct {
     size_t last_pb_len;
     int64_t created_ms; /* 0: unknown */
     uint8_t *state;     /* StateSnapshot bytes */
+    uint64_t owner;     /* API key hash from a --state-dir file (0: none) */
     size_t state_len;
 } ss_snap;
 
-/* Encode s (worker-only). *buf is malloc'd. 0 or -1. */
-int ss_store_encode(ss_sess *s, uint8_t **buf, size_t *len, char *err, size_t errlen);
+/* Encode s (worker-only); with_owner adds its API key hash (state files only). *buf is
+ * malloc'd. 0 or -1. */
+int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char *err,
+                    size_t errlen);
 /* Decode and check against the loaded models. 0; -1 bad bytes (400); -2 unknown model (404). */
 int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, size_t n_models,
                     ss_snap *out, char *err, size_t errlen);

@@ -101,6 +101,10 @@ static void space_wake(void *arg) {
 
 int ss_stream_begin(ss_req *r) {
     ss_sess *sess = ss_table_get(r->app->table, r->sid);
+    if (sess && !ss_sess_visible(sess, r->owner)) {
+        ss_sess_unref(sess);
+        sess = NULL;
+    }
     if (!sess) {
         ss_http_error(r, 404, NULL, "session %.64s: not found", r->sid);
         return -1;

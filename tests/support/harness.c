@@ -115,7 +115,8 @@ static size_t rfeed(char *buf, size_t size, size_t n, void *arg) {
 }
 
 static int request(const ts_server *s, const char *method, const char *path, const char *ctype,
-                   const void *body, size_t len, const char *accept, int chunked, ts_resp *out) {
+                   const void *body, size_t len, const char *accept, int chunked,
+                   const char *extra, ts_resp *out) {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     if (!c) return -1;
@@ -128,6 +129,7 @@ static int request(const ts_server *s, const char *method, const char *path, con
     hdr = curl_slist_append(hdr, accept ? h2 : "Accept:");
     hdr = curl_slist_append(hdr, "Expect:");
     if (chunked) hdr = curl_slist_append(hdr, "Transfer-Encoding: chunked");
+    if (extra) hdr = curl_slist_append(hdr, extra);
     hbuf hb = {NULL, 0};
     rsrc src = {body, len};
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -169,12 +171,17 @@ static int request(const ts_server *s, const char *method, const char *path, con
 
 int ts_http(const ts_server *s, const char *method, const char *path, const char *ctype,
             const void *body, size_t len, const char *accept, ts_resp *out) {
-    return request(s, method, path, ctype, body, len, accept, 0, out);
+    return request(s, method, path, ctype, body, len, accept, 0, NULL, out);
+}
+
+int ts_http_h(const ts_server *s, const char *method, const char *path, const char *ctype,
+              const void *body, size_t len, const char *accept, const char *header, ts_resp *out) {
+    return request(s, method, path, ctype, body, len, accept, 0, header, out);
 }
 
 int ts_http_chunked(const ts_server *s, const char *method, const char *path, const char *ctype,
                     const void *body, size_t len, const char *accept, ts_resp *out) {
-    return request(s, method, path, ctype, body, len, accept, 1, out);
+    return request(s, method, path, ctype, body, len, accept, 1, NULL, out);
 }
 
 void ts_resp_free(ts_resp *r) {

@@ -45,6 +45,9 @@ int ts_http(const ts_server *s, const char *method, const char *path, const char
             const void *body, size_t len, const char *accept, ts_resp *out);
 int ts_http_chunked(const ts_server *s, const char *method, const char *path, const char *ctype,
                     const void *body, size_t len, const char *accept, ts_resp *out);
+/* With one extra request header ("Authorization: Bearer k"). */
+int ts_http_h(const ts_server *s, const char *method, const char *path, const char *ctype,
+              const void *body, size_t len, const char *accept, const char *header, ts_resp *out);
 void ts_resp_free(ts_resp *r);
 /* Value of a response header (case-insensitive name) into buf; 0 or -1 when absent. */
 int ts_header(const ts_resp *r, const char *name, char *buf, size_t len);
