@@ -1,13 +1,12 @@
-/* kernels.c: scalar kernels and their AVX2 twins, and the run-time choice between them.
+/* kernels.c: scalar kernels, their AVX2 and AVX-512 twins, and the run-time choice.
  *
- * Bit-identical twins: the AVX2 code performs, lane by lane, exactly the IEEE operations
+ * Bit-identical twins: the vector code performs, lane by lane, exactly the IEEE operations
  * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
  * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
  * without FMA), the same double-precision tanh (Cody-Waite reduced exp with a degree-12
- * polynomial, Taylor series below 0.125,
- * both by Estrin's scheme grouped identically), and float division where SPEC divides. The
- * contraction of a*b+c into an FMA is off: GCC does not contract under -std=c11 and the
- * target of the AVX2 functions has no FMA; clang is told so below.
+ * polynomial, Taylor series below 0.125, both by Estrin's scheme grouped identically), and
+ * float division where SPEC divides. Contraction of a*b+c into an FMA is off: GCC does not
+ * contract under -std=c11 and clang is told below (objdump of kernels.o shows no vfmadd).
  */
 #include "kernels.h"
 
@@ -300,6 +299,153 @@ static const spk_kernels k_avx2 = {
     "avx2", scale_avx2, axpy_avx2, add_avx2, src_update_avx2, nonzero_avx2, tanh_avx2,
 };
 
+/* ---- AVX-512 twins (AVX512F only): 8 doubles per tanh vector ---- */
+#define AVX512 __attribute__((target("avx512f")))
+#define S8(v) _mm512_set1_pd(v)
+#define MUL8 _mm512_mul_pd
+#define ADD8 _mm512_add_pd
+#define SUB8 _mm512_sub_pd
+
+/* tanh4d on 8 lanes: the same operations, grouped the same way. */
+AVX512 static inline __m512d tanh8d(__m512d x) {
+    const __m512i signbit = _mm512_set1_epi64((long long)0x8000000000000000ULL);
+    __m512i xi = _mm512_castpd_si512(x);
+    __m512d ax = _mm512_castsi512_pd(_mm512_andnot_si512(signbit, xi));
+    ax = _mm512_min_pd(ax, S8(TANH_CLAMP));
+    __mmask8 small = _mm512_cmp_pd_mask(ax, S8(TANH_SMALL), _CMP_LT_OQ);
+
+    __m512d x2 = MUL8(ax, ax), x4 = MUL8(x2, x2), x8 = MUL8(x4, x4);
+    __m512d a = ADD8(S8(T3), MUL8(S8(T5), x2)), b = ADD8(S8(T7), MUL8(S8(T9), x2));
+    __m512d c = ADD8(S8(T11), MUL8(S8(T13), x2)), d = S8(T15);
+    __m512d ab = ADD8(a, MUL8(b, x4)), cd = ADD8(c, MUL8(d, x4));
+    __m512d p = ADD8(ab, MUL8(cd, x8));
+    __m512d ts = ADD8(ax, MUL8(ax, MUL8(x2, p)));
+
+    __m512d y = ADD8(ax, ax);
+    __m512d kp = ADD8(MUL8(y, S8(INV_LN2)), S8(SHIFT));
+    __m512d k = SUB8(kp, S8(SHIFT));
+    __m512d r = SUB8(y, MUL8(k, S8(LN2_HI)));
+    r = SUB8(r, MUL8(k, S8(LN2_LO)));
+    __m512d r2 = MUL8(r, r), r4 = MUL8(r2, r2), r8 = MUL8(r4, r4);
+    __m512d e01 = ADD8(S8(1.0), r), e23 = ADD8(S8(E2), MUL8(S8(E3), r));
+    __m512d e45 = ADD8(S8(E4), MUL8(S8(E5), r)), e67 = ADD8(S8(E6), MUL8(S8(E7), r));
+    __m512d e89 = ADD8(S8(E8), MUL8(S8(E9), r)), eab = ADD8(S8(E10), MUL8(S8(E11), r));
+    __m512d ec = S8(E12);
+    __m512d e03 = ADD8(e01, MUL8(e23, r2)), e47 = ADD8(e45, MUL8(e67, r2));
+    __m512d e8b = ADD8(e89, MUL8(eab, r2));
+    __m512d e07 = ADD8(e03, MUL8(e47, r4)), e8c = ADD8(e8b, MUL8(ec, r4));
+    __m512d pe = ADD8(e07, MUL8(e8c, r8));
+    __m512i sb =
+        _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(kp), _mm512_set1_epi64(1023)), 52);
+    __m512d e = MUL8(pe, _mm512_castsi512_pd(sb));
+    __m512d tl = SUB8(S8(1.0), _mm512_div_pd(S8(2.0), ADD8(e, S8(1.0))));
+
+    __m512d t = _mm512_mask_blend_pd(small, tl, ts);
+    return _mm512_castsi512_pd(
+        _mm512_or_si512(_mm512_castpd_si512(t), _mm512_and_si512(signbit, xi)));
+}
+
+AVX512 static inline __m512 tanh16(__m512 x) {
+    __m256 xhi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1));
+    __m256 lo = _mm512_cvtpd_ps(tanh8d(_mm512_cvtps_pd(_mm512_castps512_ps256(x))));
+    __m256 hi = _mm512_cvtpd_ps(tanh8d(_mm512_cvtps_pd(xhi)));
+    __m512d both =
+        _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1);
+    return _mm512_castpd_ps(both);
+}
+
+AVX512 static void scale_avx512(float *y, float a, size_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_mul_ps(va, _mm512_loadu_ps(y + k)));
+    for (; k < n; k++)
+        y[k] = a * y[k];
+}
+
+AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
+    __m512 va = _mm512_set1_ps(a);
+    size_t k = 0;
+    for (; k + 32 <= n; k += 32) {
+        __m512 y0 =
+            _mm512_add_ps(_mm512_loadu_ps(y + k), _mm512_mul_ps(va, _mm512_loadu_ps(x + k)));
+        __m512 y1 = _mm512_add_ps(_mm512_loadu_ps(y + k + 16),
+                                  _mm512_mul_ps(va, _mm512_loadu_ps(x + k + 16)));
+        _mm512_storeu_ps(y + k, y0);
+        _mm512_storeu_ps(y + k + 16, y1);
+    }
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_add_ps(_mm512_loadu_ps(y + k),
+                                              _mm512_mul_ps(va, _mm512_loadu_ps(x + k))));
+    for (; k < n; k++)
+        y[k] = y[k] + a * x[k];
+}
+
+AVX512 static void add_avx512(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_add_ps(_mm512_loadu_ps(y + k), _mm512_loadu_ps(x + k)));
+    for (; k < n; k++)
+        y[k] = y[k] + x[k];
+}
+
+AVX512 static void src_update_avx512(const spk_layer *L, const float *i, float *h, float *hs,
+                                     float *s, size_t n) {
+    src_consts c = consts(L);
+    const __m512 rho = _mm512_set1_ps(c.rho), r = _mm512_set1_ps(c.r), rs = _mm512_set1_ps(c.r_s);
+    const __m512 zh = _mm512_set1_ps(c.z_hyp), zon = _mm512_set1_ps(c.z_on);
+    const __m512 theta = _mm512_set1_ps(c.theta), one = _mm512_set1_ps(1.0f);
+    const __m512 zero = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 hp = _mm512_loadu_ps(h + k), hsp = _mm512_loadu_ps(hs + k);
+        __m512 x = _mm512_mul_ps(rho, tanh16(_mm512_div_ps(_mm512_loadu_ps(i + k), rho)));
+        __m512 a = _mm512_add_ps(x, _mm512_mul_ps(r, hp));
+        a = _mm512_add_ps(a, _mm512_mul_ps(rs, hsp));
+        a = _mm512_add_ps(a, _mm512_loadu_ps(L->b_h + k));
+        __m512 hn = tanh16(a);
+        __m512 z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hn, theta, _CMP_GT_OQ), zh, zon);
+        __m512 hsn = _mm512_add_ps(_mm512_mul_ps(z, hsp), _mm512_mul_ps(_mm512_sub_ps(one, z), hp));
+        _mm512_storeu_ps(h + k, hn);
+        _mm512_storeu_ps(hs + k, hsn);
+        _mm512_storeu_ps(s + k, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(hn, zero, _CMP_GT_OQ), hn));
+    }
+    for (; k < n; k++)
+        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+}
+
+AVX512 static size_t nonzero_avx512(const float *s, size_t n, uint32_t *idx) {
+    size_t c = 0, k = 0;
+    const __m512 zero = _mm512_setzero_ps();
+    for (; k + 16 <= n; k += 16) {
+        unsigned m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + k), zero, _CMP_GT_OQ);
+        while (m) {
+            idx[c++] = (uint32_t)(k + (unsigned)__builtin_ctz(m));
+            m &= m - 1;
+        }
+    }
+    for (; k < n; k++)
+        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
+    return c;
+}
+
+AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, tanh16(_mm512_loadu_ps(x + k)));
+    for (; k < n; k++)
+        y[k] = tanh_scalar1(x[k]);
+}
+
+static const spk_kernels k_avx512 = {
+    "avx512", scale_avx512, axpy_avx512, add_avx512, src_update_avx512, nonzero_avx512, tanh_avx512,
+};
+
+static int have_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+}
+
 static int have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
@@ -317,6 +463,10 @@ size_t spk_kernels_list(const spk_kernels **out, size_t cap) {
 #ifdef SPK_X86
     if (have_avx2()) {
         if (n < cap) out[n] = &k_avx2;
+        n++;
+    }
+    if (have_avx512()) {
+        if (n < cap) out[n] = &k_avx512;
         n++;
     }
 #endif
