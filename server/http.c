@@ -349,18 +349,29 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 int ss_http_start(ss_app *a, char *err, size_t errlen) {
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)a->cfg.port);
-    if (inet_pton(AF_INET, a->cfg.bind, &sa.sin_addr) != 1) {
-        snprintf(err, errlen, "--bind %s: not an IPv4 address", a->cfg.bind);
+    struct sockaddr_in sa4;
+    struct sockaddr_in6 sa6;
+    struct sockaddr *sa;
+    unsigned v6 = 0;
+    memset(&sa4, 0, sizeof sa4);
+    memset(&sa6, 0, sizeof sa6);
+    if (inet_pton(AF_INET, a->cfg.bind, &sa4.sin_addr) == 1) {
+        sa4.sin_family = AF_INET;
+        sa4.sin_port = htons((uint16_t)a->cfg.port);
+        sa = (struct sockaddr *)&sa4;
+    } else if (inet_pton(AF_INET6, a->cfg.bind, &sa6.sin6_addr) == 1) {
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = htons((uint16_t)a->cfg.port);
+        sa = (struct sockaddr *)&sa6;
+        v6 = MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "--bind %s: not an IPv4 or IPv6 address", a->cfg.bind);
         return -1;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | v6;
     a->daemon = MHD_start_daemon(
-        flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR, &sa,
+        flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)a->cfg.http_threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)a->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
