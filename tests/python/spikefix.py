@@ -127,6 +127,9 @@ class Server:
         elif self.proc:
             rc = self.proc.returncode
         self.proc = None
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
         return rc
 
     def __enter__(self):

@@ -192,5 +192,26 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(e.exception.status, 400)
 
 
+class ApiKeyTest(unittest.TestCase):
+    """The client's Bearer key against a server with --api-keys."""
+
+    def test_keys(self):
+        with spikefix.Server(extra_args=["--api-keys", "key-one,key-two"]) as ks:
+            with self.assertRaises(SpikeserveError) as e:
+                Client(ks.url).models()
+            self.assertEqual(e.exception.status, 401)
+            one, two = Client(ks.url, api_key="key-one"), Client(ks.url, api_key="key-two")
+            self.assertTrue(one.healthz())
+            s = one.open_session(ks.model)
+            self.assertEqual(s.step(4, [[0, 1]], seq=1)["t0"], 0)
+            with self.assertRaises(SpikeserveError) as e:
+                two.session(s.id)
+            self.assertEqual(e.exception.status, 404)
+            with self.assertRaises(SpikeserveError) as e:
+                Client(ks.url, api_key="key-three").session(s.id)
+            self.assertEqual(e.exception.status, 401)
+            s.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
