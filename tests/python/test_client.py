@@ -40,6 +40,10 @@ class ClientTest(unittest.TestCase):
         cls.m = cls.c.model(srv.model)
         cls.n_in = cls.m["n_in"]
 
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
     def test_health_and_metrics(self):
         self.assertTrue(self.c.healthz())
         self.assertTrue(self.c.readyz())
@@ -211,6 +215,8 @@ class ApiKeyTest(unittest.TestCase):
                 Client(ks.url, api_key="key-three").session(s.id)
             self.assertEqual(e.exception.status, 401)
             s.close()
+            one.close()
+            two.close()
 
 
 if __name__ == "__main__":
