@@ -72,8 +72,8 @@ static enum MHD_Result open_session(ss_req *r) {
         timeout = a->cfg.idle_timeout; /* clients may only shorten it */
     if (ss_table_count(a->table) >= a->cfg.max_sessions)
         return ss_http_error(r, 503, "too_many_sessions",
-                             "sessions: %u open, the limit (--max-sessions %u)", a->cfg.max_sessions,
-                             a->cfg.max_sessions);
+                             "sessions: %u open, the limit (--max-sessions %u)",
+                             a->cfg.max_sessions, a->cfg.max_sessions);
     char id[SS_ID_LEN + 1];
     if (ss_util_new_id(id) != 0) return ss_http_error(r, 503, NULL, "no randomness for an id");
     ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
@@ -109,7 +109,8 @@ static enum MHD_Result classify(ss_req *r, const spk_model *m, uint32_t mi) {
         free(q.values);
         return ss_http_error(r, 413, "limit_exceeded",
                              "steps: the model's encoding needs %u steps, over the limit %u "
-                             "(--max-steps)", steps, r->app->cfg.max_steps);
+                             "(--max-steps)",
+                             steps, r->app->cfg.max_steps);
     }
     size_t cap = spk_encode_max_events(&m->encoding, m->n_in);
     ss_job *j = ss_job_new(SS_JOB_INFER);

@@ -73,7 +73,8 @@ static int load_models(ss_app *a, char *err, size_t errlen) {
                 rc = -1;
             }
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
     free(names);
     return rc;
 }
@@ -88,7 +89,8 @@ static void restore_one(const ss_snap *snap, void *arg) {
     ss_app *a = c->a;
     char err[256];
     uint32_t idle = snap->has_idle ? snap->idle_timeout_s : a->cfg.idle_timeout;
-    ss_sess *s = ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
+    ss_sess *s =
+        ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
     if (s) s->owner = snap->owner;
     if (!s || ss_store_apply(s, snap, err, sizeof err) != 0 || ss_table_insert(a->table, s) != 0) {
         fprintf(stderr, "spikeserve: session %s not restored%s%s\n", snap->id, s ? ": " : "",
@@ -177,7 +179,8 @@ static void *janitor(void *arg) {
         if (a->janitor_stop) break;
         pthread_mutex_unlock(&a->jmu);
         int64_t now = ss_util_now_ms();
-        int keepalive = a->cfg.keepalive && now - last_keepalive >= (int64_t)a->cfg.keepalive * 1000;
+        int keepalive =
+            a->cfg.keepalive && now - last_keepalive >= (int64_t)a->cfg.keepalive * 1000;
         int checkpoint = a->cfg.state_dir[0] && a->cfg.checkpoint_interval &&
                          now - last_checkpoint >= (int64_t)a->cfg.checkpoint_interval * 1000;
         ss_sess **all;
@@ -285,7 +288,8 @@ void ss_app_free(ss_app *a) {
     ss_app_stop_http(a);
     ss_pool_free(a->pool);
     ss_table_free(a->table);
-    for (size_t i = 0; i < a->n_models; i++) spk_model_free(a->models[i]);
+    for (size_t i = 0; i < a->n_models; i++)
+        spk_model_free(a->models[i]);
     free(a->models);
     ss_metrics_free(a->metrics);
     ss_auth_free(a->auth);

@@ -22,13 +22,13 @@ typedef struct ss_app {
     size_t n_models;
     ss_table *table;
     ss_metrics *metrics;
-    ss_auth *auth;         /* NULL: no API keys */
+    ss_auth *auth; /* NULL: no API keys */
     ss_pool *pool;
     struct MHD_Daemon *daemon;
     uint16_t port;
-    int draining;          /* atomic: /readyz 503, new work 503 */
-    uint32_t next_worker;  /* atomic: round-robin session placement */
-    int64_t inflight;      /* atomic: requests not yet completed */
+    int draining;         /* atomic: /readyz 503, new work 503 */
+    uint32_t next_worker; /* atomic: round-robin session placement */
+    int64_t inflight;     /* atomic: requests not yet completed */
     pthread_t janitor;
     int janitor_started, janitor_stop;
     pthread_mutex_t jmu;
@@ -47,7 +47,7 @@ void ss_app_finish_queued(ss_app *a);  /* workers run every queued job; replies 
 void ss_app_resume_all(ss_app *a);     /* end event streams, wake paused uploads */
 int ss_app_save_all(ss_app *a);        /* every session to --state-dir; count saved */
 void ss_app_join_workers(ss_app *a);
-void ss_app_stop_http(ss_app *a);      /* waits a little for replies in flight */
+void ss_app_stop_http(ss_app *a); /* waits a little for replies in flight */
 void ss_app_free(ss_app *a);
 
 /* The next worker for a new session. */

@@ -16,13 +16,16 @@ struct ss_auth {
 
 static uint64_t owner_of(const char *k) {
     uint64_t h = 1469598103934665603ull;
-    for (; *k; k++) h = (h ^ (uint8_t)*k) * 1099511628211ull;
+    for (; *k; k++)
+        h = (h ^ (uint8_t)*k) * 1099511628211ull;
     return h ? h : 1;
 }
 
 static int add(ss_auth *a, const char *k, size_t len, char *err, size_t errlen) {
-    while (len && (k[len - 1] == ' ' || k[len - 1] == '\r' || k[len - 1] == '\t')) len--;
-    while (len && (*k == ' ' || *k == '\t')) k++, len--;
+    while (len && (k[len - 1] == ' ' || k[len - 1] == '\r' || k[len - 1] == '\t'))
+        len--;
+    while (len && (*k == ' ' || *k == '\t'))
+        k++, len--;
     if (len == 0 || *k == '#') return 0;
     if (len > 512) {
         snprintf(err, errlen, "api-keys: a key is longer than 512 characters");
@@ -91,17 +94,21 @@ int ss_auth_load(const char *spec, ss_auth **out, char *err, size_t errlen) {
 
 void ss_auth_free(ss_auth *a) {
     if (!a) return;
-    for (size_t i = 0; i < a->n; i++) free(a->keys[i]);
+    for (size_t i = 0; i < a->n; i++)
+        free(a->keys[i]);
     free(a->keys);
     free(a);
 }
 
-size_t ss_auth_count(const ss_auth *a) { return a ? a->n : 0; }
+size_t ss_auth_count(const ss_auth *a) {
+    return a ? a->n : 0;
+}
 
 static int same(const char *a, size_t alen, const char *b) {
     size_t blen = strlen(b);
     unsigned diff = (unsigned)(alen ^ blen);
-    for (size_t i = 0; i < blen; i++) diff |= (unsigned)((uint8_t)b[i] ^ (uint8_t)(i < alen ? a[i] : 0));
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned)((uint8_t)b[i] ^ (uint8_t)(i < alen ? a[i] : 0));
     return diff == 0;
 }
 
@@ -110,9 +117,11 @@ int ss_auth_check(const ss_auth *a, const char *h, uint64_t *owner) {
     if (!a) return 0;
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return -1;
     const char *k = h + 7;
-    while (*k == ' ') k++;
+    while (*k == ' ')
+        k++;
     size_t len = strlen(k);
-    while (len && k[len - 1] == ' ') len--;
+    while (len && k[len - 1] == ' ')
+        len--;
     if (!len) return -1;
     int found = -1;
     for (size_t i = 0; i < a->n; i++)

@@ -23,7 +23,8 @@ static const opt opts[] = {
     {"bind", OPT_STR, S(bind), "127.0.0.1", "address to listen on"},
     {"port", OPT_U32, S(port), "8080", "TCP port (0: any free port)"},
     {"port-file", OPT_STR, S(port_file), "", "write the bound port to this file"},
-    {"state-dir", OPT_STR, S(state_dir), "", "sessions are saved here on shutdown and restored on start"},
+    {"state-dir", OPT_STR, S(state_dir), "",
+     "sessions are saved here on shutdown and restored on start"},
     {"workers", OPT_U32, S(workers), "0", "worker threads owning sessions (0: number of cores)"},
     {"http-threads", OPT_U32, S(http_threads), "2", "threads running the HTTP event loop"},
     {"max-sessions", OPT_U32, S(max_sessions), "100000", "open sessions in total (then 503)"},
@@ -32,13 +33,17 @@ static const opt opts[] = {
     {"max-events", OPT_U32, S(max_events), "1000000", "input events per batch (then 413)"},
     {"queue-depth", OPT_U32, S(queue_depth), "1024", "queued jobs per worker (then 429)"},
     {"idle-timeout", OPT_U32, S(idle_timeout), "600", "seconds before an idle session expires"},
-    {"checkpoint-interval", OPT_U32, S(checkpoint_interval), "60", "seconds between session checkpoints to --state-dir (0: only at shutdown)"},
+    {"checkpoint-interval", OPT_U32, S(checkpoint_interval), "60",
+     "seconds between session checkpoints to --state-dir (0: only at shutdown)"},
     {"max-subscribers", OPT_U32, S(max_subscribers), "8", "event stream subscribers per session"},
-    {"sse-buffer-bytes", OPT_U32, S(sse_buffer_bytes), "1048576", "buffered event bytes per subscriber (then it is dropped)"},
-    {"keepalive", OPT_U32, S(keepalive), "15", "seconds between keep-alive comments on event streams"},
+    {"sse-buffer-bytes", OPT_U32, S(sse_buffer_bytes), "1048576",
+     "buffered event bytes per subscriber (then it is dropped)"},
+    {"keepalive", OPT_U32, S(keepalive), "15",
+     "seconds between keep-alive comments on event streams"},
     {"max-connections", OPT_U32, S(max_connections), "4096", "concurrent HTTP connections"},
     {"access-log", OPT_U32, S(access_log), "1", "1: one log line per request on stderr"},
-    {"api-keys", OPT_STR, S(api_keys), "", "Bearer API keys, comma-separated, or @FILE with one per line (empty: no keys needed)"},
+    {"api-keys", OPT_STR, S(api_keys), "",
+     "Bearer API keys, comma-separated, or @FILE with one per line (empty: no keys needed)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -56,8 +61,7 @@ static int set(ss_config *c, const opt *o, const char *v, const char *from, char
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-' ||
-        (o->type == OPT_U32 && x > UINT32_MAX)) {
+    if (errno || end == v || *end || v[0] == '-' || (o->type == OPT_U32 && x > UINT32_MAX)) {
         snprintf(err, errlen, "%s %s: \"%s\" is not a valid number", from, o->name, v);
         return -1;
     }
@@ -81,8 +85,7 @@ void ss_config_help(FILE *f) {
     for (size_t i = 0; i < N_OPTS; i++) {
         char env[64], flag[64];
         env_name(&opts[i], env, sizeof env);
-        snprintf(flag, sizeof flag, "--%s %s", opts[i].name,
-                 opts[i].type == OPT_STR ? "STR" : "N");
+        snprintf(flag, sizeof flag, "--%s %s", opts[i].name, opts[i].type == OPT_STR ? "STR" : "N");
         fprintf(f, "  %-28s %s\n  %-28s [default: \"%s\"; env %s]\n", flag, opts[i].help, "",
                 opts[i].def, env);
     }

@@ -14,21 +14,21 @@ typedef struct {
     uint32_t port;
     char port_file[1024];
     char state_dir[1024];
-    uint32_t workers;        /* 0: number of cores */
+    uint32_t workers; /* 0: number of cores */
     uint32_t http_threads;
     uint32_t max_sessions;
     uint64_t max_body_bytes;
     uint32_t max_steps;
     uint32_t max_events;
     uint32_t queue_depth;
-    uint32_t idle_timeout;   /* seconds */
+    uint32_t idle_timeout;        /* seconds */
     uint32_t checkpoint_interval; /* seconds, 0: off */
     uint32_t max_subscribers;
     uint32_t sse_buffer_bytes;
-    uint32_t keepalive;      /* seconds between SSE keep-alive comments */
+    uint32_t keepalive; /* seconds between SSE keep-alive comments */
     uint32_t max_connections;
-    uint32_t access_log;     /* 1: one line per request on stderr */
-    char api_keys[4096];     /* "": none; "k1,k2"; "@FILE" */
+    uint32_t access_log; /* 1: one line per request on stderr */
+    char api_keys[4096]; /* "": none; "k1,k2"; "@FILE" */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

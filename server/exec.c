@@ -45,7 +45,9 @@ void ss_job_free(ss_job *j) {
     free(j);
 }
 
-void ss_job_done_free(ss_job *j) { ss_job_free(j); }
+void ss_job_done_free(ss_job *j) {
+    ss_job_free(j);
+}
 
 ss_exec *ss_exec_create(const ss_exec_env *env, uint32_t worker, char *err, size_t errlen) {
     ss_exec *x = calloc(1, sizeof *x);
@@ -78,9 +80,13 @@ void ss_exec_free(ss_exec *x) {
 
 /* ---- output buffers ---- */
 
-static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+static size_t align16(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
 
-static const spk_model *job_model(const ss_job *j) { return j->sess ? j->sess->model : j->model; }
+static const spk_model *job_model(const ss_job *j) {
+    return j->sess ? j->sess->model : j->model;
+}
 
 static size_t out_bytes(const ss_job *j) {
     const spk_model *m = job_model(j);
@@ -127,7 +133,8 @@ static void out_setup(const ss_job *j, uint8_t **p, spk_output *o) {
 static int arena_fit(ss_exec *x, size_t need) {
     if (need <= x->arena_cap) return 0;
     size_t cap = x->arena_cap ? x->arena_cap : 65536;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     uint8_t *a = realloc(x->arena, cap);
     if (!a) return -1;
     x->arena = a;
@@ -139,8 +146,8 @@ static int arena_fit(ss_exec *x, size_t need) {
 
 static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0) {
     ss_sess *s = j->sess;
-    ss_result res = {s ? s->id : NULL, j->batch.has_seq, j->batch.seq, t0, j->batch.steps,
-                     j->batch.outputs, job_model(j), o};
+    ss_result res = {s ? s->id : NULL, j->batch.has_seq, j->batch.seq, t0,
+                     j->batch.steps,   j->batch.outputs, job_model(j), o};
     size_t len = 0, pblen = 0, jlen = 0;
     void *body = j->out_pb ? (void *)ss_result_pb(&res, &len) : (void *)ss_result_json(&res, &len);
     if (!body) {
@@ -176,7 +183,8 @@ static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0)
                     if (json[i] == '\n') json[i] = ' ';
             if (data && (json || !j->out_pb)) {
                 int dropped = ss_sess_publish(s, "step", data, dlen);
-                while (dropped-- > 0) ss_metrics_sse_dropped(x->env.metrics);
+                while (dropped-- > 0)
+                    ss_metrics_sse_dropped(x->env.metrics);
             }
             free(json);
         }
@@ -204,13 +212,14 @@ static void replay(ss_job *j) {
     }
     const spk_model *m = s->model;
     unsigned outs = s->last_outputs;
-    if (!outs) outs = SS_OUT_SPIKES | (r->n_readout ? SS_OUT_READOUT : 0) |
-                      (r->n_readout_steps ? SS_OUT_READOUT_ALL : 0) |
-                      (r->n_layers ? SS_OUT_LAYERS : 0);
+    if (!outs)
+        outs = SS_OUT_SPIKES | (r->n_readout ? SS_OUT_READOUT : 0) |
+               (r->n_readout_steps ? SS_OUT_READOUT_ALL : 0) | (r->n_layers ? SS_OUT_LAYERS : 0);
     spk_output o;
     memset(&o, 0, sizeof o);
     size_t nsp = r->n_spikes, total = nsp;
-    for (size_t l = 0; l < r->n_layers; l++) total += r->layers[l]->n_spikes;
+    for (size_t l = 0; l < r->n_layers; l++)
+        total += r->layers[l]->n_spikes;
     spk_spike *sp = calloc(total + 1, sizeof *sp);
     spk_spike_buf *lb = calloc(m->n_layers, sizeof *lb);
     size_t nro = m->has_readout ? m->readout.n : 0;
@@ -241,7 +250,8 @@ static void replay(ss_job *j) {
                     ro[st * nro + i] = r->readout_steps[st]->values[i];
             o.readout_every_step = 1;
         } else {
-            for (size_t i = 0; i < nro && i < r->n_readout; i++) ro[i] = r->readout[i];
+            for (size_t i = 0; i < nro && i < r->n_readout; i++)
+                ro[i] = r->readout[i];
         }
         o.readout = ro;
     }
@@ -288,7 +298,8 @@ static void run_group(ss_exec *x, ss_job **g, size_t n) {
     uint64_t t0[MAX_GROUP];
     int rcs[MAX_GROUP];
     size_t need = 0;
-    for (size_t k = 0; k < n; k++) need += out_bytes(g[k]);
+    for (size_t k = 0; k < n; k++)
+        need += out_bytes(g[k]);
     if (arena_fit(x, need) != 0) {
         for (size_t k = 0; k < n; k++)
             ss_reply_error(&g[k]->reply, g[k]->out_pb, 503, NULL, "out of memory for outputs");
@@ -323,7 +334,8 @@ static void run_group(ss_exec *x, ss_job **g, size_t n) {
         if (rcs[k] == SPK_EINVAL)
             ss_reply_error(&g[k]->reply, g[k]->out_pb, 400, NULL, "%s", err);
         else if (rcs[k] != 0)
-            ss_reply_error(&g[k]->reply, g[k]->out_pb, 500, NULL, "engine error %d: %s", rcs[k], err);
+            ss_reply_error(&g[k]->reply, g[k]->out_pb, 500, NULL, "engine error %d: %s", rcs[k],
+                           err);
         else
             finish_step(x, g[k], &out[k], t0[k]);
     }
@@ -428,7 +440,8 @@ void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n) {
         }
         if (!joins && gn) {
             run_group(x, g, gn);
-            for (size_t k = 0; k < gn; k++) complete(g[k]);
+            for (size_t k = 0; k < gn; k++)
+                complete(g[k]);
             gn = 0;
         }
         if (!j) break;

@@ -33,20 +33,20 @@ typedef struct ss_job ss_job;
 struct ss_job {
     ss_job_kind kind;
     ss_job *next;
-    ss_sess *sess;           /* a reference, or NULL */
-    const spk_model *model;  /* INFER */
+    ss_sess *sess;          /* a reference, or NULL */
+    const spk_model *model; /* INFER */
     uint32_t model_idx;
     ss_batch batch;
-    int out_pb;              /* reply in protobuf */
-    ss_snap snap;            /* STATE_PUT */
-    uint64_t tag;            /* the submitter's (stream: line number) */
+    int out_pb;   /* reply in protobuf */
+    ss_snap snap; /* STATE_PUT */
+    uint64_t tag; /* the submitter's (stream: line number) */
     ss_reply reply;
     void (*done)(ss_job *j); /* called by the worker when the reply is ready */
     void *ctx;
 };
 
 ss_job *ss_job_new(ss_job_kind kind);
-void ss_job_free(ss_job *j); /* batch, snapshot, reply, session reference; NULL is a no-op */
+void ss_job_free(ss_job *j);      /* batch, snapshot, reply, session reference; NULL is a no-op */
 void ss_job_done_free(ss_job *j); /* a `done` that just frees the job */
 
 typedef struct {

@@ -35,14 +35,14 @@ static int route(const char *method, const char *url, ss_req *r, char *allow, si
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     const char *p = url;
     char a[80], b[80];
-#define ONLY(m, ok, rt)                                                                         \
-    do {                                                                                        \
-        if (!(ok)) {                                                                            \
-            snprintf(allow, alen, "%s", m);                                                    \
-            return 405;                                                                         \
-        }                                                                                       \
-        r->route = rt;                                                                          \
-        return 0;                                                                               \
+#define ONLY(m, ok, rt)                                                                            \
+    do {                                                                                           \
+        if (!(ok)) {                                                                               \
+            snprintf(allow, alen, "%s", m);                                                        \
+            return 405;                                                                            \
+        }                                                                                          \
+        r->route = rt;                                                                             \
+        return 0;                                                                                  \
     } while (0)
     if (!strcmp(url, "/healthz")) ONLY("GET", get, SS_R_HEALTHZ);
     if (!strcmp(url, "/readyz")) ONLY("GET", get, SS_R_READYZ);
@@ -107,21 +107,24 @@ static int media_is(const char *s, size_t n, const char *type) {
 /* Accept -> 1 protobuf, 0 JSON, -1 nothing acceptable. For /state the body is always
  * protobuf, for /events and /metrics text. */
 static int negotiate(const char *accept, ss_route rt) {
-    int pb_only = rt == SS_R_STATE_GET, text = rt == SS_R_EVENTS || rt == SS_R_METRICS ||
-                                               rt == SS_R_HEALTHZ || rt == SS_R_READYZ;
+    int pb_only = rt == SS_R_STATE_GET,
+        text = rt == SS_R_EVENTS || rt == SS_R_METRICS || rt == SS_R_HEALTHZ || rt == SS_R_READYZ;
     if (!accept || !*accept) return pb_only;
     const char *p = accept;
     while (*p) {
-        while (*p == ' ' || *p == ',') p++;
+        while (*p == ' ' || *p == ',')
+            p++;
         if (!*p) break;
         const char *e = p + strcspn(p, ",");
         size_t n = strcspn(p, ";,");
-        while (n && p[n - 1] == ' ') n--;
+        while (n && p[n - 1] == ' ')
+            n--;
         const char *q = strstr(p, "q=");
         int zero = q && q < e && atof(q + 2) <= 0;
         if (!zero) {
             int any = media_is(p, n, "*/*"), app = media_is(p, n, "application/*");
-            if (media_is(p, n, "application/x-protobuf") || media_is(p, n, "application/protobuf") ||
+            if (media_is(p, n, "application/x-protobuf") ||
+                media_is(p, n, "application/protobuf") ||
                 (pb_only && (any || app || media_is(p, n, "application/octet-stream"))))
                 return 1;
             if (!pb_only && (any || app || media_is(p, n, "application/json"))) return 0;
@@ -142,9 +145,9 @@ static int content_type(const char *ct, ss_route rt) {
         return rt == SS_R_STREAM ? -1 : 1;
     if (rt == SS_R_STATE_PUT) return media_is(ct, n, "application/octet-stream") ? 1 : -1;
     if (media_is(ct, n, "application/json")) return 0;
-    if (rt == SS_R_STREAM && (media_is(ct, n, "application/x-ndjson") ||
-                              media_is(ct, n, "application/jsonl") ||
-                              media_is(ct, n, "text/plain")))
+    if (rt == SS_R_STREAM &&
+        (media_is(ct, n, "application/x-ndjson") || media_is(ct, n, "application/jsonl") ||
+         media_is(ct, n, "text/plain")))
         return 0;
     return -1;
 }
@@ -152,9 +155,9 @@ static int content_type(const char *ct, ss_route rt) {
 /* ---- replies ---- */
 
 enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        rep->len, rep->body ? (void *)rep->body : (void *)"", rep->body ? MHD_RESPMEM_MUST_FREE
-                                                                        : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(rep->len, rep->body ? (void *)rep->body : (void *)"",
+                                        rep->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         ss_reply_clear(rep);
         return MHD_NO;
@@ -177,8 +180,7 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     return ok;
 }
 
-enum MHD_Result ss_http_error(ss_req *r, unsigned status, const char *code, const char *fmt,
-                              ...) {
+enum MHD_Result ss_http_error(ss_req *r, unsigned status, const char *code, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -229,8 +231,8 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     if (rc == 405) {
         ss_reply rep;
         memset(&rep, 0, sizeof rep);
-        ss_reply_error(&rep, r->out_pb, 405, NULL, "%s is not allowed on %s (allowed: %s)",
-                       method, url, allow);
+        ss_reply_error(&rep, r->out_pb, 405, NULL, "%s is not allowed on %s (allowed: %s)", method,
+                       url, allow);
         snprintf(rep.allow, sizeof rep.allow, "%s", allow);
         return ss_http_send(r, &rep);
     }
@@ -308,7 +310,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         }
         if (r->len + n > r->cap) {
             size_t cap = r->cap ? r->cap : 4096;
-            while (cap < r->len + n) cap *= 2;
+            while (cap < r->len + n)
+                cap *= 2;
             uint8_t *b = realloc(r->body, cap);
             if (!b) return MHD_NO;
             r->body = b;
@@ -370,12 +373,12 @@ int ss_http_start(ss_app *a, char *err, size_t errlen) {
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | v6;
-    a->daemon = MHD_start_daemon(
-        flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)a->cfg.http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)a->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    a->daemon = MHD_start_daemon(flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a,
+                                 MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                 a, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)a->cfg.http_threads,
+                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!a->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%u (port in use?)", a->cfg.bind, a->cfg.port);
         return -1;

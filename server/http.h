@@ -34,7 +34,7 @@ typedef struct ss_req {
     uint8_t *body;
     size_t len, cap;
     int too_big;
-    ss_job *job;                  /* waiting for it while suspended */
+    ss_job *job; /* waiting for it while suspended */
     struct ss_stream *stream;
 } ss_req;
 

@@ -73,13 +73,13 @@ int main(int argc, char **argv) {
     sigwait(&sigs, &sig);
     fprintf(stderr, "spikeserve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-    ss_app_stop_accepting(&app);      /* 1 */
-    ss_app_finish_queued(&app);       /* 2 */
-    ss_app_resume_all(&app);          /* 3 */
+    ss_app_stop_accepting(&app);       /* 1 */
+    ss_app_finish_queued(&app);        /* 2 */
+    ss_app_resume_all(&app);           /* 3 */
     int saved = ss_app_save_all(&app); /* 4 */
-    ss_app_join_workers(&app);        /* 5 */
-    ss_app_stop_http(&app);           /* 6 */
-    ss_app_free(&app);                /* 7 */
+    ss_app_join_workers(&app);         /* 5 */
+    ss_app_stop_http(&app);            /* 6 */
+    ss_app_free(&app);                 /* 7 */
     if (cfg.state_dir[0])
         fprintf(stderr, "spikeserve: saved %d sessions to %s; bye\n", saved, cfg.state_dir);
     else

@@ -30,12 +30,12 @@ static const struct {
     [SS_R_OTHER] = {"other", "other"},
 };
 
-static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 406,
-                                    409, 413, 415, 429, 500, 503};
+static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,
+                                    406, 409, 413, 415, 429, 500, 503};
 #define N_STATUS (sizeof statuses / sizeof statuses[0] + 1) /* + "other" */
 
-static const double lat_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                    0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 10};
+static const double lat_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                    0.05,   0.1,     0.25,   0.5,   1,      2.5,   10};
 #define N_LAT (sizeof lat_bounds / sizeof lat_bounds[0])
 static const unsigned grp_bounds[] = {1, 2, 4, 8, 16, 32, 64};
 #define N_GRP (sizeof grp_bounds / sizeof grp_bounds[0])
@@ -60,7 +60,9 @@ ss_metrics *ss_metrics_create(uint32_t n_workers) {
     return m;
 }
 
-void ss_metrics_free(ss_metrics *m) { free(m); }
+void ss_metrics_free(ss_metrics *m) {
+    free(m);
+}
 
 void ss_metrics_request(ss_metrics *m, ss_route r, unsigned status, int64_t duration_us) {
     size_t si = N_STATUS - 1;
@@ -71,7 +73,8 @@ void ss_metrics_request(ss_metrics *m, ss_route r, unsigned status, int64_t dura
     if (duration_us < 0) duration_us = 0;
     double s = (double)duration_us / 1e6;
     size_t b = 0;
-    while (b < N_LAT && s > lat_bounds[b]) b++;
+    while (b < N_LAT && s > lat_bounds[b])
+        b++;
     ADD(&m->lat[b], 1);
     ADD(&m->lat_count, 1);
     ADD(&m->lat_sum_us, (uint64_t)duration_us);
@@ -86,7 +89,8 @@ void ss_metrics_batch(ss_metrics *m, uint64_t steps, uint64_t events, uint64_t s
 
 void ss_metrics_group(ss_metrics *m, size_t n) {
     size_t b = 0;
-    while (b < N_GRP && n > grp_bounds[b]) b++;
+    while (b < N_GRP && n > grp_bounds[b])
+        b++;
     ADD(&m->grp[b], 1);
     ADD(&m->grp_count, 1);
     ADD(&m->grp_sum, n);
@@ -107,9 +111,15 @@ void ss_metrics_session_closed(ss_metrics *m, int expired) {
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t w, int64_t d) {
     if (w < m->n_workers) ADD(&m->depth[w], d);
 }
-void ss_metrics_sse_dropped(ss_metrics *m) { ADD(&m->sse_dropped, 1); }
-void ss_metrics_stream_paused(ss_metrics *m) { ADD(&m->paused, 1); }
-int64_t ss_metrics_sessions_open(const ss_metrics *m) { return GET(&m->open); }
+void ss_metrics_sse_dropped(ss_metrics *m) {
+    ADD(&m->sse_dropped, 1);
+}
+void ss_metrics_stream_paused(ss_metrics *m) {
+    ADD(&m->paused, 1);
+}
+int64_t ss_metrics_sessions_open(const ss_metrics *m) {
+    return GET(&m->open);
+}
 
 typedef struct {
     char *buf;
@@ -159,11 +169,13 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
                 snprintf(code, sizeof code, "%u", statuses[s]);
             else
                 snprintf(code, sizeof code, "other");
-            put(&b, "spikeserve_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
+            put(&b,
+                "spikeserve_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
                 routes[r].method, routes[r].path, code, (unsigned long long)v);
         }
-    put(&b, "# HELP spikeserve_http_request_duration_seconds Time from request start to response end.\n"
-            "# TYPE spikeserve_http_request_duration_seconds histogram\n");
+    put(&b,
+        "# HELP spikeserve_http_request_duration_seconds Time from request start to response end.\n"
+        "# TYPE spikeserve_http_request_duration_seconds histogram\n");
     uint64_t cum = 0;
     for (size_t i = 0; i <= N_LAT; i++) {
         cum += GET(&m->lat[i]);
@@ -178,15 +190,15 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
         (double)GET(&m->lat_sum_us) / 1e6);
     put(&b, "spikeserve_http_request_duration_seconds_count %llu\n", (unsigned long long)cum);
 
-    put(&b, "# HELP spikeserve_sessions_open Sessions open now.\n"
-            "# TYPE spikeserve_sessions_open gauge\nspikeserve_sessions_open %lld\n",
+    put(&b,
+        "# HELP spikeserve_sessions_open Sessions open now.\n"
+        "# TYPE spikeserve_sessions_open gauge\nspikeserve_sessions_open %lld\n",
         (long long)GET(&m->open));
     counter(&b, "spikeserve_sessions_created_total", "Sessions opened by clients.",
             GET(&m->created));
     counter(&b, "spikeserve_sessions_restored_total", "Sessions restored from the state directory.",
             GET(&m->restored));
-    counter(&b, "spikeserve_sessions_closed_total", "Sessions closed by clients.",
-            GET(&m->closed));
+    counter(&b, "spikeserve_sessions_closed_total", "Sessions closed by clients.", GET(&m->closed));
     counter(&b, "spikeserve_sessions_expired_total", "Sessions closed after their idle timeout.",
             GET(&m->expired));
     counter(&b, "spikeserve_batches_total", "Spike batches run.", GET(&m->batches));

@@ -9,9 +9,24 @@
 
 /* Routes, as labels of the request metrics and the access log. */
 typedef enum {
-    SS_R_HEALTHZ, SS_R_READYZ, SS_R_METRICS, SS_R_MODELS, SS_R_MODEL, SS_R_OPEN,
-    SS_R_SESSION_GET, SS_R_SESSION_DELETE, SS_R_RESET, SS_R_STEPS, SS_R_STREAM, SS_R_EVENTS,
-    SS_R_STATE_GET, SS_R_STATE_PUT, SS_R_INFER, SS_R_CLASSIFY, SS_R_OTHER, SS_R_COUNT
+    SS_R_HEALTHZ,
+    SS_R_READYZ,
+    SS_R_METRICS,
+    SS_R_MODELS,
+    SS_R_MODEL,
+    SS_R_OPEN,
+    SS_R_SESSION_GET,
+    SS_R_SESSION_DELETE,
+    SS_R_RESET,
+    SS_R_STEPS,
+    SS_R_STREAM,
+    SS_R_EVENTS,
+    SS_R_STATE_GET,
+    SS_R_STATE_PUT,
+    SS_R_INFER,
+    SS_R_CLASSIFY,
+    SS_R_OTHER,
+    SS_R_COUNT
 } ss_route;
 
 typedef struct ss_metrics ss_metrics;

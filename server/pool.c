@@ -73,8 +73,8 @@ static void *worker_main(void *arg) {
     return NULL;
 }
 
-ss_pool *ss_pool_create(uint32_t workers, uint32_t queue_depth, const ss_exec_env *env,
-                        char *err, size_t errlen) {
+ss_pool *ss_pool_create(uint32_t workers, uint32_t queue_depth, const ss_exec_env *env, char *err,
+                        size_t errlen) {
     ss_pool *p = calloc(1, sizeof *p);
     if (!p) goto oom;
     p->n = workers ? workers : 1;
@@ -106,7 +106,9 @@ fail:
     return NULL;
 }
 
-uint32_t ss_pool_workers(const ss_pool *p) { return p->n; }
+uint32_t ss_pool_workers(const ss_pool *p) {
+    return p->n;
+}
 
 static int submit(ss_pool *p, uint32_t w_id, ss_job *j, int force, ss_pool_waiter *wt) {
     worker *w = &p->w[w_id % p->n];
@@ -168,7 +170,8 @@ void ss_pool_drain(ss_pool *p) {
     for (uint32_t i = 0; i < p->n; i++) {
         worker *w = &p->w[i];
         pthread_mutex_lock(&w->mu);
-        while (w->started && (w->head || w->busy)) pthread_cond_wait(&w->idle_cv, &w->mu);
+        while (w->started && (w->head || w->busy))
+            pthread_cond_wait(&w->idle_cv, &w->mu);
         pthread_mutex_unlock(&w->mu);
     }
 }

@@ -24,8 +24,8 @@ typedef struct ss_pool_waiter {
     struct ss_pool_waiter *next;
 } ss_pool_waiter;
 
-ss_pool *ss_pool_create(uint32_t workers, uint32_t queue_depth, const ss_exec_env *env,
-                        char *err, size_t errlen);
+ss_pool *ss_pool_create(uint32_t workers, uint32_t queue_depth, const ss_exec_env *env, char *err,
+                        size_t errlen);
 uint32_t ss_pool_workers(const ss_pool *p);
 /* Queue j on worker w (j->sess->worker for session jobs). 0, SS_POOL_EFULL (queue at its
  * depth; not for force), SS_POOL_ECLOSED (gate closed; not for force, or pool stopped).

@@ -26,7 +26,9 @@ ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, 
     return s;
 }
 
-void ss_sess_ref(ss_sess *s) { __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED); }
+void ss_sess_ref(ss_sess *s) {
+    __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
+}
 
 void ss_sess_unref(ss_sess *s) {
     if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
@@ -133,7 +135,8 @@ struct ss_table {
 
 static size_t hash(const char *s) {
     uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
     return (size_t)h;
 }
 
@@ -141,7 +144,8 @@ ss_table *ss_table_create(uint32_t max_sessions) {
     ss_table *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     size_t n = 1024;
-    while (n < max_sessions && n < (1u << 22)) n *= 2;
+    while (n < max_sessions && n < (1u << 22))
+        n *= 2;
     t->b = calloc(n, sizeof *t->b);
     if (!t->b) {
         free(t);
@@ -170,7 +174,8 @@ void ss_table_free(ss_table *t) {
 
 static ss_sess **find(ss_table *t, const char *id) {
     ss_sess **p = &t->b[hash(id) & t->mask];
-    while (*p && strcmp((*p)->id, id) != 0) p = &(*p)->hnext;
+    while (*p && strcmp((*p)->id, id) != 0)
+        p = &(*p)->hnext;
     return p;
 }
 

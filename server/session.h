@@ -25,22 +25,22 @@ typedef struct ss_sess {
     const spk_model *model;
     uint32_t model_idx;
     uint32_t worker;
-    uint64_t owner;        /* hash of the API key that opened it (0: any key), fixed */
-    spk_state *state;      /* worker-owned */
-    uint8_t *last_pb;      /* worker-owned: stored StepResult (protobuf) of last_seq */
+    uint64_t owner;   /* hash of the API key that opened it (0: any key), fixed */
+    spk_state *state; /* worker-owned */
+    uint8_t *last_pb; /* worker-owned: stored StepResult (protobuf) of last_seq */
     size_t last_pb_len;
     unsigned last_outputs; /* worker-owned: output mask of that answer */
 
-    pthread_mutex_t mu;    /* guards what follows */
+    pthread_mutex_t mu; /* guards what follows */
     uint64_t t, last_seq;
     int64_t created_ms, active_ms;
     uint32_t idle_timeout_s;
     int closed;
-    uint32_t pending;      /* jobs queued for this session */
+    uint32_t pending; /* jobs queued for this session */
     ss_sse **subs;
     uint32_t n_subs;
 
-    int refs;              /* atomic */
+    int refs; /* atomic */
     struct ss_sess *hnext;
 } ss_sess;
 

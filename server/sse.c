@@ -70,7 +70,8 @@ static int reserve(ss_sse *s, size_t n, size_t limit) {
     }
     if (s->len + n > s->alloc) {
         size_t na = s->alloc;
-        while (na < s->len + n) na *= 2;
+        while (na < s->len + n)
+            na *= 2;
         char *nb = realloc(s->buf, na);
         if (!nb) return -1;
         s->buf = nb;
@@ -184,8 +185,8 @@ struct MHD_Response *ss_sse_response(ss_sse *s, struct MHD_Connection *conn) {
     pthread_mutex_lock(&s->mu);
     s->conn = conn;
     pthread_mutex_unlock(&s->mu);
-    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader,
-                                                               s, reader_free);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, s, reader_free);
     if (!r) return NULL;
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");

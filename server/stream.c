@@ -32,7 +32,7 @@ typedef struct ss_stream {
     json_t *errors;
     uint32_t outstanding;
     int wait_done, wait_space;
-    ss_job *blocked;  /* a decoded line waiting for room in the queue */
+    ss_job *blocked; /* a decoded line waiting for room in the queue */
     ss_pool_waiter waiter;
 } ss_stream;
 
@@ -64,9 +64,8 @@ static void record_error(ss_stream *s, uint64_t line, unsigned status, const cha
     json_t *detail = e ? json_incref(json_object_get(e, "error")) : NULL;
     json_decref(e);
     if (!detail) detail = json_pack("{s:s,s:s}", "code", ss_wire_code(status), "message", "");
-    json_array_append_new(s->errors,
-                          json_pack("{s:I,s:i,s:o}", "line", (json_int_t)line, "status",
-                                    (int)status, "error", detail));
+    json_array_append_new(s->errors, json_pack("{s:I,s:i,s:o}", "line", (json_int_t)line, "status",
+                                               (int)status, "error", detail));
 }
 
 /* Worker thread: one line has run. */
@@ -166,9 +165,11 @@ static int push_blocked(ss_stream *s) {
 
 static void take_line(ss_stream *s, const char *p, size_t n) {
     ss_req *r = s->req;
-    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t')) n--;
+    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+        n--;
     size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+    while (i < n && (p[i] == ' ' || p[i] == '\t'))
+        i++;
     if (i == n) return; /* blank */
     uint64_t no = ++s->lines;
     ss_limits lim = {r->app->cfg.max_steps, r->app->cfg.max_events};
@@ -213,7 +214,8 @@ enum MHD_Result ss_stream_data(ss_req *r, const char *data, size_t *size) {
         if (!nl) { /* partial line: keep it (bounded by max) */
             if (s->len + n > s->cap) {
                 size_t cap = s->cap ? s->cap : 4096;
-                while (cap < s->len + n) cap *= 2;
+                while (cap < s->len + n)
+                    cap *= 2;
                 char *b = realloc(s->line, cap);
                 if (!b) return MHD_NO;
                 s->line = b;
@@ -227,7 +229,8 @@ enum MHD_Result ss_stream_data(ss_req *r, const char *data, size_t *size) {
         if (s->len) {
             if (s->len + n > s->cap) {
                 size_t cap = s->cap ? s->cap : 4096;
-                while (cap < s->len + n) cap *= 2;
+                while (cap < s->len + n)
+                    cap *= 2;
                 char *b = realloc(s->line, cap);
                 if (!b) return MHD_NO;
                 s->line = b;
@@ -277,10 +280,10 @@ enum MHD_Result ss_stream_end(ss_req *r) {
     pthread_mutex_lock(&ss->mu);
     uint64_t t = ss->t, last_seq = ss->last_seq;
     pthread_mutex_unlock(&ss->mu);
-    json_t *j = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:O}", "session_id", ss->id, "lines",
-                          (json_int_t)s->lines, "ok", (json_int_t)s->ok, "failed",
-                          (json_int_t)s->failed, "t", (json_int_t)t, "last_seq",
-                          (json_int_t)last_seq, "errors", s->errors);
+    json_t *j =
+        json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:O}", "session_id", ss->id, "lines",
+                  (json_int_t)s->lines, "ok", (json_int_t)s->ok, "failed", (json_int_t)s->failed,
+                  "t", (json_int_t)t, "last_seq", (json_int_t)last_seq, "errors", s->errors);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!txt) return ss_http_error(r, 503, NULL, "out of memory");

@@ -80,8 +80,8 @@ int ss_util_valid_id(const char *s, size_t len) {
     return 1;
 }
 
-int ss_util_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
-                         char *err, size_t errlen) {
+int ss_util_write_atomic(const char *dir, const char *name, const void *buf, size_t len, char *err,
+                         size_t errlen) {
     char tmp[4096], dst[4096];
     snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
     snprintf(dst, sizeof dst, "%s/%s", dir, name);

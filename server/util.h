@@ -9,8 +9,8 @@
 #define SS_ID_LEN 32 /* hex characters of a generated session id (128 random bits) */
 #define SS_ID_MAX 64 /* longest accepted id (PUT /state may name its own) */
 
-int64_t ss_util_now_ms(void);      /* wall clock, milliseconds since the epoch */
-int64_t ss_util_mono_us(void);     /* monotonic clock, microseconds */
+int64_t ss_util_now_ms(void);  /* wall clock, milliseconds since the epoch */
+int64_t ss_util_mono_us(void); /* monotonic clock, microseconds */
 /* "2026-11-28T20:47:57.123Z" into buf (at least 32 bytes). */
 void ss_util_rfc3339(int64_t ms, char *buf, size_t len);
 /* Parses what ss_util_rfc3339 writes (and whole seconds); 0 or -1. */
@@ -20,8 +20,8 @@ int ss_util_new_id(char out[SS_ID_LEN + 1]);
 /* 1 when s is a usable id: 1..SS_ID_MAX characters of [A-Za-z0-9_-]. */
 int ss_util_valid_id(const char *s, size_t len);
 /* Write buf to dir/name atomically: dir/.name.tmp, fsync, rename, fsync dir. 0 or -1. */
-int ss_util_write_atomic(const char *dir, const char *name, const void *buf, size_t len,
-                         char *err, size_t errlen);
+int ss_util_write_atomic(const char *dir, const char *name, const void *buf, size_t len, char *err,
+                         size_t errlen);
 /* Read a whole file (at most max bytes) into a malloc'd buffer. 0 or -1. */
 int ss_util_read_file(const char *path, size_t max, uint8_t **buf, size_t *len, char *err,
                       size_t errlen);

@@ -27,18 +27,30 @@ void ss_reply_set(ss_reply *r, unsigned status, const char *ctype, void *body, s
 
 const char *ss_wire_code(unsigned status) {
     switch (status) {
-    case 400: return "invalid_argument";
-    case 401: return "unauthenticated";
-    case 403: return "permission_denied";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 406: return "not_acceptable";
-    case 409: return "conflict";
-    case 413: return "too_large";
-    case 415: return "unsupported_media_type";
-    case 429: return "resource_exhausted";
-    case 503: return "unavailable";
-    default: return "internal";
+    case 400:
+        return "invalid_argument";
+    case 401:
+        return "unauthenticated";
+    case 403:
+        return "permission_denied";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 406:
+        return "not_acceptable";
+    case 409:
+        return "conflict";
+    case 413:
+        return "too_large";
+    case 415:
+        return "unsupported_media_type";
+    case 429:
+        return "resource_exhausted";
+    case 503:
+        return "unavailable";
+    default:
+        return "internal";
     }
 }
 
@@ -63,8 +75,7 @@ static void set_pb(ss_reply *r, unsigned status, const ProtobufCMessage *m) {
     ss_reply_set(r, status, SS_CT_PB, b, n);
 }
 
-void ss_reply_error(ss_reply *r, int pb, unsigned status, const char *code, const char *fmt,
-                    ...) {
+void ss_reply_error(ss_reply *r, int pb, unsigned status, const char *code, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -124,28 +135,28 @@ static json_t *model_json(const spk_model *m) {
     json_t *layers = json_array();
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const spk_layer *L = &m->layers[l];
-        json_array_append_new(
-            layers, json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "kind", "src", "n_in",
-                              (json_int_t)L->n_in, "n", (json_int_t)L->n, "alpha", (double)L->alpha,
-                              "rho", (double)L->rho, "r", (double)L->r, "r_s", (double)L->r_s,
-                              "z_hyp", (double)L->z_hyp, "z_dep", (double)L->z_dep, "theta",
-                              (double)L->theta));
+        json_array_append_new(layers,
+                              json_pack("{s:s,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "kind", "src",
+                                        "n_in", (json_int_t)L->n_in, "n", (json_int_t)L->n, "alpha",
+                                        (double)L->alpha, "rho", (double)L->rho, "r", (double)L->r,
+                                        "r_s", (double)L->r_s, "z_hyp", (double)L->z_hyp, "z_dep",
+                                        (double)L->z_dep, "theta", (double)L->theta));
     }
     if (m->has_readout)
-        json_array_append_new(layers, json_pack("{s:s,s:i,s:i,s:f}", "kind", "readout", "n_in",
-                                                (json_int_t)m->readout.n_in, "n",
-                                                (json_int_t)m->readout.n, "alpha",
-                                                (double)m->readout.alpha));
+        json_array_append_new(layers,
+                              json_pack("{s:s,s:i,s:i,s:f}", "kind", "readout", "n_in",
+                                        (json_int_t)m->readout.n_in, "n", (json_int_t)m->readout.n,
+                                        "alpha", (double)m->readout.alpha));
     json_t *labels = json_array();
-    for (uint32_t i = 0; i < m->n_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
+    for (uint32_t i = 0; i < m->n_labels; i++)
+        json_array_append_new(labels, json_string(m->labels[i]));
     const spk_encoding *e = &m->encoding;
     return json_pack("{s:s,s:i,s:i,s:i,s:o,s:o,s:{s:s,s:i,s:i,s:f,s:f},s:s}", "name", m->name,
                      "version", (json_int_t)m->version, "n_in", (json_int_t)m->n_in, "n_out",
-                     (json_int_t)spk_model_n_out(m), "layers", layers, "labels", labels,
-                     "encoding", "kind", enc_name(e->kind), "steps", (json_int_t)e->steps,
-                     "warmup_steps", (json_int_t)e->warmup_steps, "gain", (double)e->gain,
-                     "threshold", (double)e->threshold, "description",
-                     m->description ? m->description : "");
+                     (json_int_t)spk_model_n_out(m), "layers", layers, "labels", labels, "encoding",
+                     "kind", enc_name(e->kind), "steps", (json_int_t)e->steps, "warmup_steps",
+                     (json_int_t)e->warmup_steps, "gain", (double)e->gain, "threshold",
+                     (double)e->threshold, "description", m->description ? m->description : "");
 }
 
 /* Fills info and its arrays (layers/linfo/lptr: SPK_MAX_LAYERS + 1 entries). */
@@ -223,7 +234,8 @@ int ss_wire_model(ss_reply *r, int pb, const spk_model *m) {
 int ss_wire_models(ss_reply *r, int pb, spk_model *const *ms, size_t n) {
     if (!pb) {
         json_t *a = json_array();
-        for (size_t i = 0; i < n; i++) json_array_append_new(a, model_json(ms[i]));
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(a, model_json(ms[i]));
         set_json(r, 200, json_pack("{s:o}", "models", a));
         return r->status == 200 ? 0 : -1;
     }
@@ -260,7 +272,8 @@ int ss_wire_open_req(const uint8_t *buf, size_t len, int pb, int *has_timeout, u
     *has_timeout = 0;
     if (len == 0) return 0;
     if (pb) {
-        Spikeserve__OpenSessionRequest *q = spikeserve__open_session_request__unpack(NULL, len, buf);
+        Spikeserve__OpenSessionRequest *q =
+            spikeserve__open_session_request__unpack(NULL, len, buf);
         if (!q) {
             snprintf(err, errlen, "body: not a valid spikeserve.OpenSessionRequest");
             return -1;
@@ -358,7 +371,8 @@ int ss_wire_classify_req(const uint8_t *buf, size_t len, int pb, const spk_model
     }
     size_t n = rc ? 0 : json_array_size(v);
     if (rc == 0 && n != m->n_in) {
-        snprintf(err, errlen, "values: %zu values, expected %u (the model's input size)", n, m->n_in);
+        snprintf(err, errlen, "values: %zu values, expected %u (the model's input size)", n,
+                 m->n_in);
         rc = -1;
     }
     if (rc == 0 && !(out->values = malloc(n * sizeof(float) + 1))) {

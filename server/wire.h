@@ -19,9 +19,9 @@ typedef struct {
     uint8_t *body; /* malloc'd, owned by the reply */
     size_t len;
     const char *ctype;
-    char allow[48];      /* Allow header (405) */
+    char allow[48];       /* Allow header (405) */
     unsigned retry_after; /* Retry-After seconds (429/503), 0: none */
-    char location[128];  /* Location header (201) */
+    char location[128];   /* Location header (201) */
 } ss_reply;
 
 void ss_reply_clear(ss_reply *r); /* frees the body, zeroes the reply */
@@ -50,8 +50,8 @@ int ss_wire_model(ss_reply *r, int pb, const spk_model *m);
 int ss_wire_models(ss_reply *r, int pb, spk_model *const *ms, size_t n);
 
 /* Requests. 0, or -1 with a message (a 400). */
-int ss_wire_open_req(const uint8_t *buf, size_t len, int pb, int *has_timeout,
-                     uint32_t *timeout, char *err, size_t errlen);
+int ss_wire_open_req(const uint8_t *buf, size_t len, int pb, int *has_timeout, uint32_t *timeout,
+                     char *err, size_t errlen);
 typedef struct {
     float *values;
     uint32_t n_values;

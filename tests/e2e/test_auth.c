@@ -53,8 +53,10 @@ int main(void) {
     ok(r.status == 401 && strstr(www, "Bearer") && strstr(r.body, "unauthenticated"),
        "no key: 401 with WWW-Authenticate: Bearer");
     ts_resp_free(&r);
-    is_int(call("GET", "/v1/models", NULL, "Authorization: Bearer nope", NULL), 401, "unknown key: 401");
-    is_int(call("GET", "/v1/models", NULL, "Authorization: Basic YWxwaGE=", NULL), 401, "not Bearer: 401");
+    is_int(call("GET", "/v1/models", NULL, "Authorization: Bearer nope", NULL), 401,
+           "unknown key: 401");
+    is_int(call("GET", "/v1/models", NULL, "Authorization: Basic YWxwaGE=", NULL), 401,
+           "not Bearer: 401");
     is_int(call("GET", "/v1/models", NULL, A, NULL), 200, "key alpha: 200");
     is_int(call("GET", "/v1/models", NULL, B, NULL), 200, "key beta: 200");
 
@@ -83,14 +85,15 @@ int main(void) {
     snprintf(path, sizeof path, "/v1/sessions/%s/state", sid);
     ts_resp snap;
     ts_http_h(&s, "GET", path, NULL, NULL, 0, NULL, A, &snap);
-    Spikeserve__SessionSnapshot *m = spikeserve__session_snapshot__unpack(NULL, snap.len, (uint8_t *)snap.body);
+    Spikeserve__SessionSnapshot *m =
+        spikeserve__session_snapshot__unpack(NULL, snap.len, (uint8_t *)snap.body);
     ok(snap.status == 200 && m && !m->has_owner, "alpha's snapshot does not carry the owner");
     if (m) spikeserve__session_snapshot__free_unpacked(m, NULL);
     ts_http_h(&s, "PUT", path, "application/x-protobuf", snap.body, snap.len, NULL, B, &r);
     is_int(r.status, 403, "beta cannot PUT state over alpha's session: 403");
     ts_resp_free(&r);
-    ts_http_h(&s, "PUT", "/v1/sessions/beta-copy/state", "application/x-protobuf", snap.body, snap.len,
-              NULL, B, &r);
+    ts_http_h(&s, "PUT", "/v1/sessions/beta-copy/state", "application/x-protobuf", snap.body,
+              snap.len, NULL, B, &r);
     is_int(r.status, 201, "beta may restore the snapshot into its own id");
     ts_resp_free(&r);
     ts_resp_free(&snap);

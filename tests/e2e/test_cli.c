@@ -35,24 +35,42 @@ int main(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     static char out[65536];
     is_int(run("--help", out, sizeof out), 0, "--help exits 0");
-    const char *opts[] = {"model-dir", "bind", "port", "port-file", "state-dir", "workers",
-                          "http-threads", "max-sessions", "max-body-bytes", "max-steps",
-                          "max-events", "queue-depth", "idle-timeout", "checkpoint-interval",
-                          "max-subscribers", "sse-buffer-bytes", "keepalive", "max-connections",
+    const char *opts[] = {"model-dir",
+                          "bind",
+                          "port",
+                          "port-file",
+                          "state-dir",
+                          "workers",
+                          "http-threads",
+                          "max-sessions",
+                          "max-body-bytes",
+                          "max-steps",
+                          "max-events",
+                          "queue-depth",
+                          "idle-timeout",
+                          "checkpoint-interval",
+                          "max-subscribers",
+                          "sse-buffer-bytes",
+                          "keepalive",
+                          "max-connections",
                           "access-log"};
     int listed = 0;
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
         char flag[64], env[64];
         snprintf(flag, sizeof flag, "--%s ", opts[i]);
         size_t k = (size_t)snprintf(env, sizeof env, "SPIKESERVE_");
-        for (const char *p = opts[i]; *p; p++) env[k++] = *p == '-' ? '_' : (char)(*p - 32 * (*p >= 'a' && *p <= 'z'));
+        for (const char *p = opts[i]; *p; p++)
+            env[k++] = *p == '-' ? '_' : (char)(*p - 32 * (*p >= 'a' && *p <= 'z'));
         env[k] = 0;
         const char *at = strstr(out, flag);
         const char *nl = at ? strstr(at, "default:") : NULL;
-        if (at && nl && strstr(at, env)) listed++;
-        else diag("--help lacks %s / %s", flag, env);
+        if (at && nl && strstr(at, env))
+            listed++;
+        else
+            diag("--help lacks %s / %s", flag, env);
     }
-    is_int(listed, (int)(sizeof opts / sizeof *opts), "--help lists every option with its default and variable");
+    is_int(listed, (int)(sizeof opts / sizeof *opts),
+           "--help lists every option with its default and variable");
     is_int(run("--no-such-option", out, sizeof out), 2, "an unknown option exits 2");
     ok(strstr(out, "--no-such-option") != NULL, "and names it");
     is_int(run("--port banana", out, sizeof out), 2, "a bad number exits 2");
@@ -113,10 +131,12 @@ int main(void) {
         const char *l = strstr(log, line);
         char sess[120];
         snprintf(sess, sizeof sess, "session=%s", sid);
-        ok(l && strstr(l, "ms session=") && strstr(l, sess), "a log line: method, path, status, duration, session");
+        ok(l && strstr(l, "ms session=") && strstr(l, sess),
+           "a log line: method, path, status, duration, session");
         ok(!strstr(log, "0.123456") && !strstr(log, "events"), "no payload in the log");
         int lines = 0;
-        for (const char *p = log; (p = strstr(p, " session=")); p++) lines++;
+        for (const char *p = log; (p = strstr(p, " session=")); p++)
+            lines++;
         is_int(lines, 3, "one line per request (readyz, open, steps)");
         free(log);
     }

@@ -53,12 +53,15 @@ int main(void) {
     for (int s = 0; s < SESSIONS; s++) {
         opened += ts_open_session(&srv, "tiny", ids[s], sizeof ids[s]) == 0;
         uint64_t rng = 1000 + (uint64_t)s;
-        for (int k = 0; k < BATCHES; k++) tb_random(&in[s][k], &rng, STEPS, 20, 0.25);
+        for (int k = 0; k < BATCHES; k++)
+            tb_random(&in[s][k], &rng, STEPS, 20, 0.25);
     }
     is_int(opened, SESSIONS, "200 sessions open");
     pthread_t th[THREADS];
-    for (int t = 0; t < THREADS; t++) pthread_create(&th[t], NULL, client, (void *)(intptr_t)t);
-    for (int t = 0; t < THREADS; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < THREADS; t++)
+        pthread_create(&th[t], NULL, client, (void *)(intptr_t)t);
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
     is_int(failures, 0, "every request answered 200 with a step result");
 
     snprintf(path, sizeof path, "%s/tiny.spk", dir);

@@ -16,7 +16,8 @@ static int post_pb(ts_server *s, const char *sid, const tb_batch *b, int64_t seq
     size_t len;
     uint8_t *pb = tb_pb(b, seq, &len);
     ts_resp r;
-    int rc = ts_http(s, "POST", path, "application/x-protobuf", pb, len, "application/x-protobuf", &r);
+    int rc =
+        ts_http(s, "POST", path, "application/x-protobuf", pb, len, "application/x-protobuf", &r);
     free(pb);
     if (rc || r.status != 200 || tb_result_pb(r.body, r.len, out) != 0) {
         printf("# steps: status %ld\n", r.status);
@@ -39,7 +40,8 @@ int main(void) {
     tb_random(&all, &rng, 100, 20, 0.3);
     /* split at step 50 */
     size_t cut = 0;
-    while (cut < all.n && all.ev[cut].step < 50) cut++;
+    while (cut < all.n && all.ev[cut].step < 50)
+        cut++;
     h1 = (tb_batch){50, all.ev, cut};
     spk_event *ev2 = malloc((all.n - cut + 1) * sizeof *ev2);
     for (size_t i = cut; i < all.n; i++)
@@ -93,7 +95,8 @@ int main(void) {
     tb_result rc;
     is_int(r.status, 200, "JSON steps: 200");
     ok(tb_result_json(r.body, &rc) == 0, "JSON result parses");
-    if (!ok(tb_result_eq(&rc, &ref, 1e-6, why, sizeof why), "JSON 1x100 == engine")) diag("%s", why);
+    if (!ok(tb_result_eq(&rc, &ref, 1e-6, why, sizeof why), "JSON 1x100 == engine"))
+        diag("%s", why);
     ts_resp_free(&r);
 
     snprintf(path, sizeof path, "/v1/sessions/%s", a);

@@ -35,10 +35,13 @@ int main(void) {
         ts_tmpdir(state, sizeof state, "state"))
         return 1;
     const char *extra[] = {"--workers", "1", "--max-steps", "150000", "--state-dir", state, NULL};
-    if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts (1 worker)")) return done_testing();
-    for (int i = 0; i < N; i++) ts_open_session(&s, "tiny", ids[i], sizeof ids[i]);
+    if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts (1 worker)"))
+        return done_testing();
+    for (int i = 0; i < N; i++)
+        ts_open_session(&s, "tiny", ids[i], sizeof ids[i]);
     pthread_t th[N];
-    for (int i = 0; i < N; i++) pthread_create(&th[i], NULL, client, (void *)(intptr_t)i);
+    for (int i = 0; i < N; i++)
+        pthread_create(&th[i], NULL, client, (void *)(intptr_t)i);
     /* wait until the worker has them all (running or queued) */
     double depth = 0;
     for (int k = 0; k < 2000 && depth < N; k++) {
@@ -53,9 +56,11 @@ int main(void) {
     ok(depth >= 2, "several batches were queued behind a running one");
     int status = -1;
     ts_server_stop(&s, SIGTERM, &status);
-    for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i], NULL);
     int all200 = 1;
-    for (int i = 0; i < N; i++) all200 &= codes[i] == 200;
+    for (int i = 0; i < N; i++)
+        all200 &= codes[i] == 200;
     ok(all200, "every batch that was queued before SIGTERM was run and answered 200");
     is_int(status, 0, "exit 0 after draining");
     ok(ts_server_start(&s, dir, extra) == 0, "restart");

@@ -36,8 +36,8 @@ static void req(const char *method, const char *path, const char *ctype, const c
                 const char *accept, long status, const char *code, const char *part,
                 const char *name) {
     ts_resp r;
-    ts_http(&s, method, path, ctype, body, body ? strlen(body) : 0, accept ? accept : "application/json",
-            &r);
+    ts_http(&s, method, path, ctype, body, body ? strlen(body) : 0,
+            accept ? accept : "application/json", &r);
     check(&r, status, code, part, name);
     ts_resp_free(&r);
 }
@@ -51,8 +51,8 @@ static void *hammer(void *arg) {
     char body[64];
     snprintf(body, sizeof body, "{\"steps\":20000,\"events\":[[0,1]]}");
     for (int i = 0; i < 3; i++) {
-        ts_http(&s, "POST", "/v1/models/tiny/infer", "application/json", body, strlen(body),
-                NULL, &r);
+        ts_http(&s, "POST", "/v1/models/tiny/infer", "application/json", body, strlen(body), NULL,
+                &r);
         char ra[16];
         if (r.status == 429) {
             __atomic_fetch_add(&n429, 1, __ATOMIC_RELAXED);
@@ -73,17 +73,31 @@ int main(void) {
     if (ts_tmpdir(dir, sizeof dir, "models") || ts_make_model(dir, "tiny", NULL) ||
         ts_make_model(dir, "other", "--seed 4 --hidden 8"))
         return 1;
-    const char *extra[] = {"--max-body-bytes", "65536", "--max-steps", "20000", "--max-events", "100",
-                           "--max-sessions", "4", "--max-subscribers", "1", "--workers", "1",
-                           "--queue-depth", "1", NULL};
-    if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts with tight limits")) return done_testing();
+    const char *extra[] = {"--max-body-bytes",
+                           "65536",
+                           "--max-steps",
+                           "20000",
+                           "--max-events",
+                           "100",
+                           "--max-sessions",
+                           "4",
+                           "--max-subscribers",
+                           "1",
+                           "--workers",
+                           "1",
+                           "--queue-depth",
+                           "1",
+                           NULL};
+    if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts with tight limits"))
+        return done_testing();
     char sid[80], sid_other[80];
     ts_open_session(&s, "tiny", sid, sizeof sid);
     snprintf(steps, sizeof steps, "/v1/sessions/%s/steps", sid);
     const char *J = "application/json";
 
     /* 400 */
-    req("POST", steps, J, "{\"steps\":", NULL, 400, "invalid_argument", "JSON", "400: truncated JSON");
+    req("POST", steps, J, "{\"steps\":", NULL, 400, "invalid_argument", "JSON",
+        "400: truncated JSON");
     req("POST", steps, J, "{\"steps\":2,\"events\":[[0,25]]}", NULL, 400, "invalid_argument",
         "events[0]", "400: input out of range names events[0]");
     req("POST", steps, J, "{\"steps\":0}", NULL, 400, "invalid_argument", "steps", "400: steps 0");
@@ -96,7 +110,8 @@ int main(void) {
         "400: classify value out of [0, 1]");
     req("PUT", "/v1/sessions/abc/state", PB, "garbage", NULL, 400, NULL, "SessionSnapshot",
         "400: PUT state with bad bytes");
-    req("PUT", "/v1/sessions/bad.id/state", PB, "", NULL, 400, NULL, "id", "400: PUT state to a bad id");
+    req("PUT", "/v1/sessions/bad.id/state", PB, "", NULL, 400, NULL, "id",
+        "400: PUT state to a bad id");
     req("POST", "/v1/models/tiny/sessions", J, "{\"idle_timeout_s\":\"x\"}", NULL, 400, NULL,
         "idle_timeout_s", "400: open with a bad idle_timeout_s");
     /* 400 in protobuf */
@@ -104,7 +119,8 @@ int main(void) {
     ts_http(&s, "POST", steps, PB, "\xff\xff\xff", 3, PB, &r);
     Spikeserve__Error *pe = spikeserve__error__unpack(NULL, r.len, (uint8_t *)r.body);
     ok(r.status == 400 && !strcmp(r.ctype, PB) && pe && pe->error && pe->error->code &&
-           !strcmp(pe->error->code, "invalid_argument") && pe->error->message && *pe->error->message,
+           !strcmp(pe->error->code, "invalid_argument") && pe->error->message &&
+           *pe->error->message,
        "400 in protobuf: a spikeserve.Error");
     if (pe) spikeserve__error__free_unpacked(pe, NULL);
     ts_resp_free(&r);
@@ -112,14 +128,16 @@ int main(void) {
     /* 404 */
     req("GET", "/nope", NULL, NULL, NULL, 404, "not_found", NULL, "404: unknown path");
     req("GET", "/v1/models/nope", NULL, NULL, NULL, 404, "not_found", "nope", "404: unknown model");
-    req("POST", "/v1/models/nope/sessions", NULL, NULL, NULL, 404, NULL, "nope", "404: open on an unknown model");
+    req("POST", "/v1/models/nope/sessions", NULL, NULL, NULL, 404, NULL, "nope",
+        "404: open on an unknown model");
     req("GET", "/v1/sessions/0123456789abcdef0123456789abcdef", NULL, NULL, NULL, 404, NULL, NULL,
         "404: unknown session");
     req("GET", "/v1/sessions/0123456789abcdef0123456789abcdef/events", NULL, NULL, NULL, 404, NULL,
         NULL, "404: events of an unknown session");
     ts_http(&s, "DELETE", "/v1/sessions/0123456789abcdef0123456789abcdef", NULL, NULL, 0, PB, &r);
     pe = spikeserve__error__unpack(NULL, r.len, (uint8_t *)r.body);
-    ok(r.status == 404 && pe && pe->error && !strcmp(pe->error->code, "not_found"), "404 in protobuf");
+    ok(r.status == 404 && pe && pe->error && !strcmp(pe->error->code, "not_found"),
+       "404 in protobuf");
     if (pe) spikeserve__error__free_unpacked(pe, NULL);
     ts_resp_free(&r);
 
@@ -151,7 +169,8 @@ int main(void) {
     ts_resp_free(&r);
 
     /* 409 */
-    req("POST", steps, J, "{\"seq\":4,\"steps\":1}", NULL, 409, "seq_conflict", "expected 1", "409: seq gap");
+    req("POST", steps, J, "{\"seq\":4,\"steps\":1}", NULL, 409, "seq_conflict", "expected 1",
+        "409: seq gap");
     ts_open_session(&s, "other", sid_other, sizeof sid_other);
     snprintf(path, sizeof path, "/v1/sessions/%s/state", sid_other);
     ts_resp snap;
@@ -168,15 +187,18 @@ int main(void) {
     big[0] = '{';
     big[99999] = '}';
     big[100000] = 0;
-    req("POST", steps, J, big, NULL, 413, NULL, "65536", "413: Content-Length over --max-body-bytes");
+    req("POST", steps, J, big, NULL, 413, NULL, "65536",
+        "413: Content-Length over --max-body-bytes");
     ts_http_chunked(&s, "POST", steps, J, big, 100000, "application/json", &r);
     check(&r, 413, NULL, "--max-body-bytes", "413: chunked body over --max-body-bytes");
     ts_resp_free(&r);
     free(big);
-    req("POST", steps, J, "{\"steps\":20001}", NULL, 413, NULL, "20000", "413: steps over --max-steps names it");
+    req("POST", steps, J, "{\"steps\":20001}", NULL, 413, NULL, "20000",
+        "413: steps over --max-steps names it");
     char ev[4096];
     size_t k = (size_t)snprintf(ev, sizeof ev, "{\"steps\":1,\"events\":[");
-    for (int i = 0; i < 101; i++) k += (size_t)snprintf(ev + k, sizeof ev - k, "%s[0,1]", i ? "," : "");
+    for (int i = 0; i < 101; i++)
+        k += (size_t)snprintf(ev + k, sizeof ev - k, "%s[0,1]", i ? "," : "");
     snprintf(ev + k, sizeof ev - k, "]}");
     req("POST", steps, J, ev, NULL, 413, NULL, "100", "413: events over --max-events names it");
 
@@ -199,16 +221,20 @@ int main(void) {
     ts_resp_free(&r);
     ts_sse_close(e1);
     pthread_t th[24];
-    for (int i = 0; i < 24; i++) pthread_create(&th[i], NULL, hammer, NULL);
-    for (int i = 0; i < 24; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 24; i++)
+        pthread_create(&th[i], NULL, hammer, NULL);
+    for (int i = 0; i < 24; i++)
+        pthread_join(th[i], NULL);
     diag("72 heavy requests on 1 worker with queue depth 1: %d answered, %d refused", n200, n429);
-    ok(n429 > 0 && n_ra == n429, "429 with Retry-After naming --queue-depth when the queue is full");
+    ok(n429 > 0 && n_ra == n429,
+       "429 with Retry-After naming --queue-depth when the queue is full");
     ok(n200 > 0 && n200 + n429 == 72, "every other request was answered");
 
     /* 503: session limit */
     char extra_ids[4][80];
     int opened = 0;
-    for (int i = 0; i < 4; i++) opened += ts_open_session(&s, "tiny", extra_ids[i], 80) == 0;
+    for (int i = 0; i < 4; i++)
+        opened += ts_open_session(&s, "tiny", extra_ids[i], 80) == 0;
     ts_json(&s, "POST", "/v1/models/tiny/sessions", NULL, &r);
     ra[0] = 0;
     ts_header(&r, "Retry-After", ra, sizeof ra);

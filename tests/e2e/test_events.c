@@ -54,7 +54,8 @@ int main(void) {
     ts_resp r;
     ts_http_chunked(&s, "POST", path, "application/x-ndjson", lines, strlen(lines), NULL, &r);
     ts_resp_free(&r);
-    ok(a && ts_sse_wait(a, "event: step", 7, 10000) == 7, "subscriber 1: 7 step events (steps and stream)");
+    ok(a && ts_sse_wait(a, "event: step", 7, 10000) == 7,
+       "subscriber 1: 7 step events (steps and stream)");
     ok(b && ts_sse_wait(b, "event: step", 7, 10000) == 7, "subscriber 2: 7 step events");
     char *t = a ? ts_sse_text(a) : strdup("");
     int order = 1, want = 1;
@@ -98,7 +99,8 @@ int main(void) {
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ok(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "a raw subscriber connects");
     char req[256];
-    int n = snprintf(req, sizeof req, "GET /v1/sessions/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", sid);
+    int n =
+        snprintf(req, sizeof req, "GET /v1/sessions/%s/events HTTP/1.1\r\nHost: x\r\n\r\n", sid);
     if (write(fd, req, (size_t)n) != n) diag("short write");
     ts_sse *reader = sub(sid); /* a reading subscriber alongside it */
     double dropped = 0;

@@ -22,7 +22,8 @@ int main(void) {
     ok(ts_open_session(&s, "tiny", a, sizeof a) == 0, "open session A");
     ts_resp r;
     ts_json(&s, "POST", "/v1/models/tiny/sessions", "{\"idle_timeout_s\":3600}", &r);
-    ok(r.status == 201 && strstr(r.body, "\"idle_timeout_s\":2"), "a longer idle timeout is clamped to the server's");
+    ok(r.status == 201 && strstr(r.body, "\"idle_timeout_s\":2"),
+       "a longer idle timeout is clamped to the server's");
     ts_resp_free(&r);
     snprintf(path, sizeof path, "/v1/sessions/%s/events", a);
     ts_sse *e1 = ts_sse_open(&s, path, NULL), *e2 = ts_sse_open(&s, path, NULL);
@@ -47,8 +48,10 @@ int main(void) {
     }
     ok(alive, "a session in use does not expire");
 
-    ok(e1 && ts_sse_wait(e1, "\"reason\":\"expired\"", 1, 20000) == 1, "subscriber 1: end, expired");
-    ok(e2 && ts_sse_wait(e2, "\"reason\":\"expired\"", 1, 20000) == 1, "subscriber 2: end, expired");
+    ok(e1 && ts_sse_wait(e1, "\"reason\":\"expired\"", 1, 20000) == 1,
+       "subscriber 1: end, expired");
+    ok(e2 && ts_sse_wait(e2, "\"reason\":\"expired\"", 1, 20000) == 1,
+       "subscriber 2: end, expired");
     ok(e1 && ts_sse_wait(e1, "no such text", 1, 5000) == 0 && ts_sse_ended(e1),
        "the event stream closes after end");
     ts_sse_close(e1);

@@ -27,10 +27,12 @@ static void raw(const void *buf, size_t len) {
     if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
         struct timeval tv = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        if (write(fd, buf, len) < 0) {}
+        if (write(fd, buf, len) < 0) {
+        }
         shutdown(fd, SHUT_WR);
         char tmp[4096];
-        while (read(fd, tmp, sizeof tmp) > 0) {}
+        while (read(fd, tmp, sizeof tmp) > 0) {
+        }
     }
     if (fd >= 0) close(fd);
 }
@@ -58,13 +60,16 @@ int main(void) {
                 for (size_t i = 0; i < len; i++) {
                     uint64_t x = tb_rand(&rng);
                     /* half the time mostly JSON-ish characters */
-                    buf[i] = (it & 1) ? (unsigned char)x : (unsigned char)"{}[],:0123456789\"steps events-.e\n"[x % 34];
+                    buf[i] = (it & 1)
+                                 ? (unsigned char)x
+                                 : (unsigned char)"{}[],:0123456789\"steps events-.e\n"[x % 34];
                 }
                 ts_resp r;
                 int rc = ts_http(&s, "POST", routes[ri], types[ti], buf, len, NULL, &r);
                 sent++;
                 if (rc != 0 || r.status >= 500 || r.status < 200) {
-                    if (bad++ < 5) diag("%s %s (%zu bytes): %ld", routes[ri], types[ti], len, r.status);
+                    if (bad++ < 5)
+                        diag("%s %s (%zu bytes): %ld", routes[ri], types[ti], len, r.status);
                 }
                 ts_resp_free(&r);
             }
@@ -92,7 +97,8 @@ int main(void) {
     bad = 0;
     for (size_t cut = 0; cut < snap.len; cut += 7) {
         ts_resp r;
-        ts_http(&s, "PUT", "/v1/sessions/cut/state", "application/x-protobuf", snap.body, cut, NULL, &r);
+        ts_http(&s, "PUT", "/v1/sessions/cut/state", "application/x-protobuf", snap.body, cut, NULL,
+                &r);
         if (r.status != 400 && r.status != 201 && r.status != 200) bad++;
         ts_resp_free(&r);
     }
@@ -115,8 +121,10 @@ int main(void) {
     const char *texts[] = {
         "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
         "POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"st",
-        "POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"};
-    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) raw(texts[i], strlen(texts[i]));
+        "POST /v1/models/tiny/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+        "chunked\r\n\r\nzz\r\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++)
+        raw(texts[i], strlen(texts[i]));
     char *hdr = malloc(70000);
     int hn = snprintf(hdr, 70000, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ");
     memset(hdr + hn, 'a', 60000);

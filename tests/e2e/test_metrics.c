@@ -23,7 +23,8 @@ int main(void) {
     ts_resp r;
     snprintf(path, sizeof path, "/v1/sessions/%s/steps", sid);
     for (int i = 0; i < 3; i++) {
-        ts_json(&s, "POST", path, "{\"steps\":10,\"events\":[[0,1],[1,2],[2,3],[3,4],[4,5,2.0]]}", &r);
+        ts_json(&s, "POST", path, "{\"steps\":10,\"events\":[[0,1],[1,2],[2,3],[3,4],[4,5,2.0]]}",
+                &r);
         ts_resp_free(&r);
     }
     ts_json(&s, "POST", path, "{\"steps\":0}", &r);
@@ -37,10 +38,12 @@ int main(void) {
     ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL, &r);
     is_int(r.status, 200, "GET /metrics");
     const char *m = r.body;
-    is_int(ts_metric(m, "spikeserve_http_requests_total{method=\"POST\",route=\"/v1/sessions/{id}/steps\",status=\"200\"}"), 3,
-           "requests by route and status: 3 steps answered 200");
-    is_int(ts_metric(m, "spikeserve_http_requests_total{method=\"POST\",route=\"/v1/sessions/{id}/steps\",status=\"400\"}"), 1,
-           "... and 1 answered 400");
+    is_int(ts_metric(m, "spikeserve_http_requests_total{method=\"POST\",route=\"/v1/sessions/{id}/"
+                        "steps\",status=\"200\"}"),
+           3, "requests by route and status: 3 steps answered 200");
+    is_int(ts_metric(m, "spikeserve_http_requests_total{method=\"POST\",route=\"/v1/sessions/{id}/"
+                        "steps\",status=\"400\"}"),
+           1, "... and 1 answered 400");
     ok(ts_metric(m, "spikeserve_http_request_duration_seconds_count") >= 7 &&
            ts_metric(m, "spikeserve_http_request_duration_seconds_bucket{le=\"+Inf\"}") ==
                ts_metric(m, "spikeserve_http_request_duration_seconds_count"),
@@ -56,7 +59,8 @@ int main(void) {
     ok(ts_metric(m, "spikeserve_worker_queue_depth{worker=\"0\"}") == 0 &&
            ts_metric(m, "spikeserve_worker_queue_depth{worker=\"2\"}") == 0,
        "queue depth per worker (3 workers, idle)");
-    is_int(ts_metric(m, "spikeserve_step_group_sessions_sum"), 3, "sessions per engine call histogram");
+    is_int(ts_metric(m, "spikeserve_step_group_sessions_sum"), 3,
+           "sessions per engine call histogram");
 
     char file[300], cmd[800];
     snprintf(file, sizeof file, "%s/metrics.txt", s.dir);
@@ -70,7 +74,8 @@ int main(void) {
     int rc = system(cmd);
     if (!ok(rc == 0, "promtool check metrics accepts /metrics")) {
         snprintf(cmd, sizeof cmd, "sed 's/^/# /' '%s.out'", file);
-        if (system(cmd)) {}
+        if (system(cmd)) {
+        }
     }
     int status = -1;
     ts_server_stop(&s, SIGTERM, &status);

@@ -53,7 +53,8 @@ int main(void) {
     if (ts_tmpdir(dir, sizeof dir, "models") || ts_make_model(dir, "tiny", "--seed 9") ||
         ts_tmpdir(state, sizeof state, "state"))
         return 1;
-    const char *extra[] = {"--state-dir", state, "--workers", "2", "--checkpoint-interval", "0", NULL};
+    const char *extra[] = {"--state-dir",           state, "--workers", "2",
+                           "--checkpoint-interval", "0",   NULL};
     ts_server s;
     if (!ok(ts_server_start(&s, dir, extra) == 0, "server 1 starts")) return done_testing();
     uint64_t rng = 77;
@@ -61,11 +62,13 @@ int main(void) {
     int fails = 0;
     for (int i = 0; i < NS; i++) {
         fails += ts_open_session(&s, "tiny", ids[i], sizeof ids[i]) != 0;
-        for (int k = 0; k < NB; k++) tb_random(&in[i][k], &rng, 10, 20, 0.3);
+        for (int k = 0; k < NB; k++)
+            tb_random(&in[i][k], &rng, 10, 20, 0.3);
     }
     ts_resp before; /* session 0's answer to seq 3, to compare a retry after the restart */
     for (int i = 0; i < NS; i++)
-        for (int k = 0; k < 3; k++) fails += post(&s, i, k, &got[i][k], i == 0 && k == 2 ? &before : NULL) != 0;
+        for (int k = 0; k < 3; k++)
+            fails += post(&s, i, k, &got[i][k], i == 0 && k == 2 ? &before : NULL) != 0;
     is_int(fails, 0, "5 sessions, 3 batches each before the restart");
     char gone[80];
     ts_open_session(&s, "tiny", gone, sizeof gone);
@@ -81,7 +84,8 @@ int main(void) {
     int status = -1;
     ts_server_stop(&s, SIGTERM, &status);
     is_int(status, 0, "SIGTERM: exit 0");
-    ok(ev && ts_sse_wait(ev, "\"reason\":\"shutdown\"", 1, 10000) == 1, "the subscriber got end (shutdown)");
+    ok(ev && ts_sse_wait(ev, "\"reason\":\"shutdown\"", 1, 10000) == 1,
+       "the subscriber got end (shutdown)");
     ts_sse_close(ev);
     is_int(count_files(state), NS, "one state file per open session");
 
@@ -91,7 +95,8 @@ int main(void) {
     for (int i = 0; i < NS; i++) {
         snprintf(path, sizeof path, "/v1/sessions/%s", ids[i]);
         ts_json(&s, "GET", path, NULL, &r);
-        fails += !(r.status == 200 && strstr(r.body, "\"t\":30") && strstr(r.body, "\"last_seq\":3"));
+        fails +=
+            !(r.status == 200 && strstr(r.body, "\"t\":30") && strstr(r.body, "\"last_seq\":3"));
         ts_resp_free(&r);
     }
     is_int(fails, 0, "every session is back with t = 30 and last_seq = 3");
@@ -110,7 +115,8 @@ int main(void) {
     ts_resp_free(&r);
     ts_resp_free(&before);
     for (int i = 0; i < NS; i++)
-        for (int k = 3; k < NB; k++) fails += post(&s, i, k, &got[i][k], NULL) != 0;
+        for (int k = 3; k < NB; k++)
+            fails += post(&s, i, k, &got[i][k], NULL) != 0;
     is_int(fails, 0, "3 more batches each after the restart");
 
     snprintf(path, sizeof path, "%s/tiny.spk", dir);
@@ -174,7 +180,8 @@ int main(void) {
     is_int(status, 0, "server 4: SIGTERM, exit 0");
     tb_free(&extra_b);
     for (int i = 0; i < NS; i++)
-        for (int k = 0; k < NB; k++) tb_free(&in[i][k]);
+        for (int k = 0; k < NB; k++)
+            tb_free(&in[i][k]);
     spk_state_free(st);
     spk_scratch_free(sc);
     spk_model_free(m);

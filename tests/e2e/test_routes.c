@@ -34,7 +34,8 @@ int main(void) {
     if (ts_tmpdir(dir, sizeof dir, "models") || ts_make_model(dir, "tiny", NULL) ||
         ts_make_model(dir, "plain", "--classes 0 --encoding none --hidden 12"))
         return 1;
-    if (!ok(ts_server_start(&s, dir, NULL) == 0, "server starts with two models")) return done_testing();
+    if (!ok(ts_server_start(&s, dir, NULL) == 0, "server starts with two models"))
+        return done_testing();
     ts_resp r;
 
     ts_http(&s, "GET", "/healthz", NULL, NULL, 0, NULL, &r);
@@ -44,26 +45,31 @@ int main(void) {
     ok(r.status == 200 && strstr(r.body, "ready"), "GET /readyz");
     ts_resp_free(&r);
     ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL, &r);
-    ok(r.status == 200 && strstr(r.ctype, "text/plain") && strstr(r.body, "spikeserve_sessions_open"),
+    ok(r.status == 200 && strstr(r.ctype, "text/plain") &&
+           strstr(r.body, "spikeserve_sessions_open"),
        "GET /metrics (text/plain)");
     ts_resp_free(&r);
 
     /* models */
     json_t *j = get_json("GET", "/v1/models", NULL, &st);
-    ok(st == 200 && json_array_size(json_object_get(j, "models")) == 2, "GET /v1/models (JSON): 2 models");
+    ok(st == 200 && json_array_size(json_object_get(j, "models")) == 2,
+       "GET /v1/models (JSON): 2 models");
     json_decref(j);
     pb_call("GET", "/v1/models", NULL, 0, &r);
     Spikeserve__ModelList *ml = spikeserve__model_list__unpack(NULL, r.len, (uint8_t *)r.body);
-    ok(r.status == 200 && !strcmp(r.ctype, PB) && ml && ml->n_models == 2, "GET /v1/models (protobuf)");
+    ok(r.status == 200 && !strcmp(r.ctype, PB) && ml && ml->n_models == 2,
+       "GET /v1/models (protobuf)");
     if (ml) spikeserve__model_list__free_unpacked(ml, NULL);
     ts_resp_free(&r);
     j = get_json("GET", "/v1/models/tiny", NULL, &st);
     json_t *layers = json_object_get(j, "layers");
     ok(st == 200 && json_array_size(layers) == 3 &&
-           !strcmp(json_string_value(json_object_get(json_array_get(layers, 2), "kind")), "readout") &&
+           !strcmp(json_string_value(json_object_get(json_array_get(layers, 2), "kind")),
+                   "readout") &&
            json_integer_value(json_object_get(j, "n_in")) == 20 &&
            json_array_size(json_object_get(j, "labels")) == 4 &&
-           !strcmp(json_string_value(json_object_get(json_object_get(j, "encoding"), "kind")), "rate") &&
+           !strcmp(json_string_value(json_object_get(json_object_get(j, "encoding"), "kind")),
+                   "rate") &&
            json_real_value(json_object_get(json_array_get(layers, 0), "alpha")) > 0.89,
        "GET /v1/models/tiny (JSON): layers, sizes, constants, labels, encoding");
     json_decref(j);
@@ -109,7 +115,10 @@ int main(void) {
     /* steps */
     char steps[200];
     snprintf(steps, sizeof steps, "/v1/sessions/%s/steps", sid);
-    j = get_json("POST", steps, "{\"steps\":4,\"events\":[[0,1],[1,2,0.5]],\"outputs\":[\"spikes\",\"readout_all\",\"layers\"]}", &st);
+    j = get_json("POST", steps,
+                 "{\"steps\":4,\"events\":[[0,1],[1,2,0.5]],\"outputs\":[\"spikes\",\"readout_"
+                 "all\",\"layers\"]}",
+                 &st);
     ok(st == 200 && json_integer_value(json_object_get(j, "t0")) == 0 &&
            json_integer_value(json_object_get(j, "steps")) == 4 && json_object_get(j, "spikes"),
        "POST steps (JSON)");
@@ -126,8 +135,12 @@ int main(void) {
        "POST steps (protobuf): t0 = 4, readout and prediction");
     tb_result_free(&res);
     ts_resp_free(&r);
-    j = get_json("POST", steps, "{\"steps\":2,\"dense\":[[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]]}", &st);
-    ok(st == 200 && json_integer_value(json_object_get(j, "t0")) == 10, "POST steps with dense rows");
+    j = get_json("POST", steps,
+                 "{\"steps\":2,\"dense\":[[1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],[0,0,0,0,0,0,0,"
+                 "0,0,0,0,0,0,0,0,0,0,0,0,0]]}",
+                 &st);
+    ok(st == 200 && json_integer_value(json_object_get(j, "t0")) == 10,
+       "POST steps with dense rows");
     json_decref(j);
 
     /* session info */
@@ -140,7 +153,8 @@ int main(void) {
     json_decref(j);
     pb_call("GET", path, NULL, 0, &r);
     si = spikeserve__session_info__unpack(NULL, r.len, (uint8_t *)r.body);
-    ok(r.status == 200 && si && si->t == 12 && !strcmp(si->model, "tiny"), "GET /v1/sessions/{id} (protobuf)");
+    ok(r.status == 200 && si && si->t == 12 && !strcmp(si->model, "tiny"),
+       "GET /v1/sessions/{id} (protobuf)");
     if (si) spikeserve__session_info__free_unpacked(si, NULL);
     ts_resp_free(&r);
 
@@ -148,7 +162,8 @@ int main(void) {
     char state[200];
     snprintf(state, sizeof state, "/v1/sessions/%s/state", sid);
     ts_http(&s, "GET", state, NULL, NULL, 0, NULL, &r);
-    Spikeserve__SessionSnapshot *snap = spikeserve__session_snapshot__unpack(NULL, r.len, (uint8_t *)r.body);
+    Spikeserve__SessionSnapshot *snap =
+        spikeserve__session_snapshot__unpack(NULL, r.len, (uint8_t *)r.body);
     ok(r.status == 200 && !strcmp(r.ctype, PB) && snap && snap->state && snap->state->t == 12 &&
            !strcmp(snap->model, "tiny") && !strcmp(snap->session_id, sid),
        "GET state: a SessionSnapshot at t = 12");
@@ -160,7 +175,8 @@ int main(void) {
     ts_resp_free(&r);
     ts_http(&s, "PUT", "/v1/sessions/copy-1/state", PB, put.body, put.len, PB, &r);
     si = spikeserve__session_info__unpack(NULL, r.len, (uint8_t *)r.body);
-    ok(r.status == 200 && si && si->t == 12, "PUT state over an existing session: 200 (protobuf answer)");
+    ok(r.status == 200 && si && si->t == 12,
+       "PUT state over an existing session: 200 (protobuf answer)");
     if (si) spikeserve__session_info__free_unpacked(si, NULL);
     ts_resp_free(&r);
     /* the copy continues exactly like the original */
@@ -198,8 +214,8 @@ int main(void) {
     char *bj = tb_json(&b, -1);
     ts_json(&s, "POST", "/v1/models/tiny/infer", bj, &o1);
     ts_json(&s, "POST", "/v1/models/tiny/infer", bj, &o2);
-    ok(o1.status == 200 && strstr(o1.body, "\"t0\":0") && o1.len == o2.len && !memcmp(o1.body, o2.body, o1.len) &&
-           !strstr(o1.body, "session_id"),
+    ok(o1.status == 200 && strstr(o1.body, "\"t0\":0") && o1.len == o2.len &&
+           !memcmp(o1.body, o2.body, o1.len) && !strstr(o1.body, "session_id"),
        "POST infer (JSON): fresh state each time");
     ts_resp_free(&o1);
     ts_resp_free(&o2);
@@ -215,17 +231,20 @@ int main(void) {
     ts_resp_free(&r);
 
     /* classify */
-    const char *cv = "{\"values\":[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1,1,1,1,0.5,0.5,0.5,0.5,0.5],\"seed\":7}";
+    const char *cv = "{\"values\":[0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1,1,1,1,0.5,0.5,0.5,0.5,"
+                     "0.5],\"seed\":7}";
     ts_json(&s, "POST", "/v1/models/tiny/classify", cv, &o1);
     ts_json(&s, "POST", "/v1/models/tiny/classify", cv, &o2);
-    ok(o1.status == 200 && strstr(o1.body, "\"prediction\":{\"index\":") && strstr(o1.body, "\"label\":\"class") &&
-           strstr(o1.body, "\"steps\":22") && o1.len == o2.len && !memcmp(o1.body, o2.body, o1.len),
+    ok(o1.status == 200 && strstr(o1.body, "\"prediction\":{\"index\":") &&
+           strstr(o1.body, "\"label\":\"class") && strstr(o1.body, "\"steps\":22") &&
+           o1.len == o2.len && !memcmp(o1.body, o2.body, o1.len),
        "POST classify (JSON): 22 encoded steps, a prediction, deterministic for a seed");
     ts_resp_free(&o1);
     ts_resp_free(&o2);
     Spikeserve__ClassifyRequest cq = SPIKESERVE__CLASSIFY_REQUEST__INIT;
     float vals[20];
-    for (int i = 0; i < 20; i++) vals[i] = (float)i / 20.0f;
+    for (int i = 0; i < 20; i++)
+        vals[i] = (float)i / 20.0f;
     cq.n_values = 20;
     cq.values = vals;
     cq.has_seed = 1;

@@ -48,7 +48,8 @@ int main(void) {
     is_int(post_json(&b1, 1, &r1), 200, "seq 1 runs");
     is_int(session_t(), 8, "t = 8");
     is_int(post_json(&b1, 1, &r), 200, "retry of seq 1: 200");
-    ok(r.len == r1.len && !memcmp(r.body, r1.body, r.len), "retry returns the stored answer byte for byte");
+    ok(r.len == r1.len && !memcmp(r.body, r1.body, r.len),
+       "retry returns the stored answer byte for byte");
     ts_resp_free(&r);
     is_int(session_t(), 8, "the retry did not step (t still 8)");
     is_int(post_json(&other, 1, &r), 200, "seq 1 again with another body: 200");
@@ -58,7 +59,8 @@ int main(void) {
     /* the stored answer in protobuf */
     size_t len;
     uint8_t *pb = tb_pb(&b1, 1, &len);
-    ts_http(&s, "POST", steps_path, "application/x-protobuf", pb, len, "application/x-protobuf", &r);
+    ts_http(&s, "POST", steps_path, "application/x-protobuf", pb, len, "application/x-protobuf",
+            &r);
     free(pb);
     tb_result a, b;
     char why[256];
@@ -72,7 +74,8 @@ int main(void) {
     is_int(session_t(), 8, "t still 8");
 
     is_int(post_json(&b2, 3, &r), 409, "a gap (seq 3 after 1) is 409");
-    ok(strstr(r.body, "\"seq_conflict\"") && strstr(r.body, "expected 2"), "409 says what was expected");
+    ok(strstr(r.body, "\"seq_conflict\"") && strstr(r.body, "expected 2"),
+       "409 says what was expected");
     ts_resp_free(&r);
     is_int(post_json(&b2, 0, &r), 409, "an old seq (0) is 409");
     ts_resp_free(&r);
@@ -92,7 +95,8 @@ int main(void) {
 
     /* stored in protobuf, retried in JSON */
     pb = tb_pb(&b3, 3, &len);
-    ts_http(&s, "POST", steps_path, "application/x-protobuf", pb, len, "application/x-protobuf", &r);
+    ts_http(&s, "POST", steps_path, "application/x-protobuf", pb, len, "application/x-protobuf",
+            &r);
     free(pb);
     is_int(r.status, 200, "seq 3 in protobuf runs");
     ts_resp rj;

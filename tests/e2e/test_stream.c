@@ -62,8 +62,9 @@ static void line_by_line(ts_server *s) {
     memset(&f, 0, sizeof f);
     f.ev = ev;
     for (int i = 0; i < LINES; i++)
-        snprintf(f.line[i], sizeof f.line[i], "{\"seq\":%d,\"steps\":3,\"events\":[[0,%d],[1,%d]]}\n",
-                 i + 1, i % 20, (i * 7) % 20);
+        snprintf(f.line[i], sizeof f.line[i],
+                 "{\"seq\":%d,\"steps\":3,\"events\":[[0,%d],[1,%d]]}\n", i + 1, i % 20,
+                 (i * 7) % 20);
     CURL *c = curl_easy_init();
     char url[256];
     snprintf(url, sizeof url, "%s/v1/sessions/%s/stream", s->base, sid);
@@ -86,7 +87,8 @@ static void line_by_line(ts_server *s) {
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     ok(rc == CURLE_OK && r.status == 200, "stream upload answered 200");
-    is_int(f.seen_before_next, LINES, "each line's step event arrived before the next line was sent");
+    is_int(f.seen_before_next, LINES,
+           "each line's step event arrived before the next line was sent");
     ok(r.body && strstr(r.body, "\"lines\":12") && strstr(r.body, "\"ok\":12") &&
            strstr(r.body, "\"failed\":0"),
        "summary: 12 lines, 12 ok");
@@ -108,7 +110,8 @@ int main(void) {
     char dir[256];
     if (ts_tmpdir(dir, sizeof dir, "models") || ts_make_model(dir, "tiny", "--seed 5")) return 1;
     ts_server s;
-    const char *extra[] = {"--workers", "1", "--queue-depth", "2", "--max-body-bytes", "4096", NULL};
+    const char *extra[] = {"--workers", "1", "--queue-depth", "2", "--max-body-bytes",
+                           "4096",      NULL};
     if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts (1 worker, queue depth 2)"))
         return done_testing();
     line_by_line(&s);
@@ -120,12 +123,13 @@ int main(void) {
     size_t cap = 300 * 80, len = 0;
     char *body = malloc(cap);
     for (int i = 0; i < 300; i++)
-        len += (size_t)snprintf(body + len, cap - len, "{\"seq\":%d,\"steps\":400,\"events\":[[0,%d]]}\n",
-                                i + 1, i % 20);
+        len += (size_t)snprintf(body + len, cap - len,
+                                "{\"seq\":%d,\"steps\":400,\"events\":[[0,%d]]}\n", i + 1, i % 20);
     ts_resp r;
     ts_http_chunked(&s, "POST", path, "application/x-ndjson", body, len, NULL, &r);
     is_int(r.status, 200, "300-line upload: 200");
-    ok(strstr(r.body, "\"lines\":300") && strstr(r.body, "\"ok\":300") && strstr(r.body, "\"t\":120000"),
+    ok(strstr(r.body, "\"lines\":300") && strstr(r.body, "\"ok\":300") &&
+           strstr(r.body, "\"t\":120000"),
        "all 300 lines ran in order (t = 120000)");
     if (!strstr(r.body, "\"ok\":300")) diag("%s", r.body);
     ts_resp_free(&r);
@@ -144,7 +148,8 @@ int main(void) {
     snprintf(path, sizeof path, "/v1/sessions/%s/stream", sid2);
     ts_http_chunked(&s, "POST", path, "application/x-ndjson", mixed, strlen(mixed), NULL, &r);
     is_int(r.status, 200, "mixed upload: 200");
-    ok(strstr(r.body, "\"lines\":5") && strstr(r.body, "\"ok\":2") && strstr(r.body, "\"failed\":3"),
+    ok(strstr(r.body, "\"lines\":5") && strstr(r.body, "\"ok\":2") &&
+           strstr(r.body, "\"failed\":3"),
        "5 lines (blank skipped), 2 ok, 3 failed");
     ok(strstr(r.body, "\"line\":2,\"status\":400") && strstr(r.body, "\"line\":3,\"status\":409") &&
            strstr(r.body, "\"line\":4,\"status\":400"),
@@ -167,8 +172,8 @@ int main(void) {
     ts_http_chunked(&s, "POST", path, "application/x-protobuf", "x", 1, NULL, &r);
     is_int(r.status, 415, "protobuf Content-Type on /stream: 415");
     ts_resp_free(&r);
-    ts_http_chunked(&s, "POST", "/v1/sessions/nosuchsession/stream", "application/x-ndjson", "{}\n", 3,
-                    NULL, &r);
+    ts_http_chunked(&s, "POST", "/v1/sessions/nosuchsession/stream", "application/x-ndjson", "{}\n",
+                    3, NULL, &r);
     is_int(r.status, 404, "stream to an unknown session: 404");
     ts_resp_free(&r);
 

@@ -16,7 +16,9 @@ uint64_t tb_rand(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static double unif(uint64_t *s) { return (double)(tb_rand(s) >> 11) / 9007199254740992.0; }
+static double unif(uint64_t *s) {
+    return (double)(tb_rand(s) >> 11) / 9007199254740992.0;
+}
 
 int tb_random(tb_batch *b, uint64_t *rng, uint32_t steps, uint32_t n_in, double p) {
     size_t cap = 64, n = 0;
@@ -109,7 +111,8 @@ int tb_result_pb(const void *buf, size_t len, tb_result *out) {
     for (size_t i = 0; out->sp && i < r->n_spikes; i++)
         out->sp[i] = (spk_spike){r->spikes[i]->step, r->spikes[i]->neuron, r->spikes[i]->value};
     out->n_readout = (uint32_t)(r->n_readout < 256 ? r->n_readout : 256);
-    for (uint32_t i = 0; i < out->n_readout; i++) out->readout[i] = r->readout[i];
+    for (uint32_t i = 0; i < out->n_readout; i++)
+        out->readout[i] = r->readout[i];
     if (r->prediction) {
         out->has_pred = 1;
         out->pred = r->prediction->index;

@@ -3,10 +3,10 @@
 #include "harness.h"
 
 #include <curl/curl.h>
-#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +42,8 @@ static void remove_tmpdirs(void) {
         if (!(keep && *keep)) {
             char cmd[600];
             snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdirs[i]);
-            if (system(cmd)) {}
+            if (system(cmd)) {
+            }
         }
         free(tmpdirs[i]);
     }
@@ -115,8 +116,8 @@ static size_t rfeed(char *buf, size_t size, size_t n, void *arg) {
 }
 
 static int request(const ts_server *s, const char *method, const char *path, const char *ctype,
-                   const void *body, size_t len, const char *accept, int chunked,
-                   const char *extra, ts_resp *out) {
+                   const void *body, size_t len, const char *accept, int chunked, const char *extra,
+                   ts_resp *out) {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();
     if (!c) return -1;
@@ -196,9 +197,11 @@ int ts_header(const ts_resp *r, const char *name, char *buf, size_t len) {
         const char *e = strchr(p, '\n');
         if (!strncasecmp(p, name, n) && p[n] == ':') {
             const char *v = p + n + 1;
-            while (*v == ' ') v++;
+            while (*v == ' ')
+                v++;
             size_t k = (size_t)((e ? e : v + strlen(v)) - v);
-            while (k && (v[k - 1] == '\r' || v[k - 1] == '\n')) k--;
+            while (k && (v[k - 1] == '\r' || v[k - 1] == '\n'))
+                k--;
             snprintf(buf, len, "%.*s", (int)k, v);
             return 0;
         }
@@ -209,8 +212,8 @@ int ts_header(const ts_resp *r, const char *name, char *buf, size_t len) {
 
 int ts_json(const ts_server *s, const char *method, const char *path, const char *json,
             ts_resp *out) {
-    return ts_http(s, method, path, json ? "application/json" : NULL, json,
-                   json ? strlen(json) : 0, "application/json", out);
+    return ts_http(s, method, path, json ? "application/json" : NULL, json, json ? strlen(json) : 0,
+                   "application/json", out);
 }
 
 int ts_open_session(const ts_server *s, const char *model, char *out, size_t len) {
@@ -240,10 +243,12 @@ int ts_server_start(ts_server *s, const char *model_dir, const char *const *extr
     snprintf(bin, sizeof bin, "%s/spikeserve", ts_build_dir());
     char *argv[64];
     int n = 0;
-    const char *fixed[] = {bin, "--model-dir", model_dir, "--bind", "127.0.0.1", "--port", "0",
-                           "--port-file", port_file};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) argv[n++] = strdup(fixed[i]);
-    for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = strdup(extra[i]);
+    const char *fixed[] = {bin,      "--model-dir", model_dir,     "--bind", "127.0.0.1",
+                           "--port", "0",           "--port-file", port_file};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        argv[n++] = strdup(fixed[i]);
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = strdup(extra[i]);
     argv[n] = NULL;
     fflush(stdout);
     pid_t pid = fork();
@@ -257,7 +262,8 @@ int ts_server_start(ts_server *s, const char *model_dir, const char *const *extr
         execv(bin, argv);
         _exit(127);
     }
-    for (int i = 0; i < n; i++) free(argv[i]);
+    for (int i = 0; i < n; i++)
+        free(argv[i]);
     s->pid = pid;
     for (int i = 0; i < 3000; i++) { /* 30 s */
         int st;
@@ -320,7 +326,8 @@ void ts_server_dump_log(const ts_server *s) {
     if (!f) return;
     char line[1024];
     int n = 0;
-    while (fgets(line, sizeof line, f) && n++ < 200) printf("#   | %s", line);
+    while (fgets(line, sizeof line, f) && n++ < 200)
+        printf("#   | %s", line);
     fclose(f);
 }
 
@@ -396,7 +403,8 @@ static void *sse_main(void *arg) {
 static int count_in(const char *hay, const char *needle) {
     int n = 0;
     size_t k = strlen(needle);
-    for (const char *p = hay; p && (p = strstr(p, needle)); p += k) n++;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += k)
+        n++;
     return n;
 }
 

@@ -14,9 +14,9 @@
 typedef struct {
     pid_t pid;
     unsigned port;
-    char base[64];     /* "http://127.0.0.1:PORT" */
-    char dir[256];     /* scratch directory of this server (port file, log) */
-    char log[300];     /* the server's stderr */
+    char base[64]; /* "http://127.0.0.1:PORT" */
+    char dir[256]; /* scratch directory of this server (port file, log) */
+    char log[300]; /* the server's stderr */
 } ts_server;
 
 typedef struct {
@@ -70,7 +70,7 @@ ts_sse *ts_sse_open(const ts_server *s, const char *path, long *status);
  * returns how many times it occurs. */
 int ts_sse_wait(ts_sse *e, const char *needle, int count, int timeout_ms);
 int ts_sse_count(ts_sse *e, const char *needle);
-int ts_sse_ended(ts_sse *e); /* the server closed the stream */
+int ts_sse_ended(ts_sse *e);  /* the server closed the stream */
 char *ts_sse_text(ts_sse *e); /* a copy of everything received */
 void ts_sse_close(ts_sse *e);
 
