@@ -96,6 +96,12 @@ def main():
     bl = blocks(readme)
     runnable = [i for i, (lang, body) in enumerate(bl) if lang == "sh" and README_URL in body]
     pyblocks = [body for lang, body in bl if lang == "python" and README_URL in body]
+    # what the prose right after a python block says it prints last ("... then `X`")
+    pylast = []
+    for body in pyblocks:
+        after = readme[readme.index(body) + len(body):][:400]
+        m = re.search(r"then `([^`]+)`", after)
+        pylast.append(m.group(1) if m else None)
     cblocks = [body for lang, body in bl if lang == "c" and README_URL in body]
     check(len(runnable) >= 10, f"README has curl examples ({len(runnable)} run blocks)")
 
@@ -226,6 +232,10 @@ def main():
                 print(f"--- python example {k} output:\n{p.stdout[:1500]}")
             check(p.returncode == 0, f"README python example {k} runs"
                   + ("" if p.returncode == 0 else ": " + p.stderr[-800:]))
+            if pylast[k]:
+                lines = p.stdout.strip().splitlines()
+                check(lines and lines[-1] == pylast[k],
+                      f"README python example {k} prints {pylast[k]} last (got {lines[-1:]})")
     # the training example: a small run, exported, served
     trainblocks = [body for lang, body in bl if lang == "sh" and "models/train.py" in body]
     check(len(trainblocks) == 1, "README has one training example")
