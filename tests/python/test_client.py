@@ -195,6 +195,15 @@ class ClientTest(unittest.TestCase):
             self.c.classify(srv.model, [0.5] * (self.n_in - 1))
         self.assertEqual(e.exception.status, 400)
 
+    def test_example_program(self):
+        import subprocess
+        ex = os.path.join(HERE, "..", "..", "clients", "python", "example.py")
+        p = subprocess.run([sys.executable, ex, srv.url, srv.model], capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr[-2000:])
+        self.assertIn("events seen for seqs [1, 2, 3]", p.stdout)
+        self.assertIn("restored: t=60", p.stdout)
+
 
 class ApiKeyTest(unittest.TestCase):
     """The client's Bearer key against a server with --api-keys."""
