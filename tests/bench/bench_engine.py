@@ -259,7 +259,7 @@ def main():
         fmt_ns(b1_p99), f"{b1_p99 / cp99:.0f}x")
     row("one session, per step, cpu: C mean | torch b1 best", fmt_ns(c_cpu), fmt_ns(b1_cpu),
         f"{b1_cpu / c_cpu:.0f}x")
-    row(f"one session, {T} steps per call, per step (C, wall)",
+    row(f"one session, {T} steps per call, per step (C, median call / {T})",
         fmt_ns(f("single_batch_ns_per_step")))
     row(f"{sessions} sessions x {T} steps: session-steps/s, lock-step | b256",
         M(lock), M(b256_wall), f"{lock / b256_wall:.1f}x")
