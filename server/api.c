@@ -55,8 +55,21 @@ static int decode_batch(ss_req *r, const spk_model *m, ss_batch *b, enum MHD_Res
     const char *body = r->body ? (const char *)r->body : "";
     int rc = r->in_pb ? ss_batch_from_pb((const uint8_t *)body, r->len, m, &lim, b, err, sizeof err)
                       : ss_batch_from_json(body, r->len, m, &lim, b, err, sizeof err);
-    if (rc != 0) *ret = batch_error(r, rc, err);
-    return rc;
+    if (rc != 0) {
+        *ret = batch_error(r, rc, err);
+        return rc;
+    }
+    size_t need = ss_exec_out_bytes(m, b);
+    if (need > r->app->cfg.max_output_bytes) {
+        *ret =
+            ss_http_error(r, 413, "limit_exceeded",
+                          "outputs: %u steps of the outputs asked need up to %zu bytes, over the "
+                          "limit %llu (--max-output-bytes)",
+                          b->steps, need, (unsigned long long)r->app->cfg.max_output_bytes);
+        ss_batch_free(b);
+        return SS_ELIMIT;
+    }
+    return 0;
 }
 
 static enum MHD_Result open_session(ss_req *r) {

@@ -31,6 +31,8 @@ static const opt opts[] = {
     {"max-body-bytes", OPT_U64, S(max_body_bytes), "8388608", "request body bytes (then 413)"},
     {"max-steps", OPT_U32, S(max_steps), "10000", "steps per batch (then 413)"},
     {"max-events", OPT_U32, S(max_events), "1000000", "input events per batch (then 413)"},
+    {"max-output-bytes", OPT_U64, S(max_output_bytes), "268435456",
+     "worst-case output bytes of one batch (steps x neurons of the outputs asked; then 413)"},
     {"queue-depth", OPT_U32, S(queue_depth), "1024", "queued jobs per worker (then 429)"},
     {"idle-timeout", OPT_U32, S(idle_timeout), "600", "seconds before an idle session expires"},
     {"checkpoint-interval", OPT_U32, S(checkpoint_interval), "60",

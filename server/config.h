@@ -20,6 +20,7 @@ typedef struct {
     uint64_t max_body_bytes;
     uint32_t max_steps;
     uint32_t max_events;
+    uint64_t max_output_bytes; /* worst-case output buffers of one batch */
     uint32_t queue_depth;
     uint32_t idle_timeout;        /* seconds */
     uint32_t checkpoint_interval; /* seconds, 0: off */

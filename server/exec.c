@@ -88,19 +88,22 @@ static const spk_model *job_model(const ss_job *j) {
     return j->sess ? j->sess->model : j->model;
 }
 
-static size_t out_bytes(const ss_job *j) {
-    const spk_model *m = job_model(j);
-    uint32_t steps = j->batch.steps, last = m->layers[m->n_layers - 1].n;
+size_t ss_exec_out_bytes(const spk_model *m, const ss_batch *batch) {
+    uint32_t steps = batch->steps, last = m->layers[m->n_layers - 1].n;
     size_t b = align16(spk_max_spikes(last, steps) * sizeof(spk_spike));
-    if (j->batch.outputs & SS_OUT_LAYERS) {
+    if (batch->outputs & SS_OUT_LAYERS) {
         b += align16(m->n_layers * sizeof(spk_spike_buf));
         for (uint32_t l = 0; l < m->n_layers; l++)
             b += align16(spk_max_spikes(m->layers[l].n, steps) * sizeof(spk_spike));
     }
     if (m->has_readout)
         b += align16((size_t)m->readout.n * sizeof(float) *
-                     ((j->batch.outputs & SS_OUT_READOUT_ALL) ? steps : 1));
+                     ((batch->outputs & SS_OUT_READOUT_ALL) ? steps : 1));
     return b;
+}
+
+static size_t out_bytes(const ss_job *j) {
+    return ss_exec_out_bytes(job_model(j), &j->batch);
 }
 
 static uint8_t *take(uint8_t **p, size_t n) {
@@ -338,6 +341,11 @@ static void run_group(ss_exec *x, ss_job **g, size_t n) {
                            err);
         else
             finish_step(x, g[k], &out[k], t0[k]);
+    }
+    if (x->arena_cap > ((size_t)64 << 20)) { /* give a rare huge batch's memory back */
+        free(x->arena);
+        x->arena = NULL;
+        x->arena_cap = 0;
     }
 }
 

@@ -60,6 +60,8 @@ typedef struct {
 typedef struct ss_exec ss_exec;
 ss_exec *ss_exec_create(const ss_exec_env *env, uint32_t worker, char *err, size_t errlen);
 void ss_exec_free(ss_exec *x);
+/* Bytes of output buffers a batch needs at most (sized before the engine runs). */
+size_t ss_exec_out_bytes(const spk_model *m, const ss_batch *b);
 /* Run jobs[0..n) in order (grouping steps where that keeps each session's order) and call
  * every job's done. */
 void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n);

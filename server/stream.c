@@ -182,6 +182,11 @@ static void take_line(ss_stream *s, const char *p, size_t n) {
         return;
     }
     int rc = ss_batch_from_json(p + i, n - i, s->sess->model, &lim, &j->batch, err, sizeof err);
+    if (rc == 0 && ss_exec_out_bytes(s->sess->model, &j->batch) > r->app->cfg.max_output_bytes) {
+        snprintf(err, sizeof err, "outputs: over the limit %llu bytes (--max-output-bytes)",
+                 (unsigned long long)r->app->cfg.max_output_bytes);
+        rc = SS_ELIMIT;
+    }
     if (rc != 0) {
         ss_reply_error(&j->reply, 0, rc == SS_ELIMIT ? 413 : 400, NULL, "%s", err);
         pthread_mutex_lock(&s->mu);

@@ -26,7 +26,7 @@ static int check(const ts_resp *r, long status, const char *code, const char *ms
     int good = r->status == status && c && m && (!code || !strcmp(c, code)) &&
                (!msg_part || strstr(m, msg_part));
     if (!ok(good, "%s", name))
-        diag("got %ld %s (want %ld, code %s, message with \"%s\")", r->status, r->body, status,
+        diag("got %ld %.300s (want %ld, code %s, message with \"%s\")", r->status, r->body, status,
              code ? code : "any", msg_part ? msg_part : "");
     json_decref(j);
     return good;
@@ -87,6 +87,8 @@ int main(void) {
                            "1",
                            "--queue-depth",
                            "1",
+                           "--max-output-bytes",
+                           "8388608",
                            NULL};
     if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts with tight limits"))
         return done_testing();
@@ -201,6 +203,10 @@ int main(void) {
         k += (size_t)snprintf(ev + k, sizeof ev - k, "%s[0,1]", i ? "," : "");
     snprintf(ev + k, sizeof ev - k, "]}");
     req("POST", steps, J, ev, NULL, 413, NULL, "100", "413: events over --max-events names it");
+
+    /* worst-case output size: 20000 steps x every layer's neurons, over 8 MB */
+    req("POST", steps, J, "{\"steps\":20000,\"outputs\":[\"layers\",\"readout_all\"]}", NULL, 413,
+        NULL, "--max-output-bytes", "413: worst-case outputs over --max-output-bytes name it");
 
     /* 415 */
     req("POST", steps, "text/plain", "{}", NULL, 415, "unsupported_media_type", "text/plain",
