@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "model.pb-c.h"
+#include "pbscan.h"
 
 #define ALIGN_FLOATS 16 /* 64 bytes */
 
@@ -432,6 +433,14 @@ int spk_model_load_bytes(const uint8_t *buf, size_t len, spk_model **out, char *
         return fail(err, errlen, SPK_EFORMAT, "file: %zu bytes, limit %u", len,
                     (unsigned)SPK_MAX_FILE);
     static const uint8_t empty[1];
+    long layers = buf ? pb_count_field(buf, len, 4) : 0,
+         labels = buf ? pb_count_field(buf, len, 6) : 0;
+    if (layers > SPK_MAX_LAYERS) /* refused before protobuf-c allocates a struct for each */
+        return fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, expected 1..%d", layers,
+                    SPK_MAX_LAYERS);
+    if (labels > SPK_MAX_NEURONS)
+        return fail(err, errlen, SPK_EFORMAT, "labels: %ld labels, limit %d", labels,
+                    SPK_MAX_NEURONS);
     Spikeserve__Model *pm = spikeserve__model__unpack(NULL, len, buf ? buf : empty);
     if (!pm)
         return fail(err, errlen, SPK_EFORMAT,

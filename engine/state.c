@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "model.pb-c.h"
+#include "pbscan.h"
 
 struct spk_state {
     const spk_model *m;
@@ -168,6 +169,9 @@ int spk_state_restore(spk_state *s, const uint8_t *buf, size_t len, char *err, s
     static const uint8_t empty[1];
     int rc = 0;
     char f[48];
+    long nl = buf ? pb_count_field(buf, len, 5) : 0;
+    if (nl > SPK_MAX_LAYERS) /* refused before protobuf-c allocates a struct for each */
+        return fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, limit %d", nl, SPK_MAX_LAYERS);
     Spikeserve__StateSnapshot *p =
         spikeserve__state_snapshot__unpack(NULL, len, buf && len ? buf : empty);
     if (!p)

@@ -484,7 +484,28 @@ static void test_corruption(void) {
     tm_model_free(pm);
 }
 
+/* Cheap bytes that would cost much memory once unpacked are refused before unpacking. */
+static void test_amplification(void) {
+    enum { N = 100000 };
+    uint8_t *b = malloc(2 * N + 16);
+    size_t len = 0;
+    b[len++] = 0x18, b[len++] = 0x04; /* n_in = 4 */
+    for (int k = 0; k < N; k++)
+        b[len++] = 0x22, b[len++] = 0x00; /* an empty layer */
+    char err[256];
+    spk_model *m = NULL;
+    is_int(spk_model_load_bytes(b, len, &m, err, sizeof err), SPK_EFORMAT, "100000 empty layers");
+    is_str(err, "layers: 100000 layers, expected 1..16", "  refused by their count");
+    len = 2;
+    for (int k = 0; k < 70000; k++)
+        b[len++] = 0x32, b[len++] = 0x00; /* an empty label */
+    is_int(spk_model_load_bytes(b, len, &m, err, sizeof err), SPK_EFORMAT, "70000 empty labels");
+    is_str(err, "labels: 70000 labels, limit 65536", "  refused by their count");
+    free(b);
+}
+
 int main(void) {
+    test_amplification();
     test_good();
     test_bad_fields();
     test_issue_example();

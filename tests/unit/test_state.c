@@ -176,6 +176,15 @@ static void test_snapshot(void) {
     is_int(rc, SPK_EFORMAT, "garbage: SPK_EFORMAT");
     ok(strstr(err, "StateSnapshot") != NULL, "  message: %s", err);
 
+    /* many empty layer messages: refused by their count before unpacking */
+    uint8_t *many = malloc(2000);
+    for (int k = 0; k < 1000; k++)
+        many[2 * k] = 0x2a, many[2 * k + 1] = 0x00;
+    rc = spk_state_restore(target, many, 2000, err, sizeof err);
+    is_int(rc, SPK_EFORMAT, "1000 empty layer states: SPK_EFORMAT");
+    is_str(err, "layers: 1000 layers, limit 16", "  message");
+    free(many);
+
     /* well-formed protobuf with wrong contents: each refused naming the field */
     struct {
         const char *want;
