@@ -376,9 +376,15 @@ static void run_other(ss_exec *x, ss_job *j) {
     }
     switch (j->kind) {
     case SS_JOB_RESET:
+        /* seq starts over too: a client that numbers its batches from 1 again after a
+         * reset must not get the stored answer of an earlier seq 1 */
         spk_state_reset(s->state);
+        free(s->last_pb);
+        s->last_pb = NULL;
+        s->last_pb_len = 0;
         pthread_mutex_lock(&s->mu);
         s->t = 0;
+        s->last_seq = 0;
         s->active_ms = ss_util_now_ms();
         pthread_mutex_unlock(&s->mu);
         ss_sess_end_subs(s, "reset");

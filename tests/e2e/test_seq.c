@@ -110,8 +110,21 @@ int main(void) {
     ts_resp_free(&rj);
     is_int(session_t(), 32, "t = 32 (seq 3 ran once)");
 
+    /* reset starts seq over: seq 1 runs again (not the stored answer of the old seq 1) */
+    char reset[200];
+    snprintf(reset, sizeof reset, "/v1/sessions/%s/reset", sid);
+    ts_json(&s, "POST", reset, NULL, &r);
+    ok(r.status == 200 && strstr(r.body, "\"last_seq\":0"), "reset: last_seq back to 0");
+    ts_resp_free(&r);
+    is_int(post_json(&b1, 3, &r), 409, "after a reset seq 3 is a gap");
+    ts_resp_free(&r);
+    is_int(post_json(&b2, 1, &r), 200, "after a reset seq 1 runs");
+    ok(strstr(r.body, "\"t0\":0") != NULL, "from t0 = 0");
+    ts_resp_free(&r);
+    is_int(session_t(), 8, "t = 8");
+
     ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL, &r);
-    is_int(ts_metric(r.body, "spikeserve_batches_total"), 4, "4 batches stepped in all");
+    is_int(ts_metric(r.body, "spikeserve_batches_total"), 5, "5 batches stepped in all");
     ts_resp_free(&r);
     ts_resp_free(&r1);
     ts_resp_free(&r2);
