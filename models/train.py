@@ -144,6 +144,38 @@ def fire_init(net, x, enc, rate, gen, lo=0.25, hi=256.0, iters=14):
     return scales
 
 
+@torch.no_grad()
+def neuron_init(net, x, enc, rate, gen, lo=-9.0, hi=-3.0, iters=12):
+    """Per neuron, set b_h (and the rest state that follows from it) so that every neuron
+    fires on a fraction `rate` of (image, step) pairs of the batch x: no neuron starts dead
+    or saturated. Layer by layer, a vectorised bisection. Returns (min, max) b_h per layer."""
+    s = encode(x, enc, gen)
+    ranges = []
+    for layer in net.layers:
+        a = torch.full((layer.n,), lo)
+        b = torch.full((layer.n,), hi)
+        for _ in range(iters):
+            m = 0.5 * (a + b)
+            layer.b_h.copy_(m)
+            _set_rest(layer)
+            out, _ = layer(s)
+            low = (out > 0).float().mean(dim=(0, 1)) < rate
+            a = torch.where(low, m, a)
+            b = torch.where(low, b, m)
+        layer.b_h.copy_(0.5 * (a + b))
+        _set_rest(layer)
+        s, _ = layer(s)
+        ranges.append((float(layer.b_h.min()), float(layer.b_h.max())))
+    return ranges
+
+
+def _set_rest(layer):
+    i, h, hs = layer.rest_state()
+    layer.init_i.copy_(i)
+    layer.init_h.copy_(h)
+    layer.init_hs.copy_(hs)
+
+
 def build(args):
     hidden = [int(v) for v in args.hidden.split(",") if v]
     net = SRCNet(784, hidden, 10, b_h=args.b_h, learn_bh=args.learn_bh,
@@ -174,7 +206,7 @@ def main(argv=None):
     ap.add_argument("--readout-alpha", type=float, default=0.9)
     ap.add_argument("--loss-steps", type=int, default=5,
                     help="cross-entropy averaged over the readout of the last K steps")
-    ap.add_argument("--init", choices=["fire", "default"], default="fire")
+    ap.add_argument("--init", choices=["fire", "fire-bh", "default"], default="fire")
     ap.add_argument("--init-rate", type=float, default=0.05,
                     help="--init fire: target fraction of non-zero outputs per layer")
     ap.add_argument("--rest-init", type=int, default=1,
@@ -218,9 +250,15 @@ def main(argv=None):
     else:
         g = torch.Generator().manual_seed(args.seed * 1000 + 999)
         idx = torch.randperm(len(xtr), generator=g)[:512]
-        if args.init == "fire":
+        if args.init in ("fire", "fire-bh"):
             sc = fire_init(net, xtr[idx], enc, args.init_rate, g)
             print("fire init: W scales " + ", ".join(f"{v:.2f}" for v in sc), file=sys.stderr)
+        if args.init == "fire-bh":
+            if not args.rest_init:
+                sys.exit("train: --init fire-bh needs --rest-init 1")
+            rg = neuron_init(net, xtr[idx], enc, args.init_rate, g)
+            print("b_h per neuron: " + ", ".join(f"[{a:.2f}, {b:.2f}]" for a, b in rg),
+                  file=sys.stderr)
         acc, frac = evaluate(net, xte[:1000], yte[:1000], enc, args.eval_seed, progress=False)
         print(f"init: acc {acc:.2f}% (1000 test images), non-zero "
               + " ".join(f"{f:.4f}" for f in frac), file=sys.stderr)
