@@ -99,6 +99,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
         c->bad++;
         return;
     }
+    s->saved_ms = s->active_ms; /* it is on disk as it is */
     ss_metrics_session_restored(a->metrics);
     c->ok++;
 }
@@ -191,7 +192,7 @@ static void *janitor(void *arg) {
                 pthread_mutex_lock(&s->mu);
                 int expired = !s->closed && s->pending == 0 && s->idle_timeout_s &&
                               now - s->active_ms >= (int64_t)s->idle_timeout_s * 1000;
-                int changed = s->active_ms >= last_checkpoint;
+                int changed = s->active_ms != s->saved_ms;
                 pthread_mutex_unlock(&s->mu);
                 if (expired)
                     submit_free(a, s, SS_JOB_EXPIRE, 1);

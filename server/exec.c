@@ -420,11 +420,20 @@ static void run_other(ss_exec *x, ss_job *j) {
         if (idle) close_session(x, s, "expired", 1);
         break;
     }
-    case SS_JOB_SAVE:
-        if (!closed && x->env.state_dir && *x->env.state_dir &&
-            ss_store_save(x->env.state_dir, s, err, sizeof err) != 0)
+    case SS_JOB_SAVE: {
+        if (closed || !x->env.state_dir || !*x->env.state_dir) break;
+        pthread_mutex_lock(&s->mu);
+        int64_t active = s->active_ms;
+        pthread_mutex_unlock(&s->mu);
+        if (ss_store_save(x->env.state_dir, s, err, sizeof err) != 0) {
             fprintf(stderr, "spikeserve: saving session %s: %s\n", s->id, err);
+            break;
+        }
+        pthread_mutex_lock(&s->mu);
+        s->saved_ms = active; /* the janitor saves it again once it changes */
+        pthread_mutex_unlock(&s->mu);
         break;
+    }
     default:
         ss_reply_error(&j->reply, j->out_pb, 500, NULL, "bad job kind %d", (int)j->kind);
     }

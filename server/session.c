@@ -21,6 +21,7 @@ ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, 
     s->worker = worker;
     s->idle_timeout_s = idle_timeout_s;
     s->created_ms = s->active_ms = ss_util_now_ms();
+    s->saved_ms = -1;
     s->refs = 1;
     pthread_mutex_init(&s->mu, NULL);
     return s;

@@ -34,6 +34,7 @@ typedef struct ss_sess {
     pthread_mutex_t mu; /* guards what follows */
     uint64_t t, last_seq;
     int64_t created_ms, active_ms;
+    int64_t saved_ms; /* active_ms as of the last write to --state-dir (-1: never) */
     uint32_t idle_timeout_s;
     int closed;
     uint32_t pending; /* jobs queued for this session */
