@@ -368,9 +368,10 @@ typedef struct {
     pthread_mutex_t mu;
     const char *model;
     const uint8_t *images, *labels;
-    uint32_t pixels, n, next, done, correct, errors;
+    uint32_t pixels, n, next, done, correct, errors, running;
     uint64_t seed;
     double lat_sum;
+    float *lat; /* seconds, per image */
     char first_err[512];
 } eval_job;
 
@@ -384,11 +385,11 @@ static void *eval_worker(void *ud) {
     eval_job *j = ud;
     sc_client *c = sc_client_new(&params);
     float *x = malloc(j->pixels * sizeof *x);
-    for (;;) {
+    for (; c && x;) {
         pthread_mutex_lock(&j->mu);
         uint32_t i = j->next < j->n ? j->next++ : j->n;
         pthread_mutex_unlock(&j->mu);
-        if (i >= j->n || !c || !x) break;
+        if (i >= j->n) break;
         for (uint32_t k = 0; k < j->pixels; k++)
             x[k] = j->images[(size_t)i * j->pixels + k] / 255.0f;
         sc_result r;
@@ -398,6 +399,7 @@ static void *eval_worker(void *ud) {
         pthread_mutex_lock(&j->mu);
         j->done++;
         j->lat_sum += dt;
+        j->lat[i] = (float)dt;
         if (rc < 0 || !r.has_prediction) {
             if (!j->errors++)
                 snprintf(j->first_err, sizeof j->first_err, "image %u: %s", i,
@@ -410,7 +412,15 @@ static void *eval_worker(void *ud) {
     }
     free(x);
     sc_client_free(c);
+    pthread_mutex_lock(&j->mu);
+    j->running--; /* the progress loop ends when every worker has */
+    pthread_mutex_unlock(&j->mu);
     return NULL;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
 }
 
 static void progress(const eval_job *j, double elapsed, int final) {
@@ -474,11 +484,17 @@ static int cmd_eval(sc_client *c, int argc, char **argv) {
     pthread_t th[256];
     double t0 = now_s();
     uint32_t started = 0;
-    for (; started < jobs; started++)
-        if (pthread_create(&th[started], NULL, eval_worker, &j) != 0) break;
+    if (!(j.lat = calloc(n ? n : 1, sizeof *j.lat))) goto done;
+    for (; started < jobs; started++) {
+        j.running++;
+        if (pthread_create(&th[started], NULL, eval_worker, &j) != 0) {
+            j.running--;
+            break;
+        }
+    }
     for (;;) {
         pthread_mutex_lock(&j.mu);
-        int finished = j.done >= j.n || started == 0;
+        int finished = j.done >= j.n || j.running == 0;
         progress(&j, now_s() - t0, 0);
         pthread_mutex_unlock(&j.mu);
         if (finished) break;
@@ -491,11 +507,16 @@ static int cmd_eval(sc_client *c, int argc, char **argv) {
     progress(&j, el, 1);
     if (j.errors)
         fprintf(stderr, "spikectl: %u requests failed; first: %s\n", j.errors, j.first_err);
+    qsort(j.lat, j.done, sizeof *j.lat, cmp_float);
     printf("model: %s\nimages: %u\ncorrect: %u\naccuracy: %.2f%%\nerrors: %u\n"
-           "elapsed_s: %.3f\nthroughput_img_s: %.1f\nmean_latency_ms: %.2f\n",
+           "elapsed_s: %.3f\nthroughput_img_s: %.1f\nmean_latency_ms: %.2f\n"
+           "p50_latency_ms: %.2f\np99_latency_ms: %.2f\n",
            model, j.done, j.correct, j.done ? 100.0 * j.correct / j.done : 0.0, j.errors, el,
-           el > 0 ? j.done / el : 0.0, j.done ? 1000.0 * j.lat_sum / j.done : 0.0);
+           el > 0 ? j.done / el : 0.0, j.done ? 1000.0 * j.lat_sum / j.done : 0.0,
+           j.done ? 1000.0 * j.lat[j.done / 2] : 0.0,
+           j.done ? 1000.0 * j.lat[(size_t)(j.done - 1) * 99 / 100] : 0.0);
     rc = j.errors || j.done != n ? 1 : 0;
+    free(j.lat);
 done:
     free(images);
     free(labels);
