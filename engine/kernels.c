@@ -101,6 +101,11 @@ static void axpy_scalar(float *y, float a, const float *x, size_t n) {
     for (size_t k = 0; k < n; k++)
         y[k] = y[k] + a * x[k];
 }
+static void axpy_rows_scalar(float *y, size_t n, const float *a, const float *const *rows,
+                             size_t nr) {
+    for (size_t r = 0; r < nr; r++)
+        axpy_scalar(y, a[r], rows[r], n);
+}
 static void add_scalar(float *y, const float *x, size_t n) {
     for (size_t k = 0; k < n; k++)
         y[k] = y[k] + x[k];
@@ -150,7 +155,8 @@ static void tanh_scalar(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_scalar = {
-    "scalar", scale_scalar, axpy_scalar, add_scalar, src_update_scalar, nonzero_scalar, tanh_scalar,
+    "scalar",         scale_scalar,      axpy_scalar,    add_scalar,
+    axpy_rows_scalar, src_update_scalar, nonzero_scalar, tanh_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -238,6 +244,52 @@ AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
         y[k] = y[k] + a * x[k];
 }
 
+/* The last elements, one at a time, rows in order: the same sums as the scalar twin. */
+static void axpy_rows_tail(float *y, size_t k, size_t n, const float *a, const float *const *rows,
+                           size_t nr) {
+    for (; k < n; k++) {
+        float acc = y[k];
+        for (size_t r = 0; r < nr; r++)
+            acc = acc + a[r] * rows[r][k];
+        y[k] = acc;
+    }
+}
+
+AVX2 static void axpy_rows_avx2(float *y, size_t n, const float *a, const float *const *rows,
+                                size_t nr) {
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) { /* 8 registers of y */
+        __m256 y0 = _mm256_loadu_ps(y + k), y1 = _mm256_loadu_ps(y + k + 8);
+        __m256 y2 = _mm256_loadu_ps(y + k + 16), y3 = _mm256_loadu_ps(y + k + 24);
+        __m256 y4 = _mm256_loadu_ps(y + k + 32), y5 = _mm256_loadu_ps(y + k + 40);
+        __m256 y6 = _mm256_loadu_ps(y + k + 48), y7 = _mm256_loadu_ps(y + k + 56);
+        for (size_t r = 0; r < nr; r++) {
+            const __m256 v = _mm256_set1_ps(a[r]);
+            const float *x = rows[r] + k;
+            y0 = _mm256_add_ps(y0, _mm256_mul_ps(v, _mm256_loadu_ps(x)));
+            y1 = _mm256_add_ps(y1, _mm256_mul_ps(v, _mm256_loadu_ps(x + 8)));
+            y2 = _mm256_add_ps(y2, _mm256_mul_ps(v, _mm256_loadu_ps(x + 16)));
+            y3 = _mm256_add_ps(y3, _mm256_mul_ps(v, _mm256_loadu_ps(x + 24)));
+            y4 = _mm256_add_ps(y4, _mm256_mul_ps(v, _mm256_loadu_ps(x + 32)));
+            y5 = _mm256_add_ps(y5, _mm256_mul_ps(v, _mm256_loadu_ps(x + 40)));
+            y6 = _mm256_add_ps(y6, _mm256_mul_ps(v, _mm256_loadu_ps(x + 48)));
+            y7 = _mm256_add_ps(y7, _mm256_mul_ps(v, _mm256_loadu_ps(x + 56)));
+        }
+        _mm256_storeu_ps(y + k, y0), _mm256_storeu_ps(y + k + 8, y1);
+        _mm256_storeu_ps(y + k + 16, y2), _mm256_storeu_ps(y + k + 24, y3);
+        _mm256_storeu_ps(y + k + 32, y4), _mm256_storeu_ps(y + k + 40, y5);
+        _mm256_storeu_ps(y + k + 48, y6), _mm256_storeu_ps(y + k + 56, y7);
+    }
+    for (; k + 8 <= n; k += 8) {
+        __m256 y0 = _mm256_loadu_ps(y + k);
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm256_add_ps(y0,
+                               _mm256_mul_ps(_mm256_set1_ps(a[r]), _mm256_loadu_ps(rows[r] + k)));
+        _mm256_storeu_ps(y + k, y0);
+    }
+    axpy_rows_tail(y, k, n, a, rows, nr);
+}
+
 AVX2 static void add_avx2(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 8 <= n; k += 8)
@@ -296,7 +348,8 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx2 = {
-    "avx2", scale_avx2, axpy_avx2, add_avx2, src_update_avx2, nonzero_avx2, tanh_avx2,
+    "avx2",         scale_avx2,      axpy_avx2,    add_avx2,
+    axpy_rows_avx2, src_update_avx2, nonzero_avx2, tanh_avx2,
 };
 
 /* ---- AVX-512 twins (AVX512F only): 8 doubles per tanh vector ---- */
@@ -381,6 +434,41 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
         y[k] = y[k] + a * x[k];
 }
 
+AVX512 static void axpy_rows_avx512(float *y, size_t n, const float *a, const float *const *rows,
+                                    size_t nr) {
+    size_t k = 0;
+    for (; k + 128 <= n; k += 128) { /* 8 registers of y */
+        __m512 y0 = _mm512_loadu_ps(y + k), y1 = _mm512_loadu_ps(y + k + 16);
+        __m512 y2 = _mm512_loadu_ps(y + k + 32), y3 = _mm512_loadu_ps(y + k + 48);
+        __m512 y4 = _mm512_loadu_ps(y + k + 64), y5 = _mm512_loadu_ps(y + k + 80);
+        __m512 y6 = _mm512_loadu_ps(y + k + 96), y7 = _mm512_loadu_ps(y + k + 112);
+        for (size_t r = 0; r < nr; r++) {
+            const __m512 v = _mm512_set1_ps(a[r]);
+            const float *x = rows[r] + k;
+            y0 = _mm512_add_ps(y0, _mm512_mul_ps(v, _mm512_loadu_ps(x)));
+            y1 = _mm512_add_ps(y1, _mm512_mul_ps(v, _mm512_loadu_ps(x + 16)));
+            y2 = _mm512_add_ps(y2, _mm512_mul_ps(v, _mm512_loadu_ps(x + 32)));
+            y3 = _mm512_add_ps(y3, _mm512_mul_ps(v, _mm512_loadu_ps(x + 48)));
+            y4 = _mm512_add_ps(y4, _mm512_mul_ps(v, _mm512_loadu_ps(x + 64)));
+            y5 = _mm512_add_ps(y5, _mm512_mul_ps(v, _mm512_loadu_ps(x + 80)));
+            y6 = _mm512_add_ps(y6, _mm512_mul_ps(v, _mm512_loadu_ps(x + 96)));
+            y7 = _mm512_add_ps(y7, _mm512_mul_ps(v, _mm512_loadu_ps(x + 112)));
+        }
+        _mm512_storeu_ps(y + k, y0), _mm512_storeu_ps(y + k + 16, y1);
+        _mm512_storeu_ps(y + k + 32, y2), _mm512_storeu_ps(y + k + 48, y3);
+        _mm512_storeu_ps(y + k + 64, y4), _mm512_storeu_ps(y + k + 80, y5);
+        _mm512_storeu_ps(y + k + 96, y6), _mm512_storeu_ps(y + k + 112, y7);
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 y0 = _mm512_loadu_ps(y + k);
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm512_add_ps(y0,
+                               _mm512_mul_ps(_mm512_set1_ps(a[r]), _mm512_loadu_ps(rows[r] + k)));
+        _mm512_storeu_ps(y + k, y0);
+    }
+    axpy_rows_tail(y, k, n, a, rows, nr);
+}
+
 AVX512 static void add_avx512(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 16 <= n; k += 16)
@@ -438,7 +526,8 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512", scale_avx512, axpy_avx512, add_avx512, src_update_avx512, nonzero_avx512, tanh_avx512,
+    "avx512",         scale_avx512,      axpy_avx512,    add_avx512,
+    axpy_rows_avx512, src_update_avx512, nonzero_avx512, tanh_avx512,
 };
 
 static int have_avx512(void) {

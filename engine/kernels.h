@@ -26,6 +26,10 @@ typedef struct spk_kernels {
     void (*scale)(float *y, float a, size_t n);                /* y = a * y */
     void (*axpy)(float *y, float a, const float *x, size_t n); /* y = y + a * x */
     void (*add)(float *y, const float *x, size_t n);           /* y = y + x */
+    /* y = y + a[0] * rows[0] + ... + a[nr-1] * rows[nr-1], added in that order (so equal, bit
+     * for bit, to nr calls of axpy); the vector twins keep a tile of y in registers while
+     * the rows stream through, so y is loaded and stored once per call, not once per row. */
+    void (*axpy_rows)(float *y, size_t n, const float *a, const float *const *rows, size_t nr);
     /* SPEC (5b) to (5f) for one layer: i holds i[t]; h and hs hold h[t-1], h_s[t-1] on
      * entry and h[t], h_s[t] on return; s gets s_out[t]. */
     void (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *s, size_t n);

@@ -180,9 +180,31 @@ static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const fl
     return 0;
 }
 
+/* Rows to add into one vector, gathered so that axpy_rows() streams them past a tile of the
+ * vector held in registers. Flushed when full; the order of the rows is kept. */
+#define ROWS_BATCH 64
+typedef struct {
+    const spk_kernels *K;
+    float *y;
+    size_t n, nr;
+    float a[ROWS_BATCH];
+    const float *rows[ROWS_BATCH];
+} rows_acc;
+
+static void rows_flush(rows_acc *ra) {
+    if (ra->nr) ra->K->axpy_rows(ra->y, ra->n, ra->a, ra->rows, ra->nr);
+    ra->nr = 0;
+}
+
+static void rows_add(rows_acc *ra, float a, const float *row) {
+    if (ra->nr == ROWS_BATCH) rows_flush(ra);
+    ra->a[ra->nr] = a;
+    ra->rows[ra->nr++] = row;
+}
+
 /* The synaptic input of layer 0 at batch step t: adds W s_in[t] into i. */
-static void layer0_input(const spk_model *m, const spk_kernels *K, const spk_input *in,
-                         run_state *rs, uint32_t t, float *i, spk_scratch *sc) {
+static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs, uint32_t t,
+                         rows_acc *ra, spk_scratch *sc) {
     const spk_layer *L = &m->layers[0];
     const spk_event *ev = in->events;
     size_t c = rs->cursor, ne = in->n_events;
@@ -192,14 +214,14 @@ static void layer0_input(const spk_model *m, const spk_kernels *K, const spk_inp
         for (; c < ne && ev[c].step == t; c++)
             row[ev[c].input] = row[ev[c].input] + ev[c].value;
         for (uint32_t j = 0; j < m->n_in; j++)
-            if (row[j] != 0.0f) K->axpy(i, row[j], L->wt + (size_t)j * L->n, L->n);
+            if (row[j] != 0.0f) rows_add(ra, row[j], L->wt + (size_t)j * L->n);
     } else {
         while (c < ne && ev[c].step == t) {
             uint32_t j = ev[c].input;
             float v = ev[c].value;
             for (c++; c < ne && ev[c].step == t && ev[c].input == j; c++)
                 v = v + ev[c].value;
-            if (v != 0.0f) K->axpy(i, v, L->wt + (size_t)j * L->n, L->n);
+            if (v != 0.0f) rows_add(ra, v, L->wt + (size_t)j * L->n);
         }
     }
     rs->cursor = c;
@@ -210,16 +232,20 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
                      run_state *rs, uint32_t t, spk_scratch *sc) {
     const spk_model *m = spk_state_model(st);
     size_t cnt = 0;
+    rows_acc ra;
+    ra.K = K;
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const spk_layer *L = &m->layers[l];
         float *i = spk_state_i(st, l);
         K->scale(i, L->alpha, L->n); /* (5a) */
+        ra.y = i, ra.n = L->n, ra.nr = 0;
         if (l == 0) {
-            layer0_input(m, K, in, rs, t, i, sc);
+            layer0_input(m, in, rs, t, &ra, sc);
         } else {
             for (size_t k = 0; k < cnt; k++)
-                K->axpy(i, sc->val[k], L->wt + (size_t)sc->idx[k] * L->n, L->n);
+                rows_add(&ra, sc->val[k], L->wt + (size_t)sc->idx[k] * L->n);
         }
+        rows_flush(&ra);
         K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, L->n);
         cnt = K->nonzero(sc->s, L->n, sc->idx);
         for (size_t k = 0; k < cnt; k++)
@@ -234,8 +260,10 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
         const spk_readout *R = &m->readout;
         float *o = spk_state_o(st);
         K->scale(o, R->alpha, R->n);
+        ra.y = o, ra.n = R->n, ra.nr = 0;
         for (size_t k = 0; k < cnt; k++)
-            K->axpy(o, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n, R->n);
+            rows_add(&ra, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n);
+        rows_flush(&ra);
         K->add(o, R->b, R->n);
         if (out && out->readout && out->readout_every_step)
             memcpy(out->readout + (size_t)t * R->n, o, R->n * sizeof(float));

@@ -94,7 +94,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
     uint32_t idx0[N], idx1[N];
     for (size_t t = 1; t < nk; t++) {
         const spk_kernels *S = ks[0], *K = ks[t];
-        int same_axpy = 1, same_scale = 1, same_add = 1, same_upd = 1, same_nz = 1;
+        int same_axpy = 1, same_scale = 1, same_add = 1, same_upd = 1, same_nz = 1, same_rows = 1;
         size_t spikes = 0;
         for (int rep = 0; rep < 400; rep++) {
             size_t n = 1 + spk_rng_next(&r) % N;
@@ -108,6 +108,25 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             same_scale &= memcmp(y0, y1, n * 4) == 0;
             S->add(y0, w, n), K->add(y1, w, n);
             same_add &= memcmp(y0, y1, n * 4) == 0;
+
+            /* axpy_rows: the twin, and nr axpy calls in order, all equal */
+            enum { R = 40 };
+            static float pool[R][N], va[R];
+            const float *rows[R];
+            size_t nr = spk_rng_next(&r) % R;
+            for (size_t q = 0; q < nr; q++) {
+                fill(&r, pool[q], n, -2, 2);
+                rows[q] = pool[q];
+                va[q] = (float)(spk_rng_uniform(&r) * 4 - 2);
+            }
+            memcpy(y1, y0, n * 4);
+            float y2[N];
+            memcpy(y2, y0, n * 4);
+            S->axpy_rows(y0, n, va, rows, nr);
+            K->axpy_rows(y1, n, va, rows, nr);
+            for (size_t q = 0; q < nr; q++)
+                S->axpy(y2, va[q], rows[q], n);
+            same_rows &= memcmp(y0, y1, n * 4) == 0 && memcmp(y0, y2, n * 4) == 0;
 
             spk_layer L = {0};
             L.n = L.n_in = (uint32_t)n;
@@ -136,6 +155,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
         ok(same_axpy, "%s axpy == scalar, bit for bit", K->name);
         ok(same_scale, "%s scale == scalar", K->name);
         ok(same_add, "%s add == scalar", K->name);
+        ok(same_rows, "%s axpy_rows == scalar == the same axpy calls in order", K->name);
         ok(same_upd, "%s src_update == scalar (h, hs, s)", K->name);
         ok(same_nz && spikes > 1000, "%s nonzero == scalar (%zu non-zero outputs seen)", K->name,
            spikes);
