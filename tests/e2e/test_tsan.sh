@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The worker pool under ThreadSanitizer: builds spikeserve and the concurrency-heavy
+# end-to-end tests with SANITIZER=thread (into build-thread/) and runs them; fails on a test
+# failure or on any ThreadSanitizer report in a server log.
+set -u
+cd "$(dirname "$0")/../.."
+tests=(test_concurrency test_stream test_events test_drain test_expiry)
+targets=(build-thread/spikeserve)
+for t in "${tests[@]}"; do targets+=("build-thread/tests/$t"); done
+mkdir -p build-thread
+if ! make -j2 SANITIZER=thread "${targets[@]}" >build-thread/tsan-build.log 2>&1; then
+    tail -n 40 build-thread/tsan-build.log
+    echo "not ok - ThreadSanitizer build"
+    exit 1
+fi
+echo "ok - ThreadSanitizer build"
+logs=$(mktemp -d "${TMPDIR:-/tmp}/spikeserve-tsan-XXXXXX")
+trap 'rm -rf "$logs"' EXIT
+fail=0
+for t in "${tests[@]}"; do
+    # keep the servers' logs (TMPDIR) to look for reports after the run
+    if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread SPIKESERVE_KEEP_TMP=1 \
+        TSAN_OPTIONS="halt_on_error=0 exitcode=66" "build-thread/tests/$t" >"$logs/$t.out" 2>&1; then
+        echo "ok - $t under ThreadSanitizer"
+    else
+        echo "not ok - $t under ThreadSanitizer"
+        tail -n 30 "$logs/$t.out" | sed 's/^/#   /'
+        fail=1
+    fi
+done
+reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
+if [ -n "$reports" ]; then
+    echo "not ok - ThreadSanitizer reports:"
+    for f in $reports; do grep -A 30 "WARNING: ThreadSanitizer" "$f" | head -n 60 | sed 's/^/#   /'; done
+    fail=1
+else
+    echo "ok - no ThreadSanitizer report in any server log"
+fi
+exit $fail
