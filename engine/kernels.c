@@ -3,8 +3,8 @@
  * Bit-identical twins: the vector code performs, lane by lane, exactly the IEEE operations
  * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
  * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
- * without FMA), the same double-precision tanh (Cody-Waite reduced exp with a degree-12
- * polynomial, Taylor series below 0.125, both by Estrin's scheme grouped identically), and
+ * without FMA), the same double-precision tanh (through expm1: Cody-Waite reduction and a
+ * degree-12 polynomial by Estrin's scheme, grouped identically), and
  * float division where SPEC divides. Contraction of a*b+c into an FMA is off: GCC does not
  * contract under -std=c11 and clang is told below (objdump of kernels.o shows no vfmadd).
  */
@@ -25,69 +25,56 @@
 #include <immintrin.h>
 #endif
 
-/* ---- double-precision tanh, shared by both twins ---- */
+/* ---- double-precision tanh, shared by every twin ----
+ *
+ * tanh(x) = sign(x) * m / (m + 2) with m = expm1(2|x|), |x| clamped to 20 (tanh(20) == 1 in
+ * double). expm1(y) = 2^k (1 + q) - 1 = 2^k q + (2^k - 1), y = k ln2 + r, |r| <= ln2 / 2,
+ * q = e^r - 1 = r (1 + r/2! + ... + r^11/12!): no cancellation near 0 (k = 0 gives m = q),
+ * so no second formula for small x. Relative error about 1e-15, then one rounding to float.
+ * The polynomial is evaluated by Estrin's scheme (short dependency chains, so the vector
+ * twins overlap their work); the vector code groups the operations exactly the same way. */
 
-#define TANH_SMALL 0.125
-#define TANH_CLAMP 20.0 /* tanh(20) == 1 in double */
-#define T3 (-1.0 / 3.0)
-#define T5 (2.0 / 15.0)
-#define T7 (-17.0 / 315.0)
-#define T9 (62.0 / 2835.0)
-#define T11 (-1382.0 / 155925.0)
-#define T13 (21844.0 / 6081075.0)
-#define T15 (-929569.0 / 638512875.0)
+#define TANH_CLAMP 20.0
 #define INV_LN2 1.44269504088896338700e+00
 #define LN2_HI 6.93147180369123816490e-01 /* low 21 bits zero: k * LN2_HI is exact */
 #define LN2_LO 1.90821492927058770002e-10
 #define SHIFT 0x1.8p52 /* adding it rounds to an integer, kept in the low mantissa bits */
-#define E12 (1.0 / 479001600.0)
-#define E11 (1.0 / 39916800.0)
-#define E10 (1.0 / 3628800.0)
-#define E9 (1.0 / 362880.0)
-#define E8 (1.0 / 40320.0)
-#define E7 (1.0 / 5040.0)
-#define E6 (1.0 / 720.0)
-#define E5 (1.0 / 120.0)
-#define E4 (1.0 / 24.0)
-#define E3 (1.0 / 6.0)
-#define E2 (1.0 / 2.0)
+#define C0 1.0         /* C_j = 1 / (j + 1)! */
+#define C1 (1.0 / 2.0)
+#define C2 (1.0 / 6.0)
+#define C3 (1.0 / 24.0)
+#define C4 (1.0 / 120.0)
+#define C5 (1.0 / 720.0)
+#define C6 (1.0 / 5040.0)
+#define C7 (1.0 / 40320.0)
+#define C8 (1.0 / 362880.0)
+#define C9 (1.0 / 3628800.0)
+#define C10 (1.0 / 39916800.0)
+#define C11 (1.0 / 479001600.0)
 
-/* The polynomials are evaluated by Estrin's scheme (short dependency chains, so the vector
- * twin overlaps its work); the vector code groups the operations exactly the same way. */
-static double tanh_small(double ax) { /* ax < TANH_SMALL: ax + ax x2 (T3 + T5 x2 + ... + T15 x12) */
-    double x2 = ax * ax, x4 = x2 * x2, x8 = x4 * x4;
-    double a = T3 + T5 * x2, b = T7 + T9 * x2, c = T11 + T13 * x2, d = T15;
-    double ab = a + b * x4, cd = c + d * x4;
-    double p = ab + cd * x8;
-    return ax + ax * (x2 * p);
-}
-
-static double tanh_large(double ax) { /* TANH_SMALL <= ax <= TANH_CLAMP: 1 - 2 / (e^2ax + 1) */
+static float tanh_scalar1(float xf) {
+    double x = (double)xf;
+    double ax = fabs(x);
+    ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
     double y = ax + ax;
     double kp = y * INV_LN2 + SHIFT;
     double k = kp - SHIFT;
     double r = y - k * LN2_HI;
     r = r - k * LN2_LO;
     double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    double e01 = 1.0 + r, e23 = E2 + E3 * r, e45 = E4 + E5 * r, e67 = E6 + E7 * r;
-    double e89 = E8 + E9 * r, eab = E10 + E11 * r, ec = E12;
-    double e03 = e01 + e23 * r2, e47 = e45 + e67 * r2, e8b = e89 + eab * r2;
-    double e07 = e03 + e47 * r4, e8c = e8b + ec * r4;
-    double p = e07 + e8c * r8; /* e^r, |r| <= ln2 / 2, degree 12 */
+    double p01 = C0 + C1 * r, p23 = C2 + C3 * r, p45 = C4 + C5 * r;
+    double p67 = C6 + C7 * r, p89 = C8 + C9 * r, pab = C10 + C11 * r;
+    double p03 = p01 + p23 * r2, p47 = p45 + p67 * r2, p8b = p89 + pab * r2;
+    double p07 = p03 + p47 * r4;
+    double p = p07 + p8b * r8;
+    double q = r * p; /* e^r - 1 */
     uint64_t bits, sb;
     memcpy(&bits, &kp, 8);
     sb = (bits + 1023) << 52; /* 2^k */
-    double scale;
-    memcpy(&scale, &sb, 8);
-    double e = p * scale;
-    return 1.0 - 2.0 / (e + 1.0);
-}
-
-static float tanh_scalar1(float xf) {
-    double x = (double)xf;
-    double ax = fabs(x);
-    ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
-    double t = ax < TANH_SMALL ? tanh_small(ax) : tanh_large(ax);
+    double sc;
+    memcpy(&sc, &sb, 8);
+    double m = sc * q + (sc - 1.0); /* expm1(2|x|) */
+    double t = m / (m + 2.0);
     return (float)copysign(t, x);
 }
 
@@ -166,41 +153,31 @@ static const spk_kernels k_scalar = {
 #define S4(v) _mm256_set1_pd(v)
 #define MUL4 _mm256_mul_pd
 #define ADD4 _mm256_add_pd
+#define SUB4 _mm256_sub_pd
 
-/* tanh_small and tanh_large of every lane (both computed, no branches: more independent
- * work for the out-of-order core), then the scalar code's choice per lane. */
+/* tanh_scalar1 on 4 lanes: the same operations, grouped the same way. */
 AVX2 static inline __m256d tanh4d(__m256d x) {
     const __m256d sign = S4(-0.0);
     __m256d ax = _mm256_min_pd(_mm256_andnot_pd(sign, x), S4(TANH_CLAMP));
-    __m256d small = _mm256_cmp_pd(ax, S4(TANH_SMALL), _CMP_LT_OQ);
-
-    __m256d x2 = MUL4(ax, ax), x4 = MUL4(x2, x2), x8 = MUL4(x4, x4);
-    __m256d a = ADD4(S4(T3), MUL4(S4(T5), x2)), b = ADD4(S4(T7), MUL4(S4(T9), x2));
-    __m256d c = ADD4(S4(T11), MUL4(S4(T13), x2)), d = S4(T15);
-    __m256d ab = ADD4(a, MUL4(b, x4)), cd = ADD4(c, MUL4(d, x4));
-    __m256d p = ADD4(ab, MUL4(cd, x8));
-    __m256d ts = ADD4(ax, MUL4(ax, MUL4(x2, p)));
-
     __m256d y = ADD4(ax, ax);
     __m256d kp = ADD4(MUL4(y, S4(INV_LN2)), S4(SHIFT));
-    __m256d k = _mm256_sub_pd(kp, S4(SHIFT));
-    __m256d r = _mm256_sub_pd(y, MUL4(k, S4(LN2_HI)));
-    r = _mm256_sub_pd(r, MUL4(k, S4(LN2_LO)));
+    __m256d k = SUB4(kp, S4(SHIFT));
+    __m256d r = SUB4(y, MUL4(k, S4(LN2_HI)));
+    r = SUB4(r, MUL4(k, S4(LN2_LO)));
     __m256d r2 = MUL4(r, r), r4 = MUL4(r2, r2), r8 = MUL4(r4, r4);
-    __m256d e01 = ADD4(S4(1.0), r), e23 = ADD4(S4(E2), MUL4(S4(E3), r));
-    __m256d e45 = ADD4(S4(E4), MUL4(S4(E5), r)), e67 = ADD4(S4(E6), MUL4(S4(E7), r));
-    __m256d e89 = ADD4(S4(E8), MUL4(S4(E9), r)), eab = ADD4(S4(E10), MUL4(S4(E11), r));
-    __m256d ec = S4(E12);
-    __m256d e03 = ADD4(e01, MUL4(e23, r2)), e47 = ADD4(e45, MUL4(e67, r2));
-    __m256d e8b = ADD4(e89, MUL4(eab, r2));
-    __m256d e07 = ADD4(e03, MUL4(e47, r4)), e8c = ADD4(e8b, MUL4(ec, r4));
-    __m256d pe = ADD4(e07, MUL4(e8c, r8));
+    __m256d p01 = ADD4(S4(C0), MUL4(S4(C1), r)), p23 = ADD4(S4(C2), MUL4(S4(C3), r));
+    __m256d p45 = ADD4(S4(C4), MUL4(S4(C5), r)), p67 = ADD4(S4(C6), MUL4(S4(C7), r));
+    __m256d p89 = ADD4(S4(C8), MUL4(S4(C9), r)), pab = ADD4(S4(C10), MUL4(S4(C11), r));
+    __m256d p03 = ADD4(p01, MUL4(p23, r2)), p47 = ADD4(p45, MUL4(p67, r2));
+    __m256d p8b = ADD4(p89, MUL4(pab, r2));
+    __m256d p07 = ADD4(p03, MUL4(p47, r4));
+    __m256d p = ADD4(p07, MUL4(p8b, r8));
+    __m256d q = MUL4(r, p);
     __m256i sb =
         _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(kp), _mm256_set1_epi64x(1023)), 52);
-    __m256d e = MUL4(pe, _mm256_castsi256_pd(sb));
-    __m256d tl = _mm256_sub_pd(S4(1.0), _mm256_div_pd(S4(2.0), ADD4(e, S4(1.0))));
-
-    __m256d t = _mm256_blendv_pd(tl, ts, small);
+    __m256d sc = _mm256_castsi256_pd(sb);
+    __m256d m = ADD4(MUL4(sc, q), SUB4(sc, S4(1.0)));
+    __m256d t = _mm256_div_pd(m, ADD4(m, S4(2.0)));
     return _mm256_or_pd(t, _mm256_and_pd(sign, x)); /* copysign */
 }
 
@@ -359,41 +336,31 @@ static const spk_kernels k_avx2 = {
 #define ADD8 _mm512_add_pd
 #define SUB8 _mm512_sub_pd
 
-/* tanh4d on 8 lanes: the same operations, grouped the same way. */
+/* tanh_scalar1 on 8 lanes: the same operations, grouped the same way. */
 AVX512 static inline __m512d tanh8d(__m512d x) {
     const __m512i signbit = _mm512_set1_epi64((long long)0x8000000000000000ULL);
     __m512i xi = _mm512_castpd_si512(x);
     __m512d ax = _mm512_castsi512_pd(_mm512_andnot_si512(signbit, xi));
     ax = _mm512_min_pd(ax, S8(TANH_CLAMP));
-    __mmask8 small = _mm512_cmp_pd_mask(ax, S8(TANH_SMALL), _CMP_LT_OQ);
-
-    __m512d x2 = MUL8(ax, ax), x4 = MUL8(x2, x2), x8 = MUL8(x4, x4);
-    __m512d a = ADD8(S8(T3), MUL8(S8(T5), x2)), b = ADD8(S8(T7), MUL8(S8(T9), x2));
-    __m512d c = ADD8(S8(T11), MUL8(S8(T13), x2)), d = S8(T15);
-    __m512d ab = ADD8(a, MUL8(b, x4)), cd = ADD8(c, MUL8(d, x4));
-    __m512d p = ADD8(ab, MUL8(cd, x8));
-    __m512d ts = ADD8(ax, MUL8(ax, MUL8(x2, p)));
-
     __m512d y = ADD8(ax, ax);
     __m512d kp = ADD8(MUL8(y, S8(INV_LN2)), S8(SHIFT));
     __m512d k = SUB8(kp, S8(SHIFT));
     __m512d r = SUB8(y, MUL8(k, S8(LN2_HI)));
     r = SUB8(r, MUL8(k, S8(LN2_LO)));
     __m512d r2 = MUL8(r, r), r4 = MUL8(r2, r2), r8 = MUL8(r4, r4);
-    __m512d e01 = ADD8(S8(1.0), r), e23 = ADD8(S8(E2), MUL8(S8(E3), r));
-    __m512d e45 = ADD8(S8(E4), MUL8(S8(E5), r)), e67 = ADD8(S8(E6), MUL8(S8(E7), r));
-    __m512d e89 = ADD8(S8(E8), MUL8(S8(E9), r)), eab = ADD8(S8(E10), MUL8(S8(E11), r));
-    __m512d ec = S8(E12);
-    __m512d e03 = ADD8(e01, MUL8(e23, r2)), e47 = ADD8(e45, MUL8(e67, r2));
-    __m512d e8b = ADD8(e89, MUL8(eab, r2));
-    __m512d e07 = ADD8(e03, MUL8(e47, r4)), e8c = ADD8(e8b, MUL8(ec, r4));
-    __m512d pe = ADD8(e07, MUL8(e8c, r8));
+    __m512d p01 = ADD8(S8(C0), MUL8(S8(C1), r)), p23 = ADD8(S8(C2), MUL8(S8(C3), r));
+    __m512d p45 = ADD8(S8(C4), MUL8(S8(C5), r)), p67 = ADD8(S8(C6), MUL8(S8(C7), r));
+    __m512d p89 = ADD8(S8(C8), MUL8(S8(C9), r)), pab = ADD8(S8(C10), MUL8(S8(C11), r));
+    __m512d p03 = ADD8(p01, MUL8(p23, r2)), p47 = ADD8(p45, MUL8(p67, r2));
+    __m512d p8b = ADD8(p89, MUL8(pab, r2));
+    __m512d p07 = ADD8(p03, MUL8(p47, r4));
+    __m512d p = ADD8(p07, MUL8(p8b, r8));
+    __m512d q = MUL8(r, p);
     __m512i sb =
         _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(kp), _mm512_set1_epi64(1023)), 52);
-    __m512d e = MUL8(pe, _mm512_castsi512_pd(sb));
-    __m512d tl = SUB8(S8(1.0), _mm512_div_pd(S8(2.0), ADD8(e, S8(1.0))));
-
-    __m512d t = _mm512_mask_blend_pd(small, tl, ts);
+    __m512d sc = _mm512_castsi512_pd(sb);
+    __m512d m = ADD8(MUL8(sc, q), SUB8(sc, S8(1.0)));
+    __m512d t = _mm512_div_pd(m, ADD8(m, S8(2.0)));
     return _mm512_castsi512_pd(
         _mm512_or_si512(_mm512_castpd_si512(t), _mm512_and_si512(signbit, xi)));
 }
