@@ -304,8 +304,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         size_t n = *upload_size;
         *upload_size = 0;
         if (r->too_big || r->len + n > a->cfg.max_body_bytes) {
-            r->too_big = 1; /* counted, not kept */
+            /* libmicrohttpd (0.9.75) cannot answer in the middle of an upload: the rest is
+             * counted and dropped, and the 413 goes out at its end. A client that keeps
+             * sending far past the limit is cut off. */
+            r->too_big = 1;
             r->len += n;
+            if (r->len / 4 > a->cfg.max_body_bytes + (1u << 20)) {
+                r->status = 413; /* for the log: the connection is closed without an answer */
+                return MHD_NO;
+            }
             return MHD_YES;
         }
         if (r->len + n > r->cap) {
