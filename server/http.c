@@ -123,10 +123,10 @@ static int negotiate(const char *accept, ss_route rt) {
         int zero = q && q < e && atof(q + 2) <= 0;
         if (!zero) {
             int any = media_is(p, n, "*/*"), app = media_is(p, n, "application/*");
-            if (media_is(p, n, "application/x-protobuf") ||
-                media_is(p, n, "application/protobuf") ||
-                (pb_only && (any || app || media_is(p, n, "application/octet-stream"))))
-                return 1;
+            int pb = media_is(p, n, "application/x-protobuf") ||
+                     media_is(p, n, "application/protobuf") ||
+                     (pb_only && (any || app || media_is(p, n, "application/octet-stream")));
+            if (pb && rt != SS_R_STREAM) return 1; /* /stream's summary is JSON only */
             if (!pb_only && (any || app || media_is(p, n, "application/json"))) return 0;
             if (text && (media_is(p, n, "text/event-stream") || media_is(p, n, "text/plain") ||
                          media_is(p, n, "text/*")))

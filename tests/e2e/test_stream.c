@@ -172,6 +172,10 @@ int main(void) {
     ts_http_chunked(&s, "POST", path, "application/x-protobuf", "x", 1, NULL, &r);
     is_int(r.status, 415, "protobuf Content-Type on /stream: 415");
     ts_resp_free(&r);
+    ts_http(&s, "POST", path, "application/x-ndjson", "{\"steps\":1}\n", 12,
+            "application/x-protobuf", &r);
+    is_int(r.status, 406, "Accept protobuf only on /stream (its summary is JSON): 406");
+    ts_resp_free(&r);
     ts_http_chunked(&s, "POST", "/v1/sessions/nosuchsession/stream", "application/x-ndjson", "{}\n",
                     3, NULL, &r);
     is_int(r.status, 404, "stream to an unknown session: 404");
