@@ -3,8 +3,8 @@
  * Bit-identical twins: the vector code performs, lane by lane, exactly the IEEE operations
  * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
  * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
- * without FMA), the same double-precision tanh (through expm1: Cody-Waite reduction and a
- * degree-12 polynomial by Estrin's scheme, grouped identically), and
+ * without FMA), the same double-precision tanh (through expm1: Cody-Waite reduction to
+ * ln2/32, a 2^(j/16) table and a degree-7 polynomial by Estrin's scheme), and
  * float division where SPEC divides. Contraction of a*b+c into an FMA is off: GCC does not
  * contract under -std=c11 and clang is told below (objdump of kernels.o shows no vfmadd).
  */
@@ -28,16 +28,17 @@
 /* ---- double-precision tanh, shared by every twin ----
  *
  * tanh(x) = sign(x) * m / (m + 2) with m = expm1(2|x|), |x| clamped to 20 (tanh(20) == 1 in
- * double). expm1(y) = 2^k (1 + q) - 1 = 2^k q + (2^k - 1), y = k ln2 + r, |r| <= ln2 / 2,
- * q = e^r - 1 = r (1 + r/2! + ... + r^11/12!): no cancellation near 0 (k = 0 gives m = q),
- * so no second formula for small x. Relative error about 1e-15, then one rounding to float.
+ * double). With y = 2|x| = (16 e + j) ln2 / 16 + r, |r| <= ln2 / 32, and S = 2^e 2^(j/16)
+ * (a 16-entry table), expm1(y) = S (1 + q) - 1 = S q + (S - 1), q = e^r - 1 =
+ * r (1 + r/2! + ... + r^6/7!): no cancellation near 0 (y small gives S = 1, m = q), so no
+ * second formula for small x. Relative error about 1e-15, then one rounding to float.
  * The polynomial is evaluated by Estrin's scheme (short dependency chains, so the vector
  * twins overlap their work); the vector code groups the operations exactly the same way. */
 
 #define TANH_CLAMP 20.0
-#define INV_LN2 1.44269504088896338700e+00
-#define LN2_HI 6.93147180369123816490e-01 /* low 21 bits zero: k * LN2_HI is exact */
-#define LN2_LO 1.90821492927058770002e-10
+#define INV_LN2_16 23.083120654223414               /* 16 / ln2 */
+#define LN2_16_HI (6.93147180369123816490e-01 / 16) /* low 21 bits zero: k * it is exact */
+#define LN2_16_LO (1.90821492927058770002e-10 / 16)
 #define SHIFT 0x1.8p52 /* adding it rounds to an integer, kept in the low mantissa bits */
 #define C0 1.0         /* C_j = 1 / (j + 1)! */
 #define C1 (1.0 / 2.0)
@@ -46,34 +47,36 @@
 #define C4 (1.0 / 120.0)
 #define C5 (1.0 / 720.0)
 #define C6 (1.0 / 5040.0)
-#define C7 (1.0 / 40320.0)
-#define C8 (1.0 / 362880.0)
-#define C9 (1.0 / 3628800.0)
-#define C10 (1.0 / 39916800.0)
-#define C11 (1.0 / 479001600.0)
+
+/* 2^(j/16), j = 0..15, correctly rounded (computed with 60-digit decimal arithmetic). */
+static const double EXP2_16[16] = {
+    0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0,
+    0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0,
+    0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0,
+};
 
 static float tanh_scalar1(float xf) {
     double x = (double)xf;
     double ax = fabs(x);
     ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
     double y = ax + ax;
-    double kp = y * INV_LN2 + SHIFT;
-    double k = kp - SHIFT;
-    double r = y - k * LN2_HI;
-    r = r - k * LN2_LO;
-    double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    double kp = y * INV_LN2_16 + SHIFT;
+    double k = kp - SHIFT; /* 16 e + j */
+    double r = y - k * LN2_16_HI;
+    r = r - k * LN2_16_LO;
+    double r2 = r * r, r4 = r2 * r2;
     double p01 = C0 + C1 * r, p23 = C2 + C3 * r, p45 = C4 + C5 * r;
-    double p67 = C6 + C7 * r, p89 = C8 + C9 * r, pab = C10 + C11 * r;
-    double p03 = p01 + p23 * r2, p47 = p45 + p67 * r2, p8b = p89 + pab * r2;
-    double p07 = p03 + p47 * r4;
-    double p = p07 + p8b * r8;
+    double p03 = p01 + p23 * r2, p46 = p45 + C6 * r2;
+    double p = p03 + p46 * r4;
     double q = r * p; /* e^r - 1 */
     uint64_t bits, sb;
-    memcpy(&bits, &kp, 8);
-    sb = (bits + 1023) << 52; /* 2^k */
-    double sc;
-    memcpy(&sc, &sb, 8);
-    double m = sc * q + (sc - 1.0); /* expm1(2|x|) */
+    memcpy(&bits, &kp, 8);           /* low bits: 16 e + j */
+    sb = ((bits >> 4) + 1023) << 52; /* 2^e */
+    double s2;
+    memcpy(&s2, &sb, 8);
+    double S = EXP2_16[bits & 15] * s2;
+    double m = S * q + (S - 1.0); /* expm1(2|x|) */
     double t = m / (m + 2.0);
     return (float)copysign(t, x);
 }
@@ -160,23 +163,22 @@ AVX2 static inline __m256d tanh4d(__m256d x) {
     const __m256d sign = S4(-0.0);
     __m256d ax = _mm256_min_pd(_mm256_andnot_pd(sign, x), S4(TANH_CLAMP));
     __m256d y = ADD4(ax, ax);
-    __m256d kp = ADD4(MUL4(y, S4(INV_LN2)), S4(SHIFT));
+    __m256d kp = ADD4(MUL4(y, S4(INV_LN2_16)), S4(SHIFT));
     __m256d k = SUB4(kp, S4(SHIFT));
-    __m256d r = SUB4(y, MUL4(k, S4(LN2_HI)));
-    r = SUB4(r, MUL4(k, S4(LN2_LO)));
-    __m256d r2 = MUL4(r, r), r4 = MUL4(r2, r2), r8 = MUL4(r4, r4);
+    __m256d r = SUB4(y, MUL4(k, S4(LN2_16_HI)));
+    r = SUB4(r, MUL4(k, S4(LN2_16_LO)));
+    __m256d r2 = MUL4(r, r), r4 = MUL4(r2, r2);
     __m256d p01 = ADD4(S4(C0), MUL4(S4(C1), r)), p23 = ADD4(S4(C2), MUL4(S4(C3), r));
-    __m256d p45 = ADD4(S4(C4), MUL4(S4(C5), r)), p67 = ADD4(S4(C6), MUL4(S4(C7), r));
-    __m256d p89 = ADD4(S4(C8), MUL4(S4(C9), r)), pab = ADD4(S4(C10), MUL4(S4(C11), r));
-    __m256d p03 = ADD4(p01, MUL4(p23, r2)), p47 = ADD4(p45, MUL4(p67, r2));
-    __m256d p8b = ADD4(p89, MUL4(pab, r2));
-    __m256d p07 = ADD4(p03, MUL4(p47, r4));
-    __m256d p = ADD4(p07, MUL4(p8b, r8));
+    __m256d p45 = ADD4(S4(C4), MUL4(S4(C5), r));
+    __m256d p03 = ADD4(p01, MUL4(p23, r2)), p46 = ADD4(p45, MUL4(S4(C6), r2));
+    __m256d p = ADD4(p03, MUL4(p46, r4));
     __m256d q = MUL4(r, p);
-    __m256i sb =
-        _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(kp), _mm256_set1_epi64x(1023)), 52);
-    __m256d sc = _mm256_castsi256_pd(sb);
-    __m256d m = ADD4(MUL4(sc, q), SUB4(sc, S4(1.0)));
+    __m256i bits = _mm256_castpd_si256(kp);
+    __m256d T = _mm256_i64gather_pd(EXP2_16, _mm256_and_si256(bits, _mm256_set1_epi64x(15)), 8);
+    __m256i sb = _mm256_slli_epi64(
+        _mm256_add_epi64(_mm256_srli_epi64(bits, 4), _mm256_set1_epi64x(1023)), 52);
+    __m256d S = MUL4(T, _mm256_castsi256_pd(sb));
+    __m256d m = ADD4(MUL4(S, q), SUB4(S, S4(1.0)));
     __m256d t = _mm256_div_pd(m, ADD4(m, S4(2.0)));
     return _mm256_or_pd(t, _mm256_and_pd(sign, x)); /* copysign */
 }
@@ -339,27 +341,27 @@ static const spk_kernels k_avx2 = {
 /* tanh_scalar1 on 8 lanes: the same operations, grouped the same way. */
 AVX512 static inline __m512d tanh8d(__m512d x) {
     const __m512i signbit = _mm512_set1_epi64((long long)0x8000000000000000ULL);
+    const __m512d tlo = _mm512_loadu_pd(EXP2_16), thi = _mm512_loadu_pd(EXP2_16 + 8);
     __m512i xi = _mm512_castpd_si512(x);
     __m512d ax = _mm512_castsi512_pd(_mm512_andnot_si512(signbit, xi));
     ax = _mm512_min_pd(ax, S8(TANH_CLAMP));
     __m512d y = ADD8(ax, ax);
-    __m512d kp = ADD8(MUL8(y, S8(INV_LN2)), S8(SHIFT));
+    __m512d kp = ADD8(MUL8(y, S8(INV_LN2_16)), S8(SHIFT));
     __m512d k = SUB8(kp, S8(SHIFT));
-    __m512d r = SUB8(y, MUL8(k, S8(LN2_HI)));
-    r = SUB8(r, MUL8(k, S8(LN2_LO)));
-    __m512d r2 = MUL8(r, r), r4 = MUL8(r2, r2), r8 = MUL8(r4, r4);
+    __m512d r = SUB8(y, MUL8(k, S8(LN2_16_HI)));
+    r = SUB8(r, MUL8(k, S8(LN2_16_LO)));
+    __m512d r2 = MUL8(r, r), r4 = MUL8(r2, r2);
     __m512d p01 = ADD8(S8(C0), MUL8(S8(C1), r)), p23 = ADD8(S8(C2), MUL8(S8(C3), r));
-    __m512d p45 = ADD8(S8(C4), MUL8(S8(C5), r)), p67 = ADD8(S8(C6), MUL8(S8(C7), r));
-    __m512d p89 = ADD8(S8(C8), MUL8(S8(C9), r)), pab = ADD8(S8(C10), MUL8(S8(C11), r));
-    __m512d p03 = ADD8(p01, MUL8(p23, r2)), p47 = ADD8(p45, MUL8(p67, r2));
-    __m512d p8b = ADD8(p89, MUL8(pab, r2));
-    __m512d p07 = ADD8(p03, MUL8(p47, r4));
-    __m512d p = ADD8(p07, MUL8(p8b, r8));
+    __m512d p45 = ADD8(S8(C4), MUL8(S8(C5), r));
+    __m512d p03 = ADD8(p01, MUL8(p23, r2)), p46 = ADD8(p45, MUL8(S8(C6), r2));
+    __m512d p = ADD8(p03, MUL8(p46, r4));
     __m512d q = MUL8(r, p);
-    __m512i sb =
-        _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(kp), _mm512_set1_epi64(1023)), 52);
-    __m512d sc = _mm512_castsi512_pd(sb);
-    __m512d m = ADD8(MUL8(sc, q), SUB8(sc, S8(1.0)));
+    __m512i bits = _mm512_castpd_si512(kp);
+    __m512d T = _mm512_permutex2var_pd(tlo, bits, thi); /* the low 4 bits pick the entry */
+    __m512i sb = _mm512_slli_epi64(
+        _mm512_add_epi64(_mm512_srli_epi64(bits, 4), _mm512_set1_epi64(1023)), 52);
+    __m512d S = MUL8(T, _mm512_castsi512_pd(sb));
+    __m512d m = ADD8(MUL8(S, q), SUB8(S, S8(1.0)));
     __m512d t = _mm512_div_pd(m, ADD8(m, S8(2.0)));
     return _mm512_castsi512_pd(
         _mm512_or_si512(_mm512_castpd_si512(t), _mm512_and_si512(signbit, xi)));
