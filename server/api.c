@@ -72,6 +72,21 @@ static int decode_batch(ss_req *r, const spk_model *m, ss_batch *b, enum MHD_Res
     return 0;
 }
 
+/* With --wal, a new session is on disk before it is announced: its file (so a log
+ * checkpoint racing with this cannot lose it) and, for an id a client chose (PUT), a record
+ * in its worker's log after any earlier close of that id. 0 or -1 with err. */
+static int durable_new(ss_app *a, ss_sess *s, int logged, char *err, size_t errlen) {
+    if (!a->wal) return 0;
+    if (ss_store_save(a->cfg.state_dir, s, err, errlen) != 0) return -1;
+    if (!logged) return 0;
+    uint8_t *buf;
+    size_t len;
+    if (ss_store_encode(s, 1, &buf, &len, err, errlen) != 0) return -1;
+    int rc = ss_wal_snap(a->wal, s->worker, s->id, buf, len, err, errlen);
+    free(buf);
+    return rc == 0 ? ss_wal_sync(a->wal, s->worker, err, errlen) : -1;
+}
+
 static enum MHD_Result open_session(ss_req *r) {
     ss_app *a = r->app;
     int mi = find_model(r);
@@ -92,8 +107,13 @@ static enum MHD_Result open_session(ss_req *r) {
     ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
     if (!s) return ss_http_error(r, 503, NULL, "out of memory for a session");
     s->owner = r->owner;
+    if (durable_new(a, s, 0, err, sizeof err) != 0) {
+        ss_sess_unref(s);
+        return ss_http_error(r, 503, NULL, "%s", err);
+    }
     int rc = ss_table_insert(a->table, s);
     if (rc != 0) {
+        if (a->wal) ss_store_remove(a->cfg.state_dir, id);
         ss_sess_unref(s);
         if (rc == -1)
             return ss_http_error(r, 503, "too_many_sessions",
@@ -238,6 +258,11 @@ static enum MHD_Result put_state(ss_req *r) {
             ss_job_free(j);
             return ss_http_error(r, 400, NULL, "%s", err);
         }
+        if (durable_new(a, s, 1, err, sizeof err) != 0) {
+            ss_sess_unref(s);
+            ss_job_free(j);
+            return ss_http_error(r, 503, NULL, "%s", err);
+        }
         rc = ss_table_insert(a->table, s);
         if (rc == -2) { /* created meanwhile: replace it through its worker */
             ss_sess_unref(s);
@@ -245,6 +270,7 @@ static enum MHD_Result put_state(ss_req *r) {
         }
         ss_job_free(j);
         if (rc == -1) {
+            if (a->wal) ss_store_remove(a->cfg.state_dir, r->sid);
             ss_sess_unref(s);
             return ss_http_error(r, 503, "too_many_sessions",
                                  "sessions: the limit (--max-sessions %u) is reached",

@@ -110,6 +110,45 @@ static void restore_bad(const char *path, const char *msg, void *arg) {
     c->bad++;
 }
 
+static uint32_t pick(void *arg) {
+    return ss_app_pick_worker(arg);
+}
+
+/* Replay the logs over the restored sessions, save what they changed, empty the logs. No
+ * worker or HTTP thread sees a session yet. */
+static int replay_wal(ss_app *a, char *err, size_t errlen) {
+    ss_wal_stats st;
+    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models, pick, a, &st, err,
+                      errlen) != 0)
+        return -1;
+    ss_sess **all;
+    size_t n;
+    if (ss_table_list(a->table, &all, &n) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && all[i]->wal_dirty) {
+            if (ss_store_save(a->cfg.state_dir, all[i], err, errlen) != 0) rc = -1;
+            all[i]->wal_dirty = 0;
+            all[i]->saved_ms = all[i]->active_ms;
+        }
+        ss_sess_unref(all[i]);
+    }
+    free(all);
+    if (rc != 0) return -1;
+    for (size_t i = 0; i < st.created; i++)
+        ss_metrics_session_restored(a->metrics);
+    if (st.records)
+        fprintf(stderr,
+                "spikeserve: write-ahead log: %zu records, %zu applied, %zu already saved or "
+                "skipped, %zu sessions created, %zu closed%s\n",
+                st.records, st.applied, st.skipped, st.created, st.closed,
+                st.torn ? ", a torn tail ignored" : "");
+    return ss_wal_start(a->wal, err, errlen);
+}
+
 uint32_t ss_app_pick_worker(ss_app *a) {
     return __atomic_fetch_add(&a->next_worker, 1, __ATOMIC_RELAXED) % ss_pool_workers(a->pool);
 }
@@ -137,7 +176,14 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    ss_exec_env env = {a->table, a->metrics, a->cfg.state_dir, a->models, a->n_models};
+    if (a->cfg.wal) {
+        if (mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
+            return -1;
+        }
+        if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
+    }
+    ss_exec_env env = {a->table, a->metrics, a->cfg.state_dir, a->models, a->n_models, a->wal};
     a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
     if (!a->pool) return -1;
     if (a->cfg.state_dir[0]) {
@@ -152,6 +198,7 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         if (c.ok || c.bad)
             fprintf(stderr, "spikeserve: restored %zu sessions from %s (%zu failed)\n", c.ok,
                     a->cfg.state_dir, c.bad);
+        if (a->wal && replay_wal(a, err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -165,6 +212,13 @@ static void submit_free(ss_app *a, ss_sess *s, ss_job_kind k, int force) {
     j->sess = s;
     j->done = ss_job_done_free;
     if (ss_pool_submit(a->pool, s->worker, j, force) != 0) ss_job_free(j);
+}
+
+static void submit_worker(ss_app *a, uint32_t w, ss_job_kind k) {
+    ss_job *j = ss_job_new(k);
+    if (!j) return;
+    j->done = ss_job_done_free;
+    if (ss_pool_submit(a->pool, w, j, 1) != 0) ss_job_free(j);
 }
 
 static void *janitor(void *arg) {
@@ -196,13 +250,17 @@ static void *janitor(void *arg) {
                 pthread_mutex_unlock(&s->mu);
                 if (expired)
                     submit_free(a, s, SS_JOB_EXPIRE, 1);
-                else if (checkpoint && changed)
-                    submit_free(a, s, SS_JOB_SAVE, 0);
+                else if (checkpoint && changed && !a->wal) /* past a full queue too: under
+                                                            * steady load it is always full */
+                    submit_free(a, s, SS_JOB_SAVE, 1);
                 if (keepalive) ss_sess_keepalive(s);
                 ss_sess_unref(s);
             }
             free(all);
         }
+        if (checkpoint && a->wal) /* each worker saves what its log holds, then empties it */
+            for (uint32_t w = 0; w < ss_pool_workers(a->pool); w++)
+                submit_worker(a, w, SS_JOB_CHECKPOINT);
         if (keepalive) last_keepalive = now;
         if (checkpoint) last_checkpoint = now;
         pthread_mutex_lock(&a->jmu);
@@ -262,8 +320,11 @@ int ss_app_save_all(ss_app *a) {
     ss_sess **all;
     size_t n;
     if (!a->cfg.state_dir[0] || !a->pool || ss_table_list(a->table, &all, &n) != 0) return 0;
+    if (a->wal) /* every change is in a log: each worker saves what its log holds */
+        for (uint32_t w = 0; w < ss_pool_workers(a->pool); w++)
+            submit_worker(a, w, SS_JOB_CHECKPOINT);
     for (size_t i = 0; i < n; i++) {
-        submit_free(a, all[i], SS_JOB_SAVE, 1);
+        if (!a->wal) submit_free(a, all[i], SS_JOB_SAVE, 1);
         ss_sess_unref(all[i]);
     }
     free(all);
@@ -288,6 +349,7 @@ void ss_app_free(ss_app *a) {
     stop_janitor(a);
     ss_app_stop_http(a);
     ss_pool_free(a->pool);
+    ss_wal_free(a->wal);
     ss_table_free(a->table);
     for (size_t i = 0; i < a->n_models; i++)
         spk_model_free(a->models[i]);

@@ -24,6 +24,7 @@ typedef struct ss_app {
     ss_metrics *metrics;
     ss_auth *auth; /* NULL: no API keys */
     ss_pool *pool;
+    ss_wal *wal; /* NULL without --wal */
     struct MHD_Daemon *daemon;
     uint16_t port;
     int draining;         /* atomic: /readyz 503, new work 503 */

@@ -46,6 +46,17 @@ static const opt opts[] = {
     {"access-log", OPT_U32, S(access_log), "1", "1: one log line per request on stderr"},
     {"api-keys", OPT_STR, S(api_keys), "",
      "Bearer API keys, comma-separated, or @FILE with one per line (empty: no keys needed)"},
+    {"wal", OPT_U32, S(wal), "0",
+     "1: write-ahead log in --state-dir; every accepted change is fsync'd before it is "
+     "answered, so even SIGKILL loses nothing acknowledged"},
+    {"metrics-auth", OPT_U32, S(metrics_auth), "0",
+     "1: /metrics needs an API key too (with --api-keys); /healthz and /readyz stay open"},
+    {"connection-timeout", OPT_U32, S(connection_timeout), "60",
+     "seconds a connection may stay silent before it is closed (slow clients)"},
+    {"max-header-bytes", OPT_U32, S(max_header_bytes), "16384",
+     "memory per connection for the request line and headers (bigger: the request fails)"},
+    {"max-connections-per-ip", OPT_U32, S(max_conn_per_ip), "0",
+     "concurrent HTTP connections from one client address (0: no limit)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -138,6 +149,14 @@ int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errle
         return -1;
     }
     if (c->http_threads == 0) c->http_threads = 1;
+    if (c->wal && !c->state_dir[0]) {
+        snprintf(err, errlen, "--wal needs --state-dir");
+        return -1;
+    }
+    if (c->max_header_bytes < 1024) {
+        snprintf(err, errlen, "max-header-bytes must be >= 1024");
+        return -1;
+    }
     if (c->queue_depth == 0 || c->max_steps == 0 || c->max_body_bytes == 0) {
         snprintf(err, errlen, "queue-depth, max-steps and max-body-bytes must be >= 1");
         return -1;

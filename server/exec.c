@@ -20,6 +20,7 @@
 #include "api.pb-c.h"
 
 #define MAX_GROUP 64
+#define MAX_DEFER 64
 
 struct ss_exec {
     ss_exec_env env;
@@ -28,6 +29,8 @@ struct ss_exec {
     spk_state **spare;     /* per model, for INFER (made on first use) */
     uint8_t *arena;
     size_t arena_cap;
+    ss_job *defer[MAX_DEFER]; /* run, answered after the write-ahead log is synced */
+    size_t n_defer;
 };
 
 ss_job *ss_job_new(ss_job_kind kind) {
@@ -355,6 +358,9 @@ static void close_session(ss_exec *x, ss_sess *s, const char *reason, int expire
     s->closed = 1;
     pthread_mutex_unlock(&s->mu);
     if (was) return;
+    char err[256];
+    if (x->env.wal && ss_wal_close(x->env.wal, s, err, sizeof err) != 0)
+        fprintf(stderr, "spikeserve: session %s: %s\n", s->id, err);
     ss_sess_end_subs(s, reason);
     if (ss_table_remove(x->env.table, s)) ss_sess_unref(s);
     if (x->env.state_dir && *x->env.state_dir) ss_store_remove(x->env.state_dir, s->id);
@@ -376,6 +382,13 @@ static void run_other(ss_exec *x, ss_job *j) {
     }
     switch (j->kind) {
     case SS_JOB_RESET:
+        if (x->env.wal) {
+            if (ss_wal_reset(x->env.wal, s, err, sizeof err) != 0) {
+                ss_reply_error(&j->reply, j->out_pb, 503, NULL, "%s", err);
+                break;
+            }
+            j->logged = 1;
+        }
         /* seq starts over too: a client that numbers its batches from 1 again after a
          * reset must not get the stored answer of an earlier seq 1 */
         spk_state_reset(s->state);
@@ -403,6 +416,21 @@ static void run_other(ss_exec *x, ss_job *j) {
         if (ss_store_apply(s, &j->snap, err, sizeof err) != 0) {
             ss_reply_error(&j->reply, j->out_pb, 409, NULL, "%s", err);
             break;
+        }
+        if (x->env.wal) {
+            uint8_t *buf;
+            size_t len;
+            int rc = ss_store_encode(s, 1, &buf, &len, err, sizeof err);
+            if (rc == 0) {
+                rc = ss_wal_snap(x->env.wal, s->worker, s->id, buf, len, err, sizeof err);
+                free(buf);
+            }
+            if (rc != 0) {
+                ss_reply_error(&j->reply, j->out_pb, 503, NULL, "%s", err);
+                break;
+            }
+            s->wal_dirty = 1;
+            j->logged = 1;
         }
         ss_sess_end_subs(s, "restored");
         ss_wire_session(&j->reply, j->out_pb, 200, s);
@@ -434,6 +462,11 @@ static void run_other(ss_exec *x, ss_job *j) {
         pthread_mutex_unlock(&s->mu);
         break;
     }
+    case SS_JOB_CHECKPOINT:
+        if (x->env.wal && ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir,
+                                            err, sizeof err) != 0)
+            fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
+        break;
     default:
         ss_reply_error(&j->reply, j->out_pb, 500, NULL, "bad job kind %d", (int)j->kind);
     }
@@ -446,6 +479,41 @@ static void complete(ss_job *j) {
         pthread_mutex_unlock(&j->sess->mu);
     }
     if (j->done) j->done(j);
+}
+
+/* Answer the deferred jobs, after one sync of the write-ahead log for all of them (group
+ * commit): nothing is acknowledged before its record is durable. */
+static void flush(ss_exec *x) {
+    char err[256];
+    if (x->env.wal && ss_wal_sync(x->env.wal, x->worker, err, sizeof err) != 0) {
+        fprintf(stderr, "spikeserve: worker %u: %s\n", x->worker, err);
+        for (size_t i = 0; i < x->n_defer; i++)
+            if (x->defer[i]->logged && x->defer[i]->reply.status < 400) {
+                ss_reply_clear(&x->defer[i]->reply);
+                ss_reply_error(&x->defer[i]->reply, x->defer[i]->out_pb, 503, NULL, "%s", err);
+            }
+    }
+    for (size_t i = 0; i < x->n_defer; i++)
+        complete(x->defer[i]);
+    x->n_defer = 0;
+}
+
+static void defer(ss_exec *x, ss_job *j) {
+    if (x->n_defer == MAX_DEFER) flush(x);
+    x->defer[x->n_defer++] = j;
+}
+
+/* With a write-ahead log, a step is logged before it runs: 0, or -1 with a 503 reply. */
+static int log_step(ss_exec *x, ss_job *j) {
+    if (!x->env.wal || !j->sess) return 0;
+    char err[256];
+    if (ss_wal_step(x->env.wal, j->sess, spk_state_t(j->sess->state), &j->batch, err, sizeof err) !=
+        0) {
+        ss_reply_error(&j->reply, j->out_pb, 503, NULL, "%s", err);
+        return -1;
+    }
+    j->logged = 1;
+    return 0;
 }
 
 void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n) {
@@ -464,20 +532,23 @@ void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n) {
         if (!joins && gn) {
             run_group(x, g, gn);
             for (size_t k = 0; k < gn; k++)
-                complete(g[k]);
+                defer(x, g[k]);
             gn = 0;
         }
         if (!j) break;
         if (j->kind == SS_JOB_STEP || j->kind == SS_JOB_INFER) {
-            if (j->kind == SS_JOB_INFER || step_admit(j)) {
+            /* the session's earlier jobs have run (a second job of a session in the group
+             * closed it above), so its t now is this batch's t0 */
+            if (j->kind == SS_JOB_INFER || (step_admit(j) && log_step(x, j) == 0)) {
                 g[gn++] = j;
                 gm = job_model(j);
             } else {
-                complete(j);
+                defer(x, j);
             }
         } else {
             run_other(x, j);
-            complete(j);
+            defer(x, j);
         }
     }
+    flush(x);
 }

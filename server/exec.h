@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "session.h"
 #include "store.h"
+#include "wal.h"
 #include "wire.h"
 
 typedef enum {
@@ -27,6 +28,7 @@ typedef enum {
     SS_JOB_CLOSE,     /* sess: DELETE */
     SS_JOB_EXPIRE,    /* sess: close it if it is still idle */
     SS_JOB_SAVE,      /* sess: write it to the state directory */
+    SS_JOB_CHECKPOINT, /* no session: save this worker's sessions in its log, empty the log */
 } ss_job_kind;
 
 typedef struct ss_job ss_job;
@@ -40,6 +42,7 @@ struct ss_job {
     int out_pb;   /* reply in protobuf */
     ss_snap snap; /* STATE_PUT */
     uint64_t tag; /* the submitter's (stream: line number) */
+    int logged;   /* its change is in the write-ahead log (answered after the sync) */
     ss_reply reply;
     void (*done)(ss_job *j); /* called by the worker when the reply is ready */
     void *ctx;
@@ -55,6 +58,7 @@ typedef struct {
     const char *state_dir; /* "" or NULL: none */
     spk_model *const *models;
     size_t n_models;
+    ss_wal *wal; /* NULL: no write-ahead log (--wal 0) */
 } ss_exec_env;
 
 typedef struct ss_exec ss_exec;

@@ -238,7 +238,8 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (neg < 0)
         return ss_http_error(r, 406, NULL, "cannot answer in any type of Accept: %.200s", accept);
-    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ && r->route != SS_R_METRICS) {
+    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ &&
+        (r->route != SS_R_METRICS || a->cfg.metrics_auth)) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
         int rc_auth = ss_auth_check(a->auth, h, &r->owner);
         if (rc_auth == -1)
@@ -380,12 +381,15 @@ int ss_http_start(ss_app *a, char *err, size_t errlen) {
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | v6;
-    a->daemon = MHD_start_daemon(flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a,
-                                 MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, completed,
-                                 a, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)a->cfg.http_threads,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned)a->cfg.max_connections,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                                 MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    a->daemon =
+        MHD_start_daemon(flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR,
+                         sa, MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)a->cfg.http_threads, MHD_OPTION_CONNECTION_LIMIT,
+                         (unsigned)a->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)a->cfg.connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                         (size_t)a->cfg.max_header_bytes + 16384,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_conn_per_ip,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!a->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%u (port in use?)", a->cfg.bind, a->cfg.port);
         return -1;

@@ -30,6 +30,7 @@ typedef struct ss_sess {
     uint8_t *last_pb; /* worker-owned: stored StepResult (protobuf) of last_seq */
     size_t last_pb_len;
     unsigned last_outputs; /* worker-owned: output mask of that answer */
+    int wal_dirty;         /* worker-owned: changes in the write-ahead log since its last save */
 
     pthread_mutex_t mu; /* guards what follows */
     uint64_t t, last_seq;
