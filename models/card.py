@@ -135,7 +135,11 @@ def main(argv=None):
     L0 = net.layers[0]
     consts = ", ".join(f"{k} = {v:g}" for k, v in L0.constants().items())
     bh = torch.cat([L.b_h.detach() for L in net.layers])
-    hist = ck["history"]
+    # The run's whole history and wall time are in its last checkpoint (best.pt stops at
+    # the best epoch).
+    last = os.path.join(os.path.dirname(a.checkpoint), "last.pt")
+    run = load_checkpoint(last)[1] if os.path.exists(last) else ck
+    hist = run["history"]
     best = max(hist, key=lambda r: r["test_acc"])
     enc = meta["encoding"]
     lines = [
@@ -145,7 +149,7 @@ def main(argv=None):
         "",
         "| | |", "|---|---|",
         f"| architecture | {' - '.join(map(str, net.arch()))} ({len(net.layers)} SRC layers + "
-        f"leaky readout, alpha_o = {net.readout.alpha:g}) |",
+        f"readout, alpha_o = {net.readout.alpha:g}) |",
         f"| parameters | {sum(p.numel() for p in net.parameters())} |",
         f"| file | `{os.path.basename(a.model)}`, {os.path.getsize(a.model)} bytes |",
         f"| SRC constants | {consts} (every layer) |",
@@ -156,8 +160,9 @@ def main(argv=None):
         f"{enc['steps']} steps after {enc['warmup_steps']} silent warm-up steps |",
         f"| labels | {', '.join(meta['labels'])} |",
         f"| prediction | argmax of the readout at the last step ({enc['steps'] + enc['warmup_steps']}) |",
-        f"| training | {len(hist)} epochs, best test accuracy at epoch {best['epoch']}, "
-        f"{ck['wall_s'] / 60:.1f} min wall-clock for the whole run on 1 shared CPU core |",
+        f"| training | {len(hist)} epochs of 60,000 images, {run['wall_s'] / 60:.1f} min "
+        f"wall-clock on 1 thread of a shared 2-core machine; shipped: the checkpoint of epoch "
+        f"{ck['epoch']} (best test accuracy) |",
         f"| test accuracy, PyTorch | {acc_t:.2f} % (10,000 test images) |",
         f"| test accuracy, C engine | {acc_c:.2f} % (10,000 test images, spk_encode seed {SEED}) |",
         f"| non-zero outputs per layer (C engine) | "
