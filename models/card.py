@@ -131,6 +131,8 @@ def main(argv=None):
         cmd.append(f"--{k.replace('_', '-')} {args[k]}")
     if args["learn_bh"]:
         cmd.append("--learn-bh")
+    if args.get("init_from"):
+        cmd.append(f"--init-from {args['init_from']}")
     cmd.append(f"--out {os.path.relpath(os.path.dirname(a.checkpoint))}")
     L0 = net.layers[0]
     consts = ", ".join(f"{k} = {v:g}" for k, v in L0.constants().items())

@@ -218,6 +218,8 @@ def main(argv=None):
     ap.add_argument("--data", default=DATA)
     ap.add_argument("--out", required=True, help="run directory (checkpoints, log)")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--init-from", metavar="MODEL",
+                    help="fine-tune: start from a model file (.spk) or a checkpoint (.pt)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
 
@@ -232,7 +234,25 @@ def main(argv=None):
         xte, yte = xte[:args.test_limit], yte[:args.test_limit]
     enc = encoding_of(args)
 
-    net = build(args)
+    if args.init_from:
+        # Fine-tuning: the network (sizes, constants, weights, initial states) comes from a
+        # model file or a checkpoint; --hidden and the init options are not used.
+        from export import ExportError, load_checkpoint, load_model
+        try:
+            if args.init_from.endswith(".pt"):
+                net = load_checkpoint(args.init_from)[0]
+                if args.learn_bh and not isinstance(net.layers[0].b_h, torch.nn.Parameter):
+                    sys.exit("train: --learn-bh with a checkpoint trained without it")
+            else:
+                net = load_model(args.init_from, learn_bh=args.learn_bh)
+        except ExportError as e:
+            sys.exit(f"train: --init-from: {e}")
+        if net.n_in != 784 or net.n_out != 10 or net.readout is None:
+            sys.exit(f"train: --init-from: {args.init_from} is not a 784-input, 10-class model")
+        args.hidden = ",".join(str(L.n) for L in net.layers)
+        args.readout_alpha = net.readout.alpha
+    else:
+        net = build(args)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     start, best, hist, wall = 0, -1.0, [], 0.0
     last = os.path.join(args.out, "last.pt")
@@ -247,7 +267,7 @@ def main(argv=None):
         opt.load_state_dict(ck["optimizer"])
         start, best, hist, wall = ck["epoch"], ck["best_acc"], ck["history"], ck["wall_s"]
         print(f"resumed from {last} at epoch {start} (best {best:.2f}%)", file=sys.stderr)
-    else:
+    elif not args.init_from:
         g = torch.Generator().manual_seed(args.seed * 1000 + 999)
         idx = torch.randperm(len(xtr), generator=g)[:512]
         if args.init in ("fire", "fire-bh"):
