@@ -236,6 +236,15 @@ def main():
                 lines = p.stdout.strip().splitlines()
                 check(lines and lines[-1] == pylast[k],
                       f"README python example {k} prints {pylast[k]} last (got {lines[-1:]})")
+    # every shipped model has a card, and the README links every card
+    zoo = os.path.join(ROOT, "models", "zoo")
+    shipped = sorted(f[:-4] for f in os.listdir(zoo) if f.endswith(".spk")) if os.path.isdir(zoo) else []
+    for name in shipped:
+        check(os.path.exists(os.path.join(zoo, name + ".md")), f"models/zoo/{name}.md exists")
+        check(f"(models/zoo/{name}.md)" in readme, f"README links the card of {name}")
+    for link in re.findall(r"\]\((models/zoo/[^)]+)\)", readme):
+        check(os.path.exists(os.path.join(ROOT, link)), f"README link {link} exists")
+
     # the training example: a small run, exported, served
     trainblocks = [body for lang, body in bl if lang == "sh" and "models/train.py" in body]
     check(len(trainblocks) == 1, "README has one training example")
