@@ -48,7 +48,7 @@ def main():
             for j in fire:
                 pb.events.add(step=0, input=int(j))
             fp.write(pb.SerializeToString().hex() + "\n")
-    print(m.name, path, kind.replace(" ", "_"))
+    print(m.name, path, kind)  # the shell reads the kind as the rest of the line
 
 
 if __name__ == "__main__":
