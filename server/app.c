@@ -118,8 +118,8 @@ static uint32_t pick(void *arg) {
  * worker or HTTP thread sees a session yet. */
 static int replay_wal(ss_app *a, char *err, size_t errlen) {
     ss_wal_stats st;
-    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models, pick, a, &st, err,
-                      errlen) != 0)
+    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models,
+                      (size_t)a->cfg.max_output_bytes, pick, a, &st, err, errlen) != 0)
         return -1;
     ss_sess **all;
     size_t n;

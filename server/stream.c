@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "lines.h"
 
 #define MAX_ERRORS 16
 
@@ -25,9 +26,8 @@ typedef struct ss_stream {
     pthread_mutex_t mu;
     ss_req *req;
     ss_sess *sess;
-    char *line;
-    size_t len, cap;
-    int too_long, ended;
+    ss_lines split; /* the NDJSON splitter */
+    int ended;
     uint64_t lines, ok, failed;
     json_t *errors;
     uint32_t outstanding;
@@ -40,7 +40,7 @@ static void destroy(ss_stream *s) {
     ss_job_free(s->blocked);
     ss_sess_unref(s->sess);
     json_decref(s->errors);
-    free(s->line);
+    ss_lines_free(&s->split);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -118,6 +118,7 @@ int ss_stream_begin(ss_req *r) {
     pthread_mutex_init(&s->mu, NULL);
     s->req = r;
     s->sess = sess;
+    ss_lines_init(&s->split, r->app->cfg.max_body_bytes);
     s->waiter.wake = space_wake;
     s->waiter.arg = s;
     r->stream = s;
@@ -163,14 +164,10 @@ static int push_blocked(ss_stream *s) {
     return 0;
 }
 
+/* One non-blank, trimmed line (lines.h). */
 static void take_line(ss_stream *s, const char *p, size_t n) {
     ss_req *r = s->req;
-    while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
-        n--;
     size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t'))
-        i++;
-    if (i == n) return; /* blank */
     uint64_t no = ++s->lines;
     ss_limits lim = {r->app->cfg.max_steps, r->app->cfg.max_events};
     char err[512];
@@ -203,57 +200,23 @@ static void take_line(ss_stream *s, const char *p, size_t n) {
     s->blocked = j;
 }
 
+static int on_line(void *arg, const char *p, size_t n) {
+    ss_stream *s = arg;
+    take_line(s, p, n);
+    return s->blocked && push_blocked(s); /* paused: the rest waits in MHD's buffer */
+}
+
+static int on_last_line(void *arg, const char *p, size_t n) {
+    take_line(arg, p, n);
+    return 0;
+}
+
 enum MHD_Result ss_stream_data(ss_req *r, const char *data, size_t *size) {
     ss_stream *s = r->stream;
     if (s->blocked && push_blocked(s)) return MHD_YES; /* still paused; data kept */
-    size_t max = r->app->cfg.max_body_bytes;
-    const char *p = data, *end = data + *size;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = (size_t)((nl ? nl : end) - p);
-        if (s->too_long || s->len + n > max) {
-            s->too_long = 1; /* discard the rest of the upload */
-            p = end;
-            break;
-        }
-        if (!nl) { /* partial line: keep it (bounded by max) */
-            if (s->len + n > s->cap) {
-                size_t cap = s->cap ? s->cap : 4096;
-                while (cap < s->len + n)
-                    cap *= 2;
-                char *b = realloc(s->line, cap);
-                if (!b) return MHD_NO;
-                s->line = b;
-                s->cap = cap;
-            }
-            memcpy(s->line + s->len, p, n);
-            s->len += n;
-            p = end;
-            break;
-        }
-        if (s->len) {
-            if (s->len + n > s->cap) {
-                size_t cap = s->cap ? s->cap : 4096;
-                while (cap < s->len + n)
-                    cap *= 2;
-                char *b = realloc(s->line, cap);
-                if (!b) return MHD_NO;
-                s->line = b;
-                s->cap = cap;
-            }
-            memcpy(s->line + s->len, p, n);
-            take_line(s, s->line, s->len + n);
-            s->len = 0;
-        } else {
-            take_line(s, p, n);
-        }
-        p = nl + 1;
-        if (s->blocked && push_blocked(s)) {
-            *size = (size_t)(end - p); /* the rest waits in MHD's buffer */
-            return MHD_YES;
-        }
-    }
-    *size = 0;
+    size_t used;
+    if (ss_lines_feed(&s->split, data, *size, &used, on_line, s) != 0) return MHD_NO;
+    *size -= used;
     return MHD_YES;
 }
 
@@ -261,12 +224,7 @@ enum MHD_Result ss_stream_end(ss_req *r) {
     ss_stream *s = r->stream;
     if (!s->ended) {
         s->ended = 1;
-        if (s->too_long) {
-            /* fall through to the summary with a 413 */
-        } else if (s->len) {
-            take_line(s, s->line, s->len);
-            s->len = 0;
-        }
+        ss_lines_end(&s->split, on_last_line, s); /* nothing when too long: a 413 below */
     }
     if (s->blocked && push_blocked(s)) return MHD_YES;
     pthread_mutex_lock(&s->mu);
@@ -277,7 +235,7 @@ enum MHD_Result ss_stream_end(ss_req *r) {
         return MHD_YES;
     }
     pthread_mutex_unlock(&s->mu);
-    if (s->too_long)
+    if (s->split.too_long)
         return ss_http_error(r, 413, "line_too_large",
                              "a line exceeds the limit %llu bytes (--max-body-bytes)",
                              (unsigned long long)r->app->cfg.max_body_bytes);

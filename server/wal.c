@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "api.pb-c.h"
+#include "exec.h"
 
 enum { REC_STEP = 1, REC_RESET = 2, REC_CLOSE = 3, REC_SNAP = 4 };
 #define REC_MAX ((size_t)1 << 30)
@@ -325,6 +326,11 @@ int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *d
 
 /* ---- replay ---- */
 
+static size_t al16(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
+
+/* One allocation: [layer buffers][spikes][readout], each part 16-byte aligned. */
 static void replay_outputs(const spk_model *m, unsigned outputs, uint32_t steps, spk_output *o,
                            void **mem) {
     uint32_t last = m->layers[m->n_layers - 1].n;
@@ -335,14 +341,15 @@ static void replay_outputs(const spk_model *m, unsigned outputs, uint32_t steps,
             total += spk_max_spikes(m->layers[l].n, steps);
     size_t nro =
         m->has_readout ? (size_t)m->readout.n * ((outputs & SS_OUT_READOUT_ALL) ? steps : 1) : 0;
-    uint8_t *p = malloc(total * sizeof(spk_spike) + m->n_layers * sizeof(spk_spike_buf) +
-                        (nro + 1) * sizeof(float) + 16);
+    size_t off_sp = al16(m->n_layers * sizeof(spk_spike_buf)),
+           off_ro = off_sp + al16(total * sizeof(spk_spike));
+    uint8_t *p = malloc(off_ro + (nro + 1) * sizeof(float));
     *mem = p;
     if (!p) return;
-    spk_spike *sp = (spk_spike *)(void *)p;
+    spk_spike_buf *lb = (spk_spike_buf *)(void *)p;
+    spk_spike *sp = (spk_spike *)(void *)(p + off_sp);
     o->spikes = (spk_spike_buf){sp, ns, 0};
     sp += ns;
-    spk_spike_buf *lb = (spk_spike_buf *)(void *)(p + total * sizeof(spk_spike));
     if (outputs & SS_OUT_LAYERS) {
         o->layers = lb;
         for (uint32_t l = 0; l < m->n_layers; l++) {
@@ -353,11 +360,12 @@ static void replay_outputs(const spk_model *m, unsigned outputs, uint32_t steps,
     }
     if (m->has_readout) {
         o->readout_every_step = (outputs & SS_OUT_READOUT_ALL) != 0;
-        o->readout = (float *)(void *)((uint8_t *)(lb + m->n_layers));
+        o->readout = (float *)(void *)(p + off_ro);
     }
 }
 
-static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, char *err, size_t errlen) {
+static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, size_t max_out, char *err,
+                       size_t errlen) {
     ss_batch b;
     memset(&b, 0, sizeof b);
     b.has_seq = get_u8(r);
@@ -369,6 +377,10 @@ static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, char *err, size_t e
     int dense = get_u8(r);
     if (r->bad || (size_t)ne * 12 > r->len - r->off) {
         snprintf(err, errlen, "bad step record");
+        return -1;
+    }
+    if (b.steps == 0 || b.steps > (1u << 24) || ss_exec_out_bytes(s->model, &b) > max_out) {
+        snprintf(err, errlen, "step record: %u steps over the limits", b.steps);
         return -1;
     }
     if (spk_state_t(s->state) != t0) return 1; /* already in the session file */
@@ -422,7 +434,7 @@ done:
 
 static int replay_file(const char *path, ss_table *table, spk_model *const *models, size_t n_models,
                        spk_scratch **scratch, uint32_t (*pick)(void *), void *arg, ss_wal_stats *st,
-                       const char *dir) {
+                       const char *dir, size_t max_out) {
     uint8_t *buf;
     size_t len;
     char err[512];
@@ -490,7 +502,7 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
         } else if (!s) {
             rc = 1; /* closed before its last save, or never saved: nothing to apply to */
         } else if (kind == REC_STEP) {
-            rc = replay_step(&r, s, scratch[s->model_idx], err, sizeof err);
+            rc = replay_step(&r, s, scratch[s->model_idx], max_out, err, sizeof err);
         } else if (kind == REC_RESET) {
             spk_state_reset(s->state);
             free(s->last_pb);
@@ -523,8 +535,8 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
 }
 
 int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
-                  size_t errlen) {
+                  size_t max_output_bytes, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
+                  char *err, size_t errlen) {
     memset(st, 0, sizeof *st);
     spk_scratch **scratch = calloc(n_models + 1, sizeof *scratch);
     if (!scratch) goto oom;
@@ -535,7 +547,7 @@ int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, si
         char path[1100];
         file_name(dir, i, path, sizeof path);
         if (access(path, F_OK) != 0) break;
-        replay_file(path, table, models, n_models, scratch, pick, arg, st, dir);
+        replay_file(path, table, models, n_models, scratch, pick, arg, st, dir, max_output_bytes);
     }
     for (size_t i = 0; i < n_models; i++)
         spk_scratch_free(scratch[i]);

@@ -56,12 +56,13 @@ int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *d
 uint64_t ss_wal_bytes(const ss_wal *w);
 
 /* Start-up replay of every wal-*.log of dir into table (before any worker runs). New
- * sessions go to worker pick(arg). Counts what it applied and skipped. */
+ * sessions go to worker pick(arg). A step record whose outputs would need more than
+ * max_output_bytes is refused (skipped). Counts what it applied and skipped. */
 typedef struct {
     size_t records, applied, skipped, created, closed, torn;
 } ss_wal_stats;
 int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
-                  size_t errlen);
+                  size_t max_output_bytes, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
+                  char *err, size_t errlen);
 
 #endif
