@@ -255,7 +255,7 @@ static json_t *batch_to_json(const sc_batch *b) {
 
 char *scw_batch_json(const sc_batch *b) {
     json_t *j = batch_to_json(b);
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(j);
     return s;
 }
@@ -432,7 +432,7 @@ void *scw_classify(int pb, const float *x, uint32_t n, uint64_t seed, size_t *le
     for (uint32_t i = 0; i < n; i++)
         json_array_append_new(v, json_real(x[i]));
     json_t *j = json_pack("{s:o, s:I}", "values", v, "seed", (json_int_t)seed);
-    body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    body = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     if (body) *len = strlen(body);
     json_decref(j);
     return body;
