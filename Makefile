@@ -150,7 +150,8 @@ fuzz: $(FUZZ_BINS)
 proto:
 	cd proto && protoc-c --c_out=. model.proto api.proto && protoc --python_out=. model.proto api.proto
 
-run: all
+# builds just the server (a newcomer's first command should not wait for the test programs)
+run: $(BUILD)/spikeserve
 	$(BUILD)/spikeserve --model-dir models/zoo --bind 127.0.0.1 --port 8080
 
 # ---- Debian packages: `make`, `make run` and `make test` first check what they need and
