@@ -58,6 +58,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
 .PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
+        bench-wal soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -124,11 +125,17 @@ all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_ENGINE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_ENGINE) $(PB_LIBS) $(LDLIBS)
-bench: bench-engine bench-server
+bench: bench-engine bench-server bench-wal
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all
 	tests/bench/bench_server.sh $(BUILD)
+# what --wal costs: /steps requests/s without a state directory, with checkpoints, with --wal
+bench-wal: all
+	tests/bench/bench_wal.sh $(BUILD)
+# ten minutes (SOAK_SECONDS) of mixed load with SIGKILLs and restarts; not part of make test
+soak: all
+	tests/soak/soak.sh $(BUILD)
 
 # ---- fuzzing: libFuzzer harnesses tests/fuzz/fuzz_*.c (clang), seeds in tests/fuzz/corpus/NAME ----
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)

@@ -214,6 +214,48 @@ static void *client(void *arg) {
     return NULL;
 }
 
+/* Soak mode: other traffic alongside (sessions opened, stepped without seq, read, their
+ * event stream opened, closed). Its answers are not checked: it only has to not disturb
+ * the checked sessions. */
+static volatile int mixer_stop;
+static long mixer_rounds;
+static void *mixer(void *arg) {
+    (void)arg;
+    uint64_t rng = 99;
+    while (!mixer_stop) {
+        ts_server srv = server_now();
+        char id[80], path[200];
+        if (ts_open_session(&srv, "tiny", id, sizeof id) != 0) {
+            sleep_ms(50);
+            continue;
+        }
+        for (int k = 0; k < 5; k++) {
+            tb_batch b;
+            tb_random(&b, &rng, 4, N_IN, 0.3);
+            char *j = tb_json(&b, -1);
+            snprintf(path, sizeof path, "/v1/sessions/%s/steps", id);
+            ts_resp r;
+            ts_json(&srv, "POST", path, j, &r);
+            ts_resp_free(&r);
+            free(j);
+            tb_free(&b);
+        }
+        ts_resp r;
+        snprintf(path, sizeof path, "/v1/sessions/%s/state", id);
+        ts_http(&srv, "GET", path, NULL, NULL, 0, NULL, &r);
+        ts_resp_free(&r);
+        snprintf(path, sizeof path, "/v1/sessions/%s/events", id);
+        long st;
+        ts_sse *e = ts_sse_open(&srv, path, &st);
+        if (e) ts_sse_close(e);
+        snprintf(path, sizeof path, "/v1/sessions/%s", id);
+        ts_json(&srv, "DELETE", path, NULL, &r);
+        ts_resp_free(&r);
+        mixer_rounds++;
+    }
+    return NULL;
+}
+
 static long rss_kb(pid_t pid) {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
@@ -274,15 +316,20 @@ static int files_hold_all(const char *dir) {
     return 1;
 }
 
-/* Final check of every session against the server and a single-threaded replay. */
+/* Final check of every session against the server and a single-threaded replay. Prints
+ * the steps lost (acknowledged, not in the server) and duplicated (in the server twice). */
 static int verify(const spk_model *m, const char *what) {
     int bad = 0;
+    uint64_t lost = 0, dup = 0;
     ts_server srv = server_now();
     spk_scratch *sc = spk_scratch_create(m);
     for (int i = 0; i < NS; i++) {
         sess_t *s = &S[i];
         uint64_t t = 0, last = 0;
-        if (session_info(&srv, s->id, &t, &last) != 0 || t != s->steps || last != s->n) {
+        int have = session_info(&srv, s->id, &t, &last) == 0;
+        if (have && t < s->steps) lost += s->steps - t;
+        if (have && t > s->steps) dup += t - s->steps;
+        if (!have || t != s->steps || last != s->n) {
             printf("# %s: session %s: server t %llu last_seq %llu; acknowledged %llu steps in "
                    "%zu batches\n",
                    what, s->id, (unsigned long long)t, (unsigned long long)last,
@@ -307,6 +354,8 @@ static int verify(const spk_model *m, const char *what) {
         spk_state_free(st);
     }
     spk_scratch_free(sc);
+    printf("# %s: %llu lost steps, %llu duplicated steps\n", what, (unsigned long long)lost,
+           (unsigned long long)dup);
     return bad;
 }
 
@@ -357,12 +406,23 @@ int main(void) {
     /* ---- 1: SIGKILL under load with --wal ---- */
     int kills = 0, restart_fail = 0;
     long max_rss = 0;
-    time_t t_end = time(NULL) + seconds, next_kill = time(NULL) + every;
+    long rss_every = getenv_l("SPIKESERVE_DURABLE_RSS_EVERY", 5);
+    time_t t_end = time(NULL) + seconds, next_kill = time(NULL) + every,
+           next_rss = time(NULL) + rss_every;
+    pthread_t mixed_th;
+    int mixed = getenv_l("SPIKESERVE_DURABLE_MIXED", 0) != 0;
+    if (mixed) pthread_create(&mixed_th, NULL, mixer, NULL);
     while (time(NULL) < t_end) {
         sleep_ms(200);
         ts_server srv = server_now();
         long kb = rss_kb(srv.pid);
         if (kb > max_rss) max_rss = kb;
+        if (time(NULL) >= next_rss) {
+            printf("# t+%lds: server RSS %ld kB, %ld answered\n",
+                   seconds - (long)(t_end - time(NULL)), kb, st_200);
+            fflush(stdout);
+            next_rss = time(NULL) + rss_every;
+        }
         if (time(NULL) >= next_kill) {
             printf("# t+%lds: SIGKILL (server RSS %ld kB, %ld answered so far)\n",
                    seconds - (long)(t_end - time(NULL)), kb, st_200);
@@ -371,6 +431,13 @@ int main(void) {
             kills++;
             next_kill = time(NULL) + every;
         }
+    }
+    if (mixed) {
+        mixer_stop = 1;
+        pthread_join(mixed_th, NULL);
+        printf("# mixed load: %ld sessions opened, stepped, read (GET /state, /events) and "
+               "closed alongside\n",
+               mixer_rounds);
     }
     pause_clients();
     settle();
