@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The worker pool under ThreadSanitizer: builds spikeserve and the concurrency-heavy
 # end-to-end tests with SANITIZER=thread (into build-thread/) and runs them; fails on a test
-# failure or on any ThreadSanitizer report in a server log.
+# failure or on any ThreadSanitizer report in a server log. test_durable runs the
+# write-ahead log (appends from workers and HTTP threads, group commit, checkpoints) under
+# load with kills and restarts, shortened to 5 s of load.
 set -u
 cd "$(dirname "$0")/../.."
-tests=(test_concurrency test_stream test_events test_drain test_expiry)
+tests=(test_concurrency test_stream test_events test_drain test_expiry test_durable)
 targets=(build-thread/spikeserve)
 for t in "${tests[@]}"; do targets+=("build-thread/tests/$t"); done
 mkdir -p build-thread
@@ -19,7 +21,7 @@ trap 'rm -rf "$logs"' EXIT
 fail=0
 for t in "${tests[@]}"; do
     # keep the servers' logs (TMPDIR) to look for reports after the run
-    if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread SPIKESERVE_KEEP_TMP=1 \
+    if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread SPIKESERVE_KEEP_TMP=1 SPIKESERVE_DURABLE_SECONDS=5 \
         TSAN_OPTIONS="halt_on_error=0 exitcode=66" "build-thread/tests/$t" >"$logs/$t.out" 2>&1; then
         echo "ok - $t under ThreadSanitizer"
     else
