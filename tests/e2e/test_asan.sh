@@ -1,41 +1,51 @@
 #!/usr/bin/env bash
-# The server under AddressSanitizer and LeakSanitizer: builds spikeserve and the end-to-end
-# tests with SANITIZER=address (into build-address/) and runs them; fails on a test failure
-# or on any memory error or leak report in a server log (a leak also makes the server's exit
-# status non-zero, which the tests check after SIGTERM).
+# The unit tests and the server under AddressSanitizer + LeakSanitizer + UndefinedBehavior-
+# Sanitizer: builds everything with SANITIZER=address,undefined (into
+# build-address-undefined/) and runs every unit test and the end-to-end tests below; fails
+# on a test failure or on any memory error, leak or undefined behaviour (UBSan halts the
+# process, and its "runtime error" is looked for in every log too).
 set -u
 cd "$(dirname "$0")/../.."
-tests=(test_routes test_errors test_malformed test_stream test_events test_restart test_seq
-       test_auth test_concurrency)
-targets=(build-address/spikeserve)
-for t in "${tests[@]}"; do targets+=("build-address/tests/$t"); done
-mkdir -p build-address
-if ! make -j2 SANITIZER=address "${targets[@]}" >build-address/asan-build.log 2>&1; then
-    tail -n 40 build-address/asan-build.log
-    echo "not ok - AddressSanitizer build"
+b=build-address-undefined
+units=()
+for f in tests/unit/test_*.c; do units+=("$(basename "$f" .c)"); done
+e2e=(test_routes test_errors test_malformed test_hostile test_stream test_events test_restart
+     test_seq test_auth test_concurrency test_drain test_expiry test_continuity test_metrics
+     test_durable test_exposure)
+targets=("$b/spikeserve")
+for t in "${units[@]}" "${e2e[@]}"; do targets+=("$b/tests/$t"); done
+mkdir -p "$b"
+t0=$SECONDS
+if ! make -j2 SANITIZER=address,undefined "${targets[@]}" >"$b/asan-build.log" 2>&1; then
+    tail -n 40 "$b/asan-build.log"
+    echo "not ok - AddressSanitizer + UndefinedBehaviorSanitizer build"
     exit 1
 fi
-echo "ok - AddressSanitizer build"
+echo "ok - AddressSanitizer + UndefinedBehaviorSanitizer build ($((SECONDS - t0)) s)"
 logs=$(mktemp -d "${TMPDIR:-/tmp}/spikeserve-asan-XXXXXX")
 trap 'rm -rf "$logs"' EXIT
+export ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export SPIKESERVE_DURABLE_SECONDS=6
 fail=0
-for t in "${tests[@]}"; do
+for t in "${units[@]}" "${e2e[@]}"; do
+    t1=$SECONDS
     # keep the servers' logs (TMPDIR) to look for reports after the run
-    if TMPDIR="$logs" SPIKESERVE_BUILD=build-address SPIKESERVE_KEEP_TMP=1 \
-        ASAN_OPTIONS="detect_leaks=1" "build-address/tests/$t" >"$logs/$t.out" 2>&1; then
-        echo "ok - $t under AddressSanitizer"
+    if TMPDIR="$logs" SPIKESERVE_BUILD=$b SPIKESERVE_KEEP_TMP=1 "$b/tests/$t" >"$logs/$t.out" 2>&1; then
+        echo "ok - $t under ASan+UBSan ($((SECONDS - t1)) s)"
     else
-        echo "not ok - $t under AddressSanitizer"
+        echo "not ok - $t under ASan+UBSan"
         tail -n 30 "$logs/$t.out" | sed 's/^/#   /'
         fail=1
     fi
 done
-reports=$(grep -lE "ERROR: (AddressSanitizer|LeakSanitizer)" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
+pat="ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:"
+reports=$(grep -lE "$pat" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
-    echo "not ok - AddressSanitizer reports:"
-    for f in $reports; do grep -E -A 30 "ERROR: (AddressSanitizer|LeakSanitizer)" "$f" | head -n 60 | sed 's/^/#   /'; done
+    echo "not ok - sanitizer reports:"
+    for f in $reports; do grep -E -A 30 "$pat" "$f" | head -n 60 | sed 's/^/#   /'; done
     fail=1
 else
-    echo "ok - no AddressSanitizer report in any server log"
+    echo "ok - no sanitizer report in any log (${#units[@]} unit, ${#e2e[@]} end-to-end tests)"
 fi
+echo "# $((SECONDS - t0)) s in all"
 exit $fail
