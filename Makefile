@@ -24,6 +24,11 @@ ifneq ($(SANITIZER),)
 CFLAGS += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
+# ifunc resolvers (target_clones) run before the ThreadSanitizer runtime is initialised and
+# crash it: a thread-sanitized build keeps only the default clone of each function
+ifneq ($(findstring thread,$(SANITIZER)),)
+CPPFLAGS += -D'target_clones(...)='
+endif
 
 PB_LIBS := -lprotobuf-c
 HTTP_LIBS := -lmicrohttpd -ljansson

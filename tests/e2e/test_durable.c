@@ -51,7 +51,14 @@ typedef struct {
 static sess_t S[NS];
 static pthread_mutex_t srv_mu = PTHREAD_MUTEX_INITIALIZER;
 static ts_server cur;
-static volatile int stop_flag, pause_flag, resync_ok = 1;
+static int stop_flag, pause_flag, resync_ok = 1; /* flags: through get()/set() */
+/* release/acquire, so a client that sees a flag also sees what main wrote before it */
+static int get(const int *f) {
+    return __atomic_load_n(f, __ATOMIC_ACQUIRE);
+}
+static void set(int *f, int v) {
+    __atomic_store_n(f, v, __ATOMIC_RELEASE);
+}
 static int idle_threads;                                       /* guarded by srv_mu */
 static long st_200, st_429, st_503, st_conn, st_other, st_409; /* guarded by srv_mu */
 
@@ -59,6 +66,13 @@ static void count(long *c) {
     pthread_mutex_lock(&srv_mu);
     (*c)++;
     pthread_mutex_unlock(&srv_mu);
+}
+
+static long answered(void) {
+    pthread_mutex_lock(&srv_mu);
+    long n = st_200;
+    pthread_mutex_unlock(&srv_mu);
+    return n;
 }
 
 static ts_server server_now(void) {
@@ -120,7 +134,7 @@ static void resync(sess_t *s, const ts_server *srv) {
     if (last > s->n || t != steps) {
         printf("# session %s: server at t %llu last_seq %llu is not a prefix of %zu batches\n",
                s->id, (unsigned long long)t, (unsigned long long)last, s->n);
-        resync_ok = 0;
+        set(&resync_ok, 0);
         return;
     }
     s->lost += s->n - last;
@@ -181,8 +195,8 @@ static int attempt(sess_t *s) {
 static void *client(void *arg) {
     int me = (int)(intptr_t)arg;
     int idle = 0;
-    while (!stop_flag) {
-        if (pause_flag) {
+    while (!get(&stop_flag)) {
+        if (get(&pause_flag)) {
             int any = 0;
             for (int i = me; i < NS; i += NT)
                 if (S[i].has_pending) any = 1, attempt(&S[i]);
@@ -217,12 +231,12 @@ static void *client(void *arg) {
 /* Soak mode: other traffic alongside (sessions opened, stepped without seq, read, their
  * event stream opened, closed). Its answers are not checked: it only has to not disturb
  * the checked sessions. */
-static volatile int mixer_stop;
+static int mixer_stop;
 static long mixer_rounds;
 static void *mixer(void *arg) {
     (void)arg;
     uint64_t rng = 99;
-    while (!mixer_stop) {
+    while (!get(&mixer_stop)) {
         ts_server srv = server_now();
         char id[80], path[200];
         if (ts_open_session(&srv, "tiny", id, sizeof id) != 0) {
@@ -288,7 +302,7 @@ static int restart(const char *models, const char *const *extra, int sig) {
 
 /* Wait until every client thread has nothing in flight. */
 static void pause_clients(void) {
-    pause_flag = 1;
+    set(&pause_flag, 1);
     for (int i = 0; i < 6000; i++) {
         pthread_mutex_lock(&srv_mu);
         int n = idle_threads;
@@ -419,13 +433,13 @@ int main(void) {
         if (kb > max_rss) max_rss = kb;
         if (time(NULL) >= next_rss) {
             printf("# t+%lds: server RSS %ld kB, %ld answered\n",
-                   seconds - (long)(t_end - time(NULL)), kb, st_200);
+                   seconds - (long)(t_end - time(NULL)), kb, answered());
             fflush(stdout);
             next_rss = time(NULL) + rss_every;
         }
         if (time(NULL) >= next_kill) {
             printf("# t+%lds: SIGKILL (server RSS %ld kB, %ld answered so far)\n",
-                   seconds - (long)(t_end - time(NULL)), kb, st_200);
+                   seconds - (long)(t_end - time(NULL)), kb, answered());
             fflush(stdout);
             restart_fail += restart(models, wal, SIGKILL) != 0;
             kills++;
@@ -433,7 +447,7 @@ int main(void) {
         }
     }
     if (mixed) {
-        mixer_stop = 1;
+        set(&mixer_stop, 1);
         pthread_join(mixed_th, NULL);
         printf("# mixed load: %ld sessions opened, stepped, read (GET /state, /events) and "
                "closed alongside\n",
@@ -502,7 +516,7 @@ int main(void) {
     pthread_mutex_lock(&srv_mu);
     cur = fresh;
     pthread_mutex_unlock(&srv_mu);
-    pause_flag = 0;
+    set(&pause_flag, 0);
     sleep_ms(1500);
     pause_clients();
     int held = 0;
@@ -512,7 +526,7 @@ int main(void) {
     size_t at_ckpt[NS];
     for (int i = 0; i < NS; i++)
         at_ckpt[i] = S[i].n;
-    pause_flag = 0;
+    set(&pause_flag, 0);
     sleep_ms(1500);
     ok(restart(models, ckpt, SIGKILL) == 0, "SIGKILL under load without --wal; restart");
     sleep_ms(1500);
@@ -524,7 +538,7 @@ int main(void) {
         lost2 += S[i].lost;
         if (S[i].n < at_ckpt[i]) older++;
     }
-    ok(resync_ok, "after SIGKILL every session is at a consistent point (a prefix of its "
+    ok(get(&resync_ok), "after SIGKILL every session is at a consistent point (a prefix of its "
                   "acknowledged batches, with exactly their steps)");
     is_int(older, 0, "no session is older than the last checkpoint");
     printf("# part 2: %llu acknowledged batches lost by SIGKILL without --wal (expected: "
@@ -534,8 +548,8 @@ int main(void) {
            "clients resumed from the restored point; every answer equals a replay");
     (void)lost;
 
-    stop_flag = 1;
-    pause_flag = 0;
+    set(&stop_flag, 1);
+    set(&pause_flag, 0);
     for (int i = 0; i < NT; i++)
         pthread_join(th[i], NULL);
     ts_server last = server_now();
