@@ -13,6 +13,10 @@
  * Input values are held to the engine's bound (SPK_MAX_VALUE), so an accepted batch never
  * fails in spk_step().
  *
+ * JSON batches go first through a one-pass scanner (jsonscan.c) that handles the common
+ * well-formed batch without a tree; whatever it declines is decoded here with jansson, which
+ * also gives every error message.
+ *
  * The JSON result is written straight into a growing buffer: a jansson tree for a result
  * with 10^5 spikes costs several allocations per spike. Floats are printed with the fewest
  * significant digits (1 to 9) that read back to the same float32, as strtof and as a
@@ -28,6 +32,7 @@
 #include <string.h>
 
 #include "api.pb-c.h"
+#include "jsonscan.h"
 
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -270,6 +275,12 @@ static int json_dense(const json_t *dn, const spk_model *m, const ss_limits *lim
 
 int ss_batch_from_json(const char *buf, size_t len, const spk_model *m, const ss_limits *lim,
                        ss_batch *out, char *err, size_t errlen) {
+    int rc = ss_batch_json_fast(buf, len, m, lim, out);
+    return rc == SS_JSON_DECLINED ? ss_batch_json_ref(buf, len, m, lim, out, err, errlen) : rc;
+}
+
+int ss_batch_json_ref(const char *buf, size_t len, const spk_model *m, const ss_limits *lim,
+                      ss_batch *out, char *err, size_t errlen) {
     static const char *const known[] = {"seq", "steps", "events", "dense", "outputs"};
     memset(out, 0, sizeof *out);
     json_error_t je;
