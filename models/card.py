@@ -108,6 +108,21 @@ def engine_accuracy(model_path, build, net):
     return 100.0 * correct / len(x), frac
 
 
+def train_command(args, ckpt):
+    cmd = ["/usr/bin/python3 models/train.py"]
+    keys = ["steps", "warmup", "gain", "epochs", "batch", "lr", "seed", "loss_steps", "threads"]
+    if not args.get("init_from"):
+        keys = ["hidden"] + keys + ["b_h", "readout_alpha", "init", "init_rate", "rest_init"]
+    for k in keys:
+        cmd.append(f"--{k.replace('_', '-')} {args[k]}")
+    if args["learn_bh"]:
+        cmd.append("--learn-bh")
+    if args.get("init_from"):
+        cmd.append(f"--init-from {args['init_from']}")
+    cmd.append(f"--out {os.path.relpath(os.path.dirname(ckpt))}")
+    return cmd
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Measure a model file and write its card.")
     ap.add_argument("model")
@@ -125,24 +140,23 @@ def main(argv=None):
                                    progress=False)
     acc_c, frac_c = engine_accuracy(a.model, a.build, net)
     args = ck["args"]
-    cmd = ["/usr/bin/python3 models/train.py"]
-    for k in ("hidden", "steps", "warmup", "gain", "epochs", "batch", "lr", "seed", "b_h",
-              "readout_alpha", "loss_steps", "init", "init_rate", "rest_init", "threads"):
-        cmd.append(f"--{k.replace('_', '-')} {args[k]}")
-    if args["learn_bh"]:
-        cmd.append("--learn-bh")
-    if args.get("init_from"):
-        cmd.append(f"--init-from {args['init_from']}")
-    cmd.append(f"--out {os.path.relpath(os.path.dirname(a.checkpoint))}")
+    # The chain of runs: a fine-tuning run (--init-from CHECKPOINT) follows its base run.
+    chain = []
+    path = a.checkpoint
+    while path:
+        c = ck if path == a.checkpoint else load_checkpoint(path)[1]
+        last = os.path.join(os.path.dirname(path), "last.pt")
+        run = load_checkpoint(last)[1] if os.path.exists(last) else c
+        chain.insert(0, (path, c["args"], run))
+        nxt = c["args"].get("init_from")
+        path = nxt if nxt and nxt.endswith(".pt") and os.path.exists(nxt) else None
+    cmds = [train_command(r_args, p) for p, r_args, _ in chain]
+    wall = sum(r["wall_s"] for _, _, r in chain)
+    run = chain[-1][2]  # this checkpoint's own run
     L0 = net.layers[0]
     consts = ", ".join(f"{k} = {v:g}" for k, v in L0.constants().items())
     bh = torch.cat([L.b_h.detach() for L in net.layers])
-    # The run's whole history and wall time are in its last checkpoint (best.pt stops at
-    # the best epoch).
-    last = os.path.join(os.path.dirname(a.checkpoint), "last.pt")
-    run = load_checkpoint(last)[1] if os.path.exists(last) else ck
-    hist = run["history"]
-    best = max(hist, key=lambda r: r["test_acc"])
+    hist = [dict(r, run=k + 1) for k, (_, _, rr) in enumerate(chain) for r in rr["history"]]
     enc = meta["encoding"]
     lines = [
         f"# {meta['name']} (version {meta['version']})",
@@ -157,14 +171,16 @@ def main(argv=None):
         f"| SRC constants | {consts} (every layer) |",
         f"| b_h | {'learned' if args['learn_bh'] else 'fixed'}: mean {bh.mean():.3f}, "
         f"range [{bh.min():.3f}, {bh.max():.3f}] |",
-        f"| initial state | {'the no-input rest state of each layer' if args['rest_init'] else 'zeros'} |",
+        f"| initial state | {'the no-input rest state of each layer' if chain[0][1]['rest_init'] else 'zeros'} |",
         f"| encoding | {enc['kind']}: p = min(1, {enc.get('gain', 1):g} * pixel) per step, "
         f"{enc['steps']} steps after {enc['warmup_steps']} silent warm-up steps |",
         f"| labels | {', '.join(meta['labels'])} |",
         f"| prediction | argmax of the readout at the last step ({enc['steps'] + enc['warmup_steps']}) |",
-        f"| training | {len(hist)} epochs of 60,000 images, {run['wall_s'] / 60:.1f} min "
-        f"wall-clock on 1 thread of a shared 2-core machine; shipped: the checkpoint of epoch "
-        f"{ck['epoch']} (best test accuracy) |",
+        f"| training | {len(hist)} epochs of 60,000 images"
+        + (f" in {len(chain)} runs (the last fine-tunes the best checkpoint of the one "
+           f"before)" if len(chain) > 1 else "")
+        + f", {wall / 60:.1f} min wall-clock on 1 thread of a shared 2-core machine; "
+        f"shipped: the best test accuracy checkpoint (epoch {ck['epoch']} of the last run) |",
         f"| test accuracy, PyTorch | {acc_t:.2f} % (10,000 test images) |",
         f"| test accuracy, C engine | {acc_c:.2f} % (10,000 test images, spk_encode seed {SEED}) |",
         f"| non-zero outputs per layer (C engine) | "
@@ -180,7 +196,7 @@ def main(argv=None):
         "## Training command",
         "",
         "```sh",
-        " \\\n    ".join(cmd),
+        "\n".join(" \\\n    ".join(c) for c in cmds),
         f"/usr/bin/python3 models/export.py {os.path.relpath(a.checkpoint)} {a.model} "
         f"--name {meta['name']}",
         f"/usr/bin/python3 models/card.py {a.model} --checkpoint {os.path.relpath(a.checkpoint)}"
@@ -189,11 +205,11 @@ def main(argv=None):
         "",
         "## Test accuracy by epoch (PyTorch)",
         "",
-        "| epoch | train loss | train acc | test acc | non-zero per layer | wall (s) |",
-        "|---|---|---|---|---|---|",
+        "| run | epoch | train loss | train acc | test acc | non-zero per layer | wall (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in hist:
-        lines.append(f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
+        lines.append(f"| {r['run']} | {r['epoch']} | {r['train_loss']:.4f} | {r['train_acc']:.2f} | "
                      f"{r['test_acc']:.2f} | "
                      + " ".join(f"{100 * f:.1f}%" for f in r["nonzero"]) + f" | {r['wall_s']:.0f} |")
     if a.notes:
