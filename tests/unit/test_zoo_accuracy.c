@@ -68,7 +68,8 @@ static uint8_t *read_idx(const char *path, uint32_t *count, size_t *item, uint8_
     if (len < 4 + 4 * nd) return NULL;
     *count = be32(d + 4);
     *item = 1;
-    for (unsigned k = 1; k < nd; k++) *item *= be32(d + 4 + 4 * k);
+    for (unsigned k = 1; k < nd; k++)
+        *item *= be32(d + 4 + 4 * k);
     if (len - (4 + 4 * nd) != (size_t)*count * *item) return NULL;
     return d + 4 + 4 * nd;
 }
@@ -106,7 +107,8 @@ static double run_model(const spk_model *m, const uint8_t *img, const uint8_t *l
     spk_rng_seed(&rng, SEED);
     uint32_t correct = 0;
     for (uint32_t k = 0; k < n; k++) {
-        for (size_t j = 0; j < npix; j++) x[j] = (float)img[k * npix + j] / 255.0f;
+        for (size_t j = 0; j < npix; j++)
+            x[j] = (float)img[k * npix + j] / 255.0f;
         size_t n_ev;
         if (spk_encode(&m->encoding, x, (uint32_t)npix, &rng, ev, cap, &n_ev, err, sizeof err)) {
             diag("image %u: spk_encode: %s", k, err);
