@@ -227,7 +227,7 @@ static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const fl
 
 /* Rows to add into one vector, gathered so that axpy_rows() streams them past a tile of the
  * vector held in registers. Flushed when full; the order of the rows is kept. */
-#define ROWS_BATCH 64
+#define ROWS_BATCH 256
 typedef struct {
     const spk_kernels *K;
     float *y;
@@ -261,13 +261,38 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
         for (uint32_t j = 0; j < m->n_in; j++)
             if (row[j] != 0.0f) rows_add(ra, row[j], L->wt + (size_t)j * L->n);
     } else {
-        while (c < ne && ev[c].step == t) {
+        /* The end of step t's events first (all of them in a one-step batch; else a binary
+         * search: they are sorted by step), so that the loop below tests only the input. The
+         * rows go straight into ra's arrays through locals (a pointer store may alias
+         * ra->nr, which would keep it in memory). */
+        size_t e = ne;
+        if (in->steps > 1) {
+            size_t lo = c;
+            while (lo < e) {
+                size_t mid = lo + (e - lo) / 2;
+                if (ev[mid].step <= t)
+                    lo = mid + 1;
+                else
+                    e = mid;
+            }
+        }
+        const float *wt = L->wt;
+        size_t n = L->n, nr = ra->nr;
+        while (c < e) {
             uint32_t j = ev[c].input;
             float v = ev[c].value;
-            for (c++; c < ne && ev[c].step == t && ev[c].input == j; c++)
+            for (c++; c < e && ev[c].input == j; c++)
                 v = v + ev[c].value;
-            if (v != 0.0f) rows_add(ra, v, L->wt + (size_t)j * L->n);
+            if (v == 0.0f) continue;
+            if (nr == ROWS_BATCH) {
+                ra->nr = nr;
+                rows_flush(ra);
+                nr = 0;
+            }
+            ra->a[nr] = v;
+            ra->rows[nr++] = wt + (size_t)j * n;
         }
+        ra->nr = nr;
     }
     rs->cursor = c;
 }
