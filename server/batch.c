@@ -364,13 +364,63 @@ out:
 
 /* ---- protobuf ---- */
 
+/* protobuf-c allocates every sub-message (one per event) separately. An unpacked batch
+ * lives only inside ss_batch_from_pb, so its allocations come from a bump arena: a buffer on
+ * the caller's stack, then malloc'd chunks that double in size, all released at once
+ * (a one-step batch of a few hundred events costs no malloc at all). */
+typedef struct pb_chunk {
+    struct pb_chunk *next;
+    size_t cap;
+    _Alignas(16) unsigned char data[];
+} pb_chunk;
+
+typedef struct {
+    unsigned char *p;
+    size_t used, cap;
+    pb_chunk *chunks;
+} pb_arena;
+
+static void *pb_arena_alloc(void *ad, size_t size) {
+    pb_arena *a = ad;
+    size = (size + 15) & ~(size_t)15;
+    if (size > a->cap - a->used) {
+        size_t cap = a->cap * 2 > size ? a->cap * 2 : size;
+        pb_chunk *c = malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->next = a->chunks;
+        c->cap = cap;
+        a->chunks = c;
+        a->p = c->data;
+        a->used = 0;
+        a->cap = cap;
+    }
+    void *r = a->p + a->used;
+    a->used += size;
+    return r;
+}
+
+static void pb_arena_free(void *ad, void *ptr) { (void)ad, (void)ptr; }
+
+static void pb_arena_release(pb_arena *a) {
+    while (a->chunks) {
+        pb_chunk *c = a->chunks;
+        a->chunks = c->next;
+        free(c);
+    }
+}
+
 int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const ss_limits *lim,
                      ss_batch *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
-    Spikeserve__SpikeBatch *pb = spikeserve__spike_batch__unpack(NULL, len, buf);
-    if (!pb)
+    _Alignas(16) unsigned char first[32768];
+    pb_arena arena = {first, 0, sizeof first, NULL};
+    ProtobufCAllocator alloc = {pb_arena_alloc, pb_arena_free, &arena};
+    Spikeserve__SpikeBatch *pb = spikeserve__spike_batch__unpack(&alloc, len, buf);
+    if (!pb) {
+        pb_arena_release(&arena);
         return fail(SS_EBAD, err, errlen,
                     "invalid protobuf: not a spikeserve.SpikeBatch message (%zu bytes)", len);
+    }
     int rc = 0;
     if (pb->has_seq) {
         if (pb->seq > INT64_MAX) { /* JSON (jansson, JavaScript) cannot carry it back */
@@ -427,7 +477,7 @@ int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const s
     }
     spk_events_sort(out->events, out->n_events);
 out:
-    spikeserve__spike_batch__free_unpacked(pb, NULL);
+    pb_arena_release(&arena); /* the whole unpacked message */
     if (rc) ss_batch_free(out);
     return rc;
 }
