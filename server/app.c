@@ -183,7 +183,8 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         }
         if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
     }
-    ss_exec_env env = {a->table, a->metrics, a->cfg.state_dir, a->models, a->n_models, a->wal};
+    ss_exec_env env = {a->table,    a->metrics, a->cfg.state_dir,    a->models,
+                       a->n_models, a->wal,     a->cfg.wal_max_bytes};
     a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
     if (!a->pool) return -1;
     if (a->cfg.state_dir[0]) {

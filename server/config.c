@@ -49,6 +49,9 @@ static const opt opts[] = {
     {"wal", OPT_U32, S(wal), "0",
      "1: write-ahead log in --state-dir; every accepted change is fsync'd before it is "
      "answered, so even SIGKILL loses nothing acknowledged"},
+    {"wal-max-bytes", OPT_U64, S(wal_max_bytes), "67108864",
+     "a worker whose write-ahead log grows past this saves its sessions and empties it "
+     "(bounds the log's disk space between checkpoints; 0: only at --checkpoint-interval)"},
     {"metrics-auth", OPT_U32, S(metrics_auth), "0",
      "1: /metrics needs an API key too (with --api-keys); /healthz and /readyz stay open"},
     {"connection-timeout", OPT_U32, S(connection_timeout), "60",

@@ -31,6 +31,7 @@ typedef struct {
     uint32_t access_log; /* 1: one line per request on stderr */
     char api_keys[4096]; /* "": none; "k1,k2"; "@FILE" */
     uint32_t wal;                /* 1: write-ahead log of accepted changes in state_dir */
+    uint64_t wal_max_bytes;      /* a worker's log past this: checkpoint now */
     uint32_t metrics_auth;       /* 1: /metrics needs an API key too */
     uint32_t connection_timeout; /* seconds a connection may stay silent */
     uint32_t max_header_bytes;   /* request line + headers (then 431/closed) */

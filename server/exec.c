@@ -496,6 +496,13 @@ static void flush(ss_exec *x) {
     for (size_t i = 0; i < x->n_defer; i++)
         complete(x->defer[i]);
     x->n_defer = 0;
+    /* the log's disk space is bounded too: past --wal-max-bytes this worker saves the
+     * sessions its log holds and empties it, without waiting for the interval */
+    if (x->env.wal && x->env.wal_max_bytes &&
+        ss_wal_size(x->env.wal, x->worker) > x->env.wal_max_bytes &&
+        ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir, err, sizeof err) !=
+            0)
+        fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
 }
 
 static void defer(ss_exec *x, ss_job *j) {

@@ -58,7 +58,8 @@ typedef struct {
     const char *state_dir; /* "" or NULL: none */
     spk_model *const *models;
     size_t n_models;
-    ss_wal *wal; /* NULL: no write-ahead log (--wal 0) */
+    ss_wal *wal;            /* NULL: no write-ahead log (--wal 0) */
+    uint64_t wal_max_bytes; /* a worker whose log grows past this checkpoints at once */
 } ss_exec_env;
 
 typedef struct ss_exec ss_exec;

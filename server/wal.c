@@ -24,7 +24,8 @@ enum { REC_STEP = 1, REC_RESET = 2, REC_CLOSE = 3, REC_SNAP = 4 };
 typedef struct {
     pthread_mutex_t mu;
     int fd;
-    int dirty; /* appended since the last sync */
+    int dirty;     /* appended since the last sync */
+    uint64_t size; /* bytes since it was last emptied */
 } wal_file;
 
 struct ss_wal {
@@ -217,6 +218,7 @@ static int append(ss_wal *w, uint32_t worker, wbuf *payload, char *err, size_t e
     if (rc != 0 && off) /* cut a partial record off, so later ones stay readable */
         if (ftruncate(f->fd, lseek(f->fd, 0, SEEK_END) - (off_t)off) != 0) rc = -1;
     f->dirty = 1;
+    if (rc == 0) f->size += n;
     pthread_mutex_unlock(&f->mu);
     free(rec);
     if (rc == 0) __atomic_fetch_add(&w->bytes, n, __ATOMIC_RELAXED);
@@ -320,8 +322,17 @@ int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *d
         rc = -1;
     }
     f->dirty = 0;
+    if (rc == 0) f->size = 0;
     pthread_mutex_unlock(&f->mu);
     return rc;
+}
+
+uint64_t ss_wal_size(ss_wal *w, uint32_t worker) {
+    wal_file *f = &w->f[worker % w->n];
+    pthread_mutex_lock(&f->mu);
+    uint64_t n = f->size;
+    pthread_mutex_unlock(&f->mu);
+    return n;
 }
 
 /* ---- replay ---- */

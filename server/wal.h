@@ -52,6 +52,8 @@ int ss_wal_sync(ss_wal *w, uint32_t worker, char *err, size_t errlen);
  * table whose wal_dirty is set), then empty the log. 0, or -1 (the log is kept). */
 int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, char *err,
                       size_t errlen);
+/* Bytes in worker's log now (since it was last emptied). */
+uint64_t ss_wal_size(ss_wal *w, uint32_t worker);
 /* Bytes appended since the start (for /metrics and the benchmark). */
 uint64_t ss_wal_bytes(const ss_wal *w);
 

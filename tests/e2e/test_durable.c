@@ -404,9 +404,23 @@ int main(void) {
         printf("# %s\n", err);
         return 1;
     }
-    const char *wal[] = {
-        "--state-dir",           state, "--wal",        "1", "--workers", "2", "--queue-depth", "2",
-        "--checkpoint-interval", "2",   "--access-log", "0", NULL};
+    const char *wal[] = {"--state-dir",
+                         state,
+                         "--wal",
+                         "1",
+                         "--workers",
+                         "2",
+                         "--queue-depth",
+                         "2",
+                         "--checkpoint-interval",
+                         "2",
+                         "--access-log",
+                         "0",
+                         "--wal-max-bytes",
+                         "100000",
+                         NULL};
+    /* (a small --wal-max-bytes: workers also checkpoint, saving and emptying their log, under
+     * load between the kills) */
     if (!ok(ts_server_start(&cur, models, wal) == 0, "server with --wal starts"))
         return done_testing();
     for (int i = 0; i < NS; i++) {
@@ -539,7 +553,7 @@ int main(void) {
         if (S[i].n < at_ckpt[i]) older++;
     }
     ok(get(&resync_ok), "after SIGKILL every session is at a consistent point (a prefix of its "
-                  "acknowledged batches, with exactly their steps)");
+                        "acknowledged batches, with exactly their steps)");
     is_int(older, 0, "no session is older than the last checkpoint");
     printf("# part 2: %llu acknowledged batches lost by SIGKILL without --wal (expected: "
            "those after the last checkpoint)\n",
