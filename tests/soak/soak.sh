@@ -16,5 +16,5 @@ echo "== soak: ${SOAK_SECONDS:-600} s, SIGKILL every ${SOAK_KILL_EVERY:-30} s"
 SPIKESERVE_BUILD="$build" SPIKESERVE_DURABLE_SECONDS="${SOAK_SECONDS:-600}" \
     SPIKESERVE_DURABLE_KILL_EVERY="${SOAK_KILL_EVERY:-30}" SPIKESERVE_DURABLE_RSS_EVERY=15 \
     SPIKESERVE_DURABLE_MIXED=1 "$bin" 2>&1 |
-    grep -v -E '^# (POST|GET|DELETE) .*: (Couldn.t connect|Failure when receiving|Server returned nothing|Recv failure)'
+    grep -v -E '^# ((POST|GET|DELETE) .*: (Couldn.t connect|Failure when receiving|Server returned nothing|Recv failure)|open session: status 0)'
 exit "${PIPESTATUS[0]}"
