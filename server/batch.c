@@ -399,7 +399,9 @@ static void *pb_arena_alloc(void *ad, size_t size) {
     return r;
 }
 
-static void pb_arena_free(void *ad, void *ptr) { (void)ad, (void)ptr; }
+static void pb_arena_free(void *ad, void *ptr) {
+    (void)ad, (void)ptr;
+}
 
 static void pb_arena_release(pb_arena *a) {
     while (a->chunks) {
@@ -534,8 +536,21 @@ static double pow10i(int k) {
     static const double t[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                                1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    if (k >= 0 && k <= 22) return t[k];
+    static const double n[] = {1e0,   1e-1,  1e-2,  1e-3,  1e-4,  1e-5,  1e-6,  1e-7,
+                               1e-8,  1e-9,  1e-10, 1e-11, 1e-12, 1e-13, 1e-14, 1e-15,
+                               1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22};
+    unsigned up = (unsigned)k, down = 0u - (unsigned)k;
+    if (up <= 22) return t[up];
+    if (down <= 22) return n[down];
     return pow(10, k);
+}
+
+/* nearbyint() for 0 <= x < 2^52, inline: adding and taking away 2^52 rounds to an integer
+ * in the current (round-to-nearest-even) mode, without nearbyint's save and restore of the
+ * floating-point environment. */
+static double round_even(double x) {
+    const double big = 4503599627370496.0;
+    return x < big ? (x + big) - big : x;
 }
 
 static int format_slow(char *dst, size_t cap, float f) {
@@ -594,14 +609,16 @@ static int format_float(char *dst, size_t cap, float f) {
     float a = fabsf(f);
     double v = a, below = nextafterf(a, 0), above = nextafterf(a, INFINITY);
     double lo = (v + below) / 2, hi = isinf(above) ? v + (v - below) / 2 : (v + above) / 2;
-    int e = (int)floor(log10(v));
-    if (pow10i(e) > v)
+    int b;
+    frexp(v, &b); /* v in [2^(b-1), 2^b): the decimal exponent is about (b - 1) log10(2) */
+    int e = (int)floor((b - 1) * 0.30102999566398120);
+    while (pow10i(e) > v)
         e--;
-    else if (pow10i(e + 1) <= v)
+    while (pow10i(e + 1) <= v)
         e++;
     for (int p = 1; p <= 9; p++) {
         int k = p - 1 - e, x = e;
-        double c = nearbyint(k >= 0 ? v * pow10i(k) : v / pow10i(-k));
+        double c = round_even(k >= 0 ? v * pow10i(k) : v / pow10i(-k));
         if (c >= pow10i(p)) { /* 9.99.. rounded up to 10.0.. */
             c /= 10;
             x++;
