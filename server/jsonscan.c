@@ -26,12 +26,12 @@ typedef struct {
 
 enum { NUM_NONE, NUM_INT, NUM_REAL };
 
-static void skip_ws(scan *s) {
+static inline void skip_ws(scan *s) {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
         s->p++;
 }
 
-static int eat(scan *s, char c) {
+static inline int eat(scan *s, char c) {
     skip_ws(s);
     if (s->p < s->end && *s->p == c) {
         s->p++;
@@ -111,9 +111,22 @@ static int number(scan *s, int64_t *iv, double *dv) {
     return real ? NUM_REAL : NUM_INT;
 }
 
-/* A non-negative integer (seq, steps, a step, an input). */
+/* A non-negative integer (seq, steps, a step, an input). Most are short plain digit runs,
+ * read here directly; anything else goes through number(). */
 static int natural(scan *s, int64_t *v) {
     double d;
+    skip_ws(s);
+    const char *p = s->p;
+    if (p < s->end && *p >= '1' && *p <= '9') {
+        uint64_t m = 0;
+        for (int nd = 0; p < s->end && is_digit(*p) && nd < 18; nd++, p++)
+            m = m * 10 + (uint64_t)(*p - '0');
+        if (p == s->end || !(is_digit(*p) || *p == '.' || *p == 'e' || *p == 'E')) {
+            *v = (int64_t)m;
+            s->p = p;
+            return 1;
+        }
+    }
     return number(s, v, &d) == NUM_INT && *v >= 0;
 }
 
