@@ -22,7 +22,9 @@ enum { REC_STEP = 1, REC_RESET = 2, REC_CLOSE = 3, REC_SNAP = 4 };
 #define REC_MAX ((size_t)1 << 30)
 
 typedef struct {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;      /* the file offset, dirty, size */
+    pthread_mutex_t sync_mu; /* one fdatasync at a time: a caller that finds nothing dirty
+                              * returns only after a sync in progress has finished */
     int fd;
     int dirty;     /* appended since the last sync */
     uint64_t size; /* bytes since it was last emptied */
@@ -131,6 +133,7 @@ int ss_wal_open(const char *dir, uint32_t workers, ss_wal **out, char *err, size
         char path[1100];
         file_name(dir, i, path, sizeof path);
         pthread_mutex_init(&w->f[i].mu, NULL);
+        pthread_mutex_init(&w->f[i].sync_mu, NULL);
         w->n = i + 1;
         w->f[i].fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (w->f[i].fd < 0) {
@@ -168,6 +171,7 @@ void ss_wal_free(ss_wal *w) {
     for (uint32_t i = 0; i < w->n; i++) {
         if (w->f[i].fd >= 0) close(w->f[i].fd);
         pthread_mutex_destroy(&w->f[i].mu);
+        pthread_mutex_destroy(&w->f[i].sync_mu);
     }
     free(w->f);
     free(w);
@@ -279,15 +283,21 @@ int ss_wal_snap(ss_wal *w, uint32_t worker, const char *id, const uint8_t *snap,
 
 int ss_wal_sync(ss_wal *w, uint32_t worker, char *err, size_t errlen) {
     wal_file *f = &w->f[worker % w->n];
+    int rc = 0;
+    pthread_mutex_lock(&f->sync_mu);
     pthread_mutex_lock(&f->mu);
     int dirty = f->dirty;
     f->dirty = 0;
     pthread_mutex_unlock(&f->mu);
     if (dirty && fdatasync(f->fd) != 0) {
         snprintf(err, errlen, "write-ahead log: fdatasync: %s", strerror(errno));
-        return -1;
+        pthread_mutex_lock(&f->mu);
+        f->dirty = 1; /* not durable: the next caller must not take it for done */
+        pthread_mutex_unlock(&f->mu);
+        rc = -1;
     }
-    return 0;
+    pthread_mutex_unlock(&f->sync_mu);
+    return rc;
 }
 
 int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, char *err,
