@@ -88,6 +88,11 @@ static void restore_one(const ss_snap *snap, void *arg) {
     restore_ctx *c = arg;
     ss_app *a = c->a;
     char err[256];
+    if (!ss_util_valid_id(snap->id, strlen(snap->id))) { /* a file named oddly */
+        fprintf(stderr, "spikeserve: session \"%.64s\" not restored: not a valid id\n", snap->id);
+        c->bad++;
+        return;
+    }
     uint32_t idle = snap->has_idle ? snap->idle_timeout_s : a->cfg.idle_timeout;
     ss_sess *s =
         ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);

@@ -11,6 +11,7 @@
 
 #include "../support/harness.h"
 #include "../tap.h"
+#include "api.pb-c.h"
 #include "auth.h"
 #include "config.h"
 
@@ -115,6 +116,45 @@ int main(void) {
         return done_testing();
     is_int(call("GET", "/metrics", NULL), 200, "/metrics is open by default");
     is_int(call("GET", "/v1/models", NULL), 401, "/v1 routes still need a key");
+    ts_server_stop(&s, SIGTERM, &status);
+
+    /* ---- a state file whose name is not a valid id is not restored ---- */
+    char state[256], sid[80], path[4096];
+    if (ts_tmpdir(state, sizeof state, "state")) return 1;
+    const char *extra3[] = {"--state-dir", state, NULL};
+    if (!ok(ts_server_start(&s, dir, extra3) == 0, "server starts with --state-dir"))
+        return done_testing();
+    ts_open_session(&s, "tiny", sid, sizeof sid);
+    snprintf(path, sizeof path, "/v1/sessions/%s/state", sid);
+    ts_http(&s, "GET", path, NULL, NULL, 0, "application/x-protobuf", &r);
+    Spikeserve__SessionSnapshot *m =
+        r.status == 200 ? spikeserve__session_snapshot__unpack(NULL, r.len, (uint8_t *)r.body)
+                        : NULL;
+    ts_resp_free(&r);
+    ts_server_stop(&s, SIGTERM, &status);
+    int written = 0;
+    if (m) { /* without an id inside, the file name would be the id */
+        char empty[] = "";
+        m->session_id = empty;
+        size_t plen = spikeserve__session_snapshot__get_packed_size(m);
+        uint8_t *buf = malloc(plen);
+        spikeserve__session_snapshot__pack(m, buf);
+        const char *names[] = {"bad id.session", "x%2e.session", "ok_id.session"};
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s/%s", state, names[i]);
+            FILE *out = fopen(path, "wb");
+            if (out && fwrite(buf, 1, plen, out) == plen) written++;
+            if (out) fclose(out);
+        }
+        free(buf);
+        m->session_id = NULL;
+        spikeserve__session_snapshot__free_unpacked(m, NULL);
+    }
+    is_int(written, 3, "three id-less session files written (two oddly named)");
+    if (!ok(ts_server_start(&s, dir, extra3) == 0, "server restarts")) return done_testing();
+    is_int(call("GET", "/v1/sessions/ok_id", NULL), 200, "the well-named file is restored");
+    ok(log_has("\"bad id\" not restored") == 1 && log_has("\"x%2e\" not restored") == 1,
+       "the oddly named ones are refused, by name");
     ts_server_stop(&s, SIGTERM, &status);
     return done_testing();
 }
