@@ -33,6 +33,7 @@
 
 #include "api.pb-c.h"
 #include "jsonscan.h"
+#include "pbbatch.h"
 
 static int fail(int code, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -413,6 +414,12 @@ static void pb_arena_release(pb_arena *a) {
 
 int ss_batch_from_pb(const uint8_t *buf, size_t len, const spk_model *m, const ss_limits *lim,
                      ss_batch *out, char *err, size_t errlen) {
+    int rc = ss_batch_pb_fast(buf, len, m, lim, out);
+    return rc == SS_PB_DECLINED ? ss_batch_pb_ref(buf, len, m, lim, out, err, errlen) : rc;
+}
+
+int ss_batch_pb_ref(const uint8_t *buf, size_t len, const spk_model *m, const ss_limits *lim,
+                    ss_batch *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     _Alignas(16) unsigned char first[32768];
     pb_arena arena = {first, 0, sizeof first, NULL};
