@@ -134,7 +134,7 @@ int main(void) {
     ts_server_stop(&s, SIGTERM, &status);
     int written = 0;
     if (m) { /* without an id inside, the file name would be the id */
-        char empty[] = "";
+        char empty[] = "", *orig = m->session_id;
         m->session_id = empty;
         size_t plen = spikeserve__session_snapshot__get_packed_size(m);
         uint8_t *buf = malloc(plen);
@@ -147,7 +147,7 @@ int main(void) {
             if (out) fclose(out);
         }
         free(buf);
-        m->session_id = NULL;
+        m->session_id = orig;
         spikeserve__session_snapshot__free_unpacked(m, NULL);
     }
     is_int(written, 3, "three id-less session files written (two oddly named)");
