@@ -625,7 +625,10 @@ static int format_float(char *dst, size_t cap, float f) {
         e++;
     for (int p = 1; p <= 9; p++) {
         int k = p - 1 - e, x = e;
-        double c = round_even(k >= 0 ? v * pow10i(k) : v / pow10i(-k));
+        double sc = k >= 0 ? v * pow10i(k) : v / pow10i(-k), c = round_even(sc);
+        /* Clearly outside: |back - v| > 2 (hi - lo), which the checks below would also find
+         * (their margin is ~1e-14 v, the interval ~6e-8 v), without their division. */
+        if (fabs(c - sc) * v > 2 * (hi - lo) * sc) continue;
         if (c >= pow10i(p)) { /* 9.99.. rounded up to 10.0.. */
             c /= 10;
             x++;
