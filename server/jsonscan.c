@@ -172,6 +172,35 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
     return 1;
 }
 
+/* A run of 1 to 9 digits without a leading zero (or "0" alone), as an integer. */
+static inline const char *digits(const char *p, const char *end, uint32_t *v) {
+    if (p >= end || !is_digit(*p)) return NULL;
+    uint32_t x = (uint32_t)(*p++ - '0');
+    if (x == 0) {
+        *v = 0;
+        return p;
+    }
+    for (int nd = 1; p < end && is_digit(*p); nd++, p++) {
+        if (nd == 9) return NULL;
+        x = x * 10 + (uint32_t)(*p - '0');
+    }
+    *v = x;
+    return p;
+}
+
+/* The most common event, "[step,input]" or "[step, input]", read in one go; NULL when the
+ * text is anything else (then the general path reads it). */
+static inline const char *plain_event(const char *p, const char *end, spk_event *out) {
+    uint32_t step, input;
+    if (p >= end || *p != '[' || !(p = digits(p + 1, end, &step))) return NULL;
+    if (p >= end || *p != ',') return NULL;
+    p++;
+    if (p < end && *p == ' ') p++;
+    if (!(p = digits(p, end, &input)) || p >= end || *p != ']') return NULL;
+    *out = (spk_event){step, input, 1.0f};
+    return p + 1;
+}
+
 static int events(scan *s, const ss_limits *lim, spk_event **ev, size_t *n) {
     size_t cap = 0;
     if (!eat(s, '[')) return 0;
@@ -179,6 +208,16 @@ static int events(scan *s, const ss_limits *lim, spk_event **ev, size_t *n) {
     do {
         int64_t step, input;
         float v = 1.0f;
+        skip_ws(s);
+        if (*n < cap) { /* room for one more without growing */
+            const char *q = plain_event(s->p, s->end, &(*ev)[*n]);
+            if (q) {
+                if (*n >= lim->max_events) return 0;
+                (*n)++;
+                s->p = q;
+                continue; /* to the loop's test: the next ',' */
+            }
+        }
         if (!eat(s, '[') || !natural(s, &step) || !eat(s, ',') || !natural(s, &input)) return 0;
         if (step > UINT32_MAX || input > UINT32_MAX) return 0;
         if (eat(s, ',') && !value(s, &v)) return 0;
