@@ -23,6 +23,9 @@ sys.path.insert(0, os.path.join(ROOT, "models"))
 from export import load_model, save_model  # noqa: E402
 from srcnet import SRCNet  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from engine_ctypes import Event, Input, Output, Spike, SpikeBuf  # noqa: E402,F401
+
 TOL = 1e-5
 STEPS = 500
 n_checks = n_failed = 0
@@ -38,29 +41,6 @@ def ok(cond, name, detail=""):
             print("#   " + detail.replace("\n", "\n#   "))
     sys.stdout.flush()
     return cond
-
-
-class Event(C.Structure):
-    _fields_ = [("step", C.c_uint32), ("input", C.c_uint32), ("value", C.c_float)]
-
-
-class Spike(C.Structure):
-    _fields_ = [("step", C.c_uint32), ("neuron", C.c_uint32), ("value", C.c_float)]
-
-
-class Input(C.Structure):
-    _fields_ = [("steps", C.c_uint32), ("events", C.POINTER(Event)), ("n_events", C.c_size_t),
-                ("dense", C.POINTER(C.c_float))]
-
-
-class SpikeBuf(C.Structure):
-    _fields_ = [("buf", C.POINTER(Spike)), ("cap", C.c_size_t), ("len", C.c_size_t)]
-
-
-class Output(C.Structure):
-    _fields_ = [("spikes", SpikeBuf), ("layers", C.POINTER(SpikeBuf)),
-                ("readout", C.POINTER(C.c_float)), ("readout_every_step", C.c_int),
-                ("nonzero", C.POINTER(C.c_uint64))]
 
 
 def engine():
