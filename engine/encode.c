@@ -10,18 +10,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static uint64_t rotl(uint64_t x, int k) {
     return (x << k) | (x >> (64 - k));
 }
@@ -72,11 +60,11 @@ int spk_encode(const spk_encoding *e, const float *x, uint32_t n, spk_rng *rng, 
                size_t cap, size_t *n_ev, char *err, size_t errlen) {
     *n_ev = 0;
     if (e->kind != SPK_ENC_RATE && e->kind != SPK_ENC_LATENCY)
-        return fail(err, errlen, SPK_EINVAL, "encoding: the model has no input encoding");
-    if (e->steps < 1) return fail(err, errlen, SPK_EINVAL, "encoding.steps: 0, must be >= 1");
+        return spk_fail(err, errlen, SPK_EINVAL, "encoding: the model has no input encoding");
+    if (e->steps < 1) return spk_fail(err, errlen, SPK_EINVAL, "encoding.steps: 0, must be >= 1");
     for (uint32_t j = 0; j < n; j++)
         if (!(x[j] >= 0.0f && x[j] <= 1.0f)) /* also catches NaN */
-            return fail(err, errlen, SPK_EINVAL, "values[%u]: %g not in [0, 1]", j, (double)x[j]);
+            return spk_fail(err, errlen, SPK_EINVAL, "values[%u]: %g not in [0, 1]", j, (double)x[j]);
     size_t c = 0;
     if (e->kind == SPK_ENC_RATE) {
         for (uint32_t s = 0; s < e->steps; s++)
@@ -85,7 +73,7 @@ int spk_encode(const spk_encoding *e, const float *x, uint32_t n, spk_rng *rng, 
                 if (p > 1.0f) p = 1.0f;
                 if (spk_rng_uniform(rng) < p) {
                     if (c == cap)
-                        return fail(err, errlen, SPK_ESPACE,
+                        return spk_fail(err, errlen, SPK_ESPACE,
                                     "events: capacity %zu too small (spk_encode_max_events())",
                                     cap);
                     ev[c++] = (spk_event){e->warmup_steps + s, j, 1.0f};
@@ -97,7 +85,7 @@ int spk_encode(const spk_encoding *e, const float *x, uint32_t n, spk_rng *rng, 
             uint32_t s = (uint32_t)roundf((1.0f - x[j]) * (float)(e->steps - 1));
             if (s > e->steps - 1) s = e->steps - 1;
             if (c == cap)
-                return fail(err, errlen, SPK_ESPACE,
+                return spk_fail(err, errlen, SPK_ESPACE,
                             "events: capacity %zu too small (spk_encode_max_events())", cap);
             ev[c++] = (spk_event){e->warmup_steps + s, j, 1.0f};
         }

@@ -25,9 +25,7 @@ typedef struct {
     float *block; /* every parameter array, each 64-byte aligned */
 } model_priv;
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
+int spk_fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
     if (err && errlen) {
         va_list ap;
         va_start(ap, fmt);
@@ -45,10 +43,10 @@ static size_t round_up(size_t n) {
 static int check_floats(const float *v, size_t n, const char *field, char *err, size_t errlen) {
     for (size_t k = 0; k < n; k++) {
         if (!isfinite(v[k]))
-            return fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g is not finite", field, k,
+            return spk_fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g is not finite", field, k,
                         (double)v[k]);
         if (fabsf(v[k]) > SPK_MAX_VALUE)
-            return fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g exceeds the limit %g in magnitude",
+            return spk_fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g exceeds the limit %g in magnitude",
                         field, k, (double)v[k], (double)SPK_MAX_VALUE);
     }
     return 0;
@@ -57,7 +55,7 @@ static int check_floats(const float *v, size_t n, const char *field, char *err, 
 static int check_const(float v, float lo, float hi, int lo_open, const char *field, char *err,
                        size_t errlen) {
     if (!isfinite(v) || v < lo || v > hi || (lo_open && v == lo))
-        return fail(err, errlen, SPK_EFORMAT, "%s: %g out of range %c%g, %g]", field, (double)v,
+        return spk_fail(err, errlen, SPK_EFORMAT, "%s: %g out of range %c%g, %g]", field, (double)v,
                     lo_open ? '(' : '[', (double)lo, (double)hi);
     return 0;
 }
@@ -94,8 +92,8 @@ static int check_counts(size_t got, size_t n, int optional, const char *field, c
                         size_t errlen) {
     if (got == n || (optional && got == 0)) return 0;
     if (optional)
-        return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected 0 or %zu", field, got, n);
-    return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
+        return spk_fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected 0 or %zu", field, got, n);
+    return spk_fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
 }
 
 static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_in, char *err,
@@ -104,17 +102,17 @@ static int check_layer(const Spikeserve__SrcLayer *L, uint32_t k, uint32_t want_
     int rc;
     if (L->n_in != want_in) {
         if (k == 0)
-            return fail(err, errlen, SPK_EFORMAT, "layers[0].n_in: %u, expected %u (n_in)", L->n_in,
+            return spk_fail(err, errlen, SPK_EFORMAT, "layers[0].n_in: %u, expected %u (n_in)", L->n_in,
                         want_in);
-        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n_in: %u, expected %u (layers[%u].n)", k,
+        return spk_fail(err, errlen, SPK_EFORMAT, "layers[%u].n_in: %u, expected %u (layers[%u].n)", k,
                     L->n_in, want_in, k - 1);
     }
     if (L->n < 1 || L->n > SPK_MAX_NEURONS)
-        return fail(err, errlen, SPK_EFORMAT, "layers[%u].n: %u out of range [1, %u]", k, L->n,
+        return spk_fail(err, errlen, SPK_EFORMAT, "layers[%u].n: %u out of range [1, %u]", k, L->n,
                     (unsigned)SPK_MAX_NEURONS);
     size_t nw = (size_t)L->n * L->n_in;
     if (L->n_weights != nw)
-        return fail(err, errlen, SPK_EFORMAT,
+        return spk_fail(err, errlen, SPK_EFORMAT,
                     "layers[%u].weights: %zu values, expected %zu (%u x %u)", k, L->n_weights, nw,
                     L->n, L->n_in);
     snprintf(f, sizeof f, "layers[%u].weights", k);
@@ -151,14 +149,14 @@ static int check_readout(const Spikeserve__Readout *R, uint32_t want_in, uint32_
                          size_t errlen) {
     int rc;
     if (R->n_in != want_in)
-        return fail(err, errlen, SPK_EFORMAT, "readout.n_in: %u, expected %u (layers[%u].n)",
+        return spk_fail(err, errlen, SPK_EFORMAT, "readout.n_in: %u, expected %u (layers[%u].n)",
                     R->n_in, want_in, last);
     if (R->n < 1 || R->n > SPK_MAX_NEURONS)
-        return fail(err, errlen, SPK_EFORMAT, "readout.n: %u out of range [1, %u]", R->n,
+        return spk_fail(err, errlen, SPK_EFORMAT, "readout.n: %u out of range [1, %u]", R->n,
                     (unsigned)SPK_MAX_NEURONS);
     size_t nw = (size_t)R->n * R->n_in;
     if (R->n_weights != nw)
-        return fail(err, errlen, SPK_EFORMAT, "readout.weights: %zu values, expected %zu (%u x %u)",
+        return spk_fail(err, errlen, SPK_EFORMAT, "readout.weights: %zu values, expected %zu (%u x %u)",
                     R->n_weights, nw, R->n, R->n_in);
     if ((rc = check_floats(R->weights, R->n_weights, "readout.weights", err, errlen))) return rc;
     if ((rc = check_counts(R->n_bias, R->n, 0, "readout.bias", err, errlen))) return rc;
@@ -172,22 +170,22 @@ static int check_encoding(const Spikeserve__Encoding *e, char *err, size_t errle
     if (e->kind != SPIKESERVE__ENCODING__KIND__NONE &&
         e->kind != SPIKESERVE__ENCODING__KIND__RATE &&
         e->kind != SPIKESERVE__ENCODING__KIND__LATENCY)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.kind: %d is not NONE, RATE or LATENCY",
+        return spk_fail(err, errlen, SPK_EFORMAT, "encoding.kind: %d is not NONE, RATE or LATENCY",
                     (int)e->kind);
     if (e->kind != SPIKESERVE__ENCODING__KIND__NONE && e->steps < 1)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.steps: 0, must be >= 1 for %s",
+        return spk_fail(err, errlen, SPK_EFORMAT, "encoding.steps: 0, must be >= 1 for %s",
                     e->kind == SPIKESERVE__ENCODING__KIND__RATE ? "RATE" : "LATENCY");
     if (e->steps > SPK_MAX_ENC_STEPS)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.steps: %u exceeds the limit %u", e->steps,
+        return spk_fail(err, errlen, SPK_EFORMAT, "encoding.steps: %u exceeds the limit %u", e->steps,
                     (unsigned)SPK_MAX_ENC_STEPS);
     if (e->warmup_steps > SPK_MAX_ENC_STEPS)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.warmup_steps: %u exceeds the limit %u",
+        return spk_fail(err, errlen, SPK_EFORMAT, "encoding.warmup_steps: %u exceeds the limit %u",
                     e->warmup_steps, (unsigned)SPK_MAX_ENC_STEPS);
     if (!isfinite(e->gain) || e->gain < 0 || e->gain > SPK_MAX_VALUE)
-        return fail(err, errlen, SPK_EFORMAT, "encoding.gain: %g out of range [0, %g]",
+        return spk_fail(err, errlen, SPK_EFORMAT, "encoding.gain: %g out of range [0, %g]",
                     (double)e->gain, (double)SPK_MAX_VALUE);
     if (!isfinite(e->threshold) || fabsf(e->threshold) > SPK_MAX_VALUE)
-        return fail(err, errlen, SPK_EFORMAT,
+        return spk_fail(err, errlen, SPK_EFORMAT,
                     "encoding.threshold: %g is not a finite value within %g", (double)e->threshold,
                     (double)SPK_MAX_VALUE);
     return 0;
@@ -197,21 +195,21 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
     int rc;
     size_t len = strlen(pm->name);
     if (len < 1 || len > SPK_MAX_NAME)
-        return fail(err, errlen, SPK_EFORMAT, "name: %zu characters, expected 1..%d", len,
+        return spk_fail(err, errlen, SPK_EFORMAT, "name: %zu characters, expected 1..%d", len,
                     SPK_MAX_NAME);
     for (size_t k = 0; k < len; k++) {
         unsigned char c = (unsigned char)pm->name[k];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-'))
-            return fail(err, errlen, SPK_EFORMAT,
+            return spk_fail(err, errlen, SPK_EFORMAT,
                         "name: character 0x%02x at %zu is not in [A-Za-z0-9._-]", c, k);
     }
-    if (pm->version < 1) return fail(err, errlen, SPK_EFORMAT, "version: 0, must be >= 1");
+    if (pm->version < 1) return spk_fail(err, errlen, SPK_EFORMAT, "version: 0, must be >= 1");
     if (pm->n_in < 1 || pm->n_in > SPK_MAX_INPUTS)
-        return fail(err, errlen, SPK_EFORMAT, "n_in: %u out of range [1, %u]", pm->n_in,
+        return spk_fail(err, errlen, SPK_EFORMAT, "n_in: %u out of range [1, %u]", pm->n_in,
                     (unsigned)SPK_MAX_INPUTS);
     if (pm->n_layers < 1 || pm->n_layers > SPK_MAX_LAYERS)
-        return fail(err, errlen, SPK_EFORMAT, "layers: %zu layers, expected 1..%d", pm->n_layers,
+        return spk_fail(err, errlen, SPK_EFORMAT, "layers: %zu layers, expected 1..%d", pm->n_layers,
                     SPK_MAX_LAYERS);
     uint32_t want = pm->n_in;
     uint64_t params = 0;
@@ -224,7 +222,7 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
             params += (uint64_t)pm->readout->n * pm->readout->n_in;
     }
     if (params > SPK_MAX_PARAMS)
-        return fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
+        return spk_fail(err, errlen, SPK_EFORMAT, "weights: %llu parameters in total, limit %u",
                     (unsigned long long)params, (unsigned)SPK_MAX_PARAMS);
     for (uint32_t k = 0; k < pm->n_layers; k++) {
         if ((rc = check_layer(pm->layers[k], k, want, err, errlen))) return rc;
@@ -237,21 +235,21 @@ static int check_model(const Spikeserve__Model *pm, char *err, size_t errlen) {
         n_out = pm->readout->n;
     }
     if (pm->n_labels != 0 && pm->n_labels != n_out)
-        return fail(err, errlen, SPK_EFORMAT, "labels: %zu labels, expected 0 or %u (%s)",
+        return spk_fail(err, errlen, SPK_EFORMAT, "labels: %zu labels, expected 0 or %u (%s)",
                     pm->n_labels, n_out, pm->readout ? "readout.n" : "last layer's n");
     for (size_t k = 0; k < pm->n_labels; k++) {
         size_t ll = strlen(pm->labels[k]);
         if (ll > SPK_MAX_LABEL)
-            return fail(err, errlen, SPK_EFORMAT, "labels[%zu]: %zu bytes, limit %d", k, ll,
+            return spk_fail(err, errlen, SPK_EFORMAT, "labels[%zu]: %zu bytes, limit %d", k, ll,
                         SPK_MAX_LABEL);
         if (!utf8_valid(pm->labels[k]))
-            return fail(err, errlen, SPK_EFORMAT, "labels[%zu]: not valid UTF-8", k);
+            return spk_fail(err, errlen, SPK_EFORMAT, "labels[%zu]: not valid UTF-8", k);
     }
     if (strlen(pm->description) > SPK_MAX_DESCRIPTION)
-        return fail(err, errlen, SPK_EFORMAT, "description: %zu bytes, limit %d",
+        return spk_fail(err, errlen, SPK_EFORMAT, "description: %zu bytes, limit %d",
                     strlen(pm->description), SPK_MAX_DESCRIPTION);
     if (!utf8_valid(pm->description))
-        return fail(err, errlen, SPK_EFORMAT, "description: not valid UTF-8");
+        return spk_fail(err, errlen, SPK_EFORMAT, "description: not valid UTF-8");
     if (pm->encoding && (rc = check_encoding(pm->encoding, err, errlen))) return rc;
     return 0;
 }
@@ -420,30 +418,30 @@ nomem:
     } else {
         free(priv);
     }
-    return fail(err, errlen, SPK_ENOMEM, "out of memory loading the model");
+    return spk_fail(err, errlen, SPK_ENOMEM, "out of memory loading the model");
 }
 
 int spk_model_load_bytes(const uint8_t *buf, size_t len, spk_model **out, char *err,
                          size_t errlen) {
     int rc;
-    if (!out) return fail(err, errlen, SPK_EINVAL, "out: NULL");
+    if (!out) return spk_fail(err, errlen, SPK_EINVAL, "out: NULL");
     *out = NULL;
-    if (!buf && len) return fail(err, errlen, SPK_EINVAL, "buf: NULL");
+    if (!buf && len) return spk_fail(err, errlen, SPK_EINVAL, "buf: NULL");
     if (len > SPK_MAX_FILE)
-        return fail(err, errlen, SPK_EFORMAT, "file: %zu bytes, limit %u", len,
+        return spk_fail(err, errlen, SPK_EFORMAT, "file: %zu bytes, limit %u", len,
                     (unsigned)SPK_MAX_FILE);
     static const uint8_t empty[1];
     long layers = buf ? pb_count_field(buf, len, 4) : 0,
          labels = buf ? pb_count_field(buf, len, 6) : 0;
     if (layers > SPK_MAX_LAYERS) /* refused before protobuf-c allocates a struct for each */
-        return fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, expected 1..%d", layers,
+        return spk_fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, expected 1..%d", layers,
                     SPK_MAX_LAYERS);
     if (labels > SPK_MAX_NEURONS)
-        return fail(err, errlen, SPK_EFORMAT, "labels: %ld labels, limit %d", labels,
+        return spk_fail(err, errlen, SPK_EFORMAT, "labels: %ld labels, limit %d", labels,
                     SPK_MAX_NEURONS);
     Spikeserve__Model *pm = spikeserve__model__unpack(NULL, len, buf ? buf : empty);
     if (!pm)
-        return fail(err, errlen, SPK_EFORMAT,
+        return spk_fail(err, errlen, SPK_EFORMAT,
                     "file: not a valid spikeserve.Model message (truncated or corrupt, %zu bytes)",
                     len);
     if ((rc = check_model(pm, err, errlen)) == 0) rc = build(pm, out, err, errlen);
@@ -455,30 +453,30 @@ int spk_model_load_file(const char *path, spk_model **out, char *err, size_t err
     int rc;
     struct stat st;
     uint8_t *buf = NULL;
-    if (!out) return fail(err, errlen, SPK_EINVAL, "out: NULL");
+    if (!out) return spk_fail(err, errlen, SPK_EINVAL, "out: NULL");
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
+    if (!f) return spk_fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
     if (fstat(fileno(f), &st) != 0) {
-        rc = fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
+        rc = spk_fail(err, errlen, SPK_EIO, "%s: %s", path, strerror(errno));
         goto done;
     }
     if (!S_ISREG(st.st_mode)) {
-        rc = fail(err, errlen, SPK_EIO, "%s: not a regular file", path);
+        rc = spk_fail(err, errlen, SPK_EIO, "%s: not a regular file", path);
         goto done;
     }
     if ((uint64_t)st.st_size > SPK_MAX_FILE) {
-        rc = fail(err, errlen, SPK_EFORMAT, "%s: %lld bytes, limit %u", path, (long long)st.st_size,
+        rc = spk_fail(err, errlen, SPK_EFORMAT, "%s: %lld bytes, limit %u", path, (long long)st.st_size,
                   (unsigned)SPK_MAX_FILE);
         goto done;
     }
     size_t len = (size_t)st.st_size;
     if (!(buf = malloc(len ? len : 1))) {
-        rc = fail(err, errlen, SPK_ENOMEM, "%s: out of memory", path);
+        rc = spk_fail(err, errlen, SPK_ENOMEM, "%s: out of memory", path);
         goto done;
     }
     if (fread(buf, 1, len, f) != len) {
-        rc = fail(err, errlen, SPK_EIO, "%s: short read", path);
+        rc = spk_fail(err, errlen, SPK_EIO, "%s: short read", path);
         goto done;
     }
     rc = spk_model_load_bytes(buf, len, out, err, errlen);

@@ -61,6 +61,11 @@ enum {
     SPK_ESPACE = -6,  /* an output buffer is too small */
 };
 
+/* Write a printf-style message into err (when err and errlen are set) and return rc: how every
+ * engine function reports an error. */
+int spk_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 typedef enum { SPK_ENC_NONE = 0, SPK_ENC_RATE = 1, SPK_ENC_LATENCY = 2 } spk_encoding_kind;
 
 typedef struct {

@@ -33,18 +33,6 @@ static float *data(const spk_state *s) {
     return (float *)((char *)(uintptr_t)s + HDR_BYTES);
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 size_t spk_state_bytes(const spk_model *m) {
     size_t floats = 0;
     for (uint32_t l = 0; l < m->n_layers; l++)
@@ -147,7 +135,7 @@ int spk_state_snapshot(const spk_state *s, uint8_t **buf, size_t *len, char *err
     }
     size_t n = spikeserve__state_snapshot__get_packed_size(&snap);
     uint8_t *b = malloc(n ? n : 1);
-    if (!b) return fail(err, errlen, SPK_ENOMEM, "snapshot: out of memory (%zu bytes)", n);
+    if (!b) return spk_fail(err, errlen, SPK_ENOMEM, "snapshot: out of memory (%zu bytes)", n);
     *len = spikeserve__state_snapshot__pack(&snap, b);
     *buf = b;
     return 0;
@@ -156,10 +144,10 @@ int spk_state_snapshot(const spk_state *s, uint8_t **buf, size_t *len, char *err
 static int check_vec(const float *v, size_t got, size_t n, const char *field, char *err,
                      size_t errlen) {
     if (got != n)
-        return fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
+        return spk_fail(err, errlen, SPK_EFORMAT, "%s: %zu values, expected %zu", field, got, n);
     for (size_t k = 0; k < n; k++)
         if (!isfinite(v[k]))
-            return fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g is not finite", field, k,
+            return spk_fail(err, errlen, SPK_EFORMAT, "%s[%zu]: %g is not finite", field, k,
                         (double)v[k]);
     return 0;
 }
@@ -171,28 +159,28 @@ int spk_state_restore(spk_state *s, const uint8_t *buf, size_t len, char *err, s
     char f[48];
     long nl = buf ? pb_count_field(buf, len, 5) : 0;
     if (nl > SPK_MAX_LAYERS) /* refused before protobuf-c allocates a struct for each */
-        return fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, limit %d", nl, SPK_MAX_LAYERS);
+        return spk_fail(err, errlen, SPK_EFORMAT, "layers: %ld layers, limit %d", nl, SPK_MAX_LAYERS);
     Spikeserve__StateSnapshot *p =
         spikeserve__state_snapshot__unpack(NULL, len, buf && len ? buf : empty);
     if (!p)
-        return fail(err, errlen, SPK_EFORMAT,
+        return spk_fail(err, errlen, SPK_EFORMAT,
                     "snapshot: not a valid spikeserve.StateSnapshot message (truncated or "
                     "corrupt, %zu bytes)",
                     len);
     if (strcmp(p->model_name, m->name) != 0 || p->model_version != m->version) {
-        rc = fail(err, errlen, SPK_EMODEL,
+        rc = spk_fail(err, errlen, SPK_EMODEL,
                   "snapshot: taken from model \"%.64s\" version %u, this is \"%s\" version %u",
                   p->model_name, p->model_version, m->name, m->version);
         goto done;
     }
     if (p->weights_checksum != m->checksum) {
-        rc = fail(err, errlen, SPK_EMODEL,
+        rc = spk_fail(err, errlen, SPK_EMODEL,
                   "snapshot: weights_checksum %016llx differs from the model's %016llx",
                   (unsigned long long)p->weights_checksum, (unsigned long long)m->checksum);
         goto done;
     }
     if (p->n_layers != m->n_layers) {
-        rc = fail(err, errlen, SPK_EFORMAT, "layers: %zu layers, expected %u", p->n_layers,
+        rc = spk_fail(err, errlen, SPK_EFORMAT, "layers: %zu layers, expected %u", p->n_layers,
                   m->n_layers);
         goto done;
     }

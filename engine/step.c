@@ -33,18 +33,6 @@ struct spk_scratch {
     float *row;           /* n_in: a dense input row plus that step's events */
 };
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static size_t pad16(size_t n) {
     return (n + 15) / 16 * 16;
 }
@@ -122,30 +110,30 @@ events_ok(const spk_event *ev, size_t n, uint32_t steps, uint32_t n_in) {
 }
 
 int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t errlen) {
-    if (!in) return fail(err, errlen, SPK_EINVAL, "input: NULL");
-    if (in->steps < 1) return fail(err, errlen, SPK_EINVAL, "steps: 0, must be >= 1");
+    if (!in) return spk_fail(err, errlen, SPK_EINVAL, "input: NULL");
+    if (in->steps < 1) return spk_fail(err, errlen, SPK_EINVAL, "steps: 0, must be >= 1");
     if (in->n_events && !in->events)
-        return fail(err, errlen, SPK_EINVAL, "events: NULL with %zu events", in->n_events);
+        return spk_fail(err, errlen, SPK_EINVAL, "events: NULL with %zu events", in->n_events);
     size_t k0 = in->n_events && events_ok(in->events, in->n_events, in->steps, m->n_in)
                     ? in->n_events
                     : 0;
     for (size_t k = k0; k < in->n_events; k++) {
         const spk_event *e = &in->events[k];
         if (e->step >= in->steps)
-            return fail(err, errlen, SPK_EINVAL, "events[%zu]: step %u out of range [0, %u)", k,
+            return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: step %u out of range [0, %u)", k,
                         e->step, in->steps);
         if (e->input >= m->n_in)
-            return fail(err, errlen, SPK_EINVAL, "events[%zu]: input %u out of range [0, %u)", k,
+            return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: input %u out of range [0, %u)", k,
                         e->input, m->n_in);
         if (!isfinite(e->value))
-            return fail(err, errlen, SPK_EINVAL, "events[%zu]: value %g is not finite", k,
+            return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: value %g is not finite", k,
                         (double)e->value);
         if (fabsf(e->value) > SPK_MAX_VALUE)
-            return fail(err, errlen, SPK_EINVAL,
+            return spk_fail(err, errlen, SPK_EINVAL,
                         "events[%zu]: value %g exceeds the limit %g in magnitude", k,
                         (double)e->value, (double)SPK_MAX_VALUE);
         if (k > 0 && e->step < in->events[k - 1].step)
-            return fail(err, errlen, SPK_EINVAL,
+            return spk_fail(err, errlen, SPK_EINVAL,
                         "events[%zu]: step %u after step %u of events[%zu]: events must be "
                         "sorted by step",
                         k, e->step, in->events[k - 1].step, k - 1);
@@ -155,10 +143,10 @@ int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t e
             for (uint32_t j = 0; j < m->n_in; j++) {
                 float v = in->dense[(size_t)t * m->n_in + j];
                 if (!isfinite(v))
-                    return fail(err, errlen, SPK_EINVAL, "dense[%u][%u]: %g is not finite", t, j,
+                    return spk_fail(err, errlen, SPK_EINVAL, "dense[%u][%u]: %g is not finite", t, j,
                                 (double)v);
                 if (fabsf(v) > SPK_MAX_VALUE)
-                    return fail(err, errlen, SPK_EINVAL,
+                    return spk_fail(err, errlen, SPK_EINVAL,
                                 "dense[%u][%u]: %g exceeds the limit %g in magnitude", t, j,
                                 (double)v, (double)SPK_MAX_VALUE);
             }
@@ -344,11 +332,11 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
 /* Checks that need no stepping: the state, scratch and input fit together. */
 static int precheck(spk_state *st, const spk_input *in, const spk_scratch *sc, char *err,
                     size_t errlen) {
-    if (!st) return fail(err, errlen, SPK_EINVAL, "state: NULL");
+    if (!st) return spk_fail(err, errlen, SPK_EINVAL, "state: NULL");
     const spk_model *m = spk_state_model(st);
-    if (!sc) return fail(err, errlen, SPK_EINVAL, "scratch: NULL");
+    if (!sc) return spk_fail(err, errlen, SPK_EINVAL, "scratch: NULL");
     if (sc->max_n < m->max_n || sc->n_in < m->n_in)
-        return fail(err, errlen, SPK_EINVAL,
+        return spk_fail(err, errlen, SPK_EINVAL,
                     "scratch: made for a model of width %u and %u inputs, this one needs %u and %u",
                     sc->max_n, sc->n_in, m->max_n, m->n_in);
     return spk_input_check(m, in, err, errlen);
@@ -361,7 +349,7 @@ static int finish(spk_state *st, const spk_input *in, spk_output *out, const run
     if (out && out->readout && !out->readout_every_step && m->has_readout)
         memcpy(out->readout, spk_state_o(st), m->readout.n * sizeof(float));
     if (rs->space)
-        return fail(err, errlen, SPK_ESPACE,
+        return spk_fail(err, errlen, SPK_ESPACE,
                     "spikes: output buffer too small for %u steps (size it with spk_max_spikes())",
                     in->steps);
     return 0;
@@ -396,7 +384,7 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
             *r = (run_state){0, 0, 0, 0};
             r->rc = precheck(states ? states[k] : NULL, in ? &in[k] : NULL, sc, e1, sizeof e1);
             if (r->rc) {
-                if (!first) first = fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
+                if (!first) first = spk_fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
                 continue;
             }
             t0[k - c0] = spk_state_t(states[k]);
@@ -413,7 +401,7 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
             if (r->rc == 0) {
                 r->rc =
                     finish(states[k], &in[k], out ? &out[k] : NULL, r, t0[k - c0], e1, sizeof e1);
-                if (r->rc && !first) first = fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
+                if (r->rc && !first) first = spk_fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
             }
             if (rc) rc[k] = r->rc;
         }
