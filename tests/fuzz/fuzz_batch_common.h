@@ -140,6 +140,38 @@ static void fz_exercise(const ss_batch *b) {
     free(readout);
 }
 
+static int same_batch(const ss_batch *a, const ss_batch *b) {
+    if (a->has_seq != b->has_seq || a->seq != b->seq || a->steps != b->steps ||
+        a->n_events != b->n_events || a->outputs != b->outputs || !a->dense != !b->dense ||
+        !a->events != !b->events)
+        return 0;
+    if (a->n_events && memcmp(a->events, b->events, a->n_events * sizeof *a->events)) return 0;
+    if (a->dense &&
+        memcmp(a->dense, b->dense, (size_t)a->steps * fz_model->n_in * sizeof *a->dense))
+        return 0;
+    return 1;
+}
+
+/* The three decoders of one format must agree: the combined decoder (rc, err, b) with the
+ * reference (ref_rc, ref_err, ref) on code, message and batch; the fast path (fast_rc, fast)
+ * either declines (leaving nothing) or decodes exactly what the reference does. Frees fast. */
+static void fz_differential(const char *name, int rc, const char *err, const ss_batch *b,
+                            int ref_rc, const char *ref_err, const ss_batch *ref, int fast_rc,
+                            int declined, ss_batch *fast) {
+    if (rc != ref_rc || (rc && strcmp(err, ref_err)))
+        fz_die(name, ref_err); /* the combined decoder and the reference disagree */
+    if (rc == 0 && !same_batch(b, ref))
+        fz_die("the combined decoder and the reference decode different batches", name);
+    if (fast_rc != 0 && fast_rc != declined) fz_die("fast path: bad code", name);
+    if (fast_rc == 0) {
+        if (ref_rc != 0) fz_die("fast path accepts what the reference rejects", ref_err);
+        if (!same_batch(fast, ref)) fz_die("fast path and reference decode differently", name);
+        ss_batch_free(fast);
+    } else if (fast->events || fast->dense || fast->n_events || fast->steps) {
+        fz_die("fast path declined but left a batch", name);
+    }
+}
+
 static void fz_check_rc(int rc, const char *err) {
     if (rc != 0 && rc != SS_EBAD && rc != SS_ELIMIT) fz_die("unexpected return code", err);
     if (rc != 0 && err[0] == '\0') fz_die("error without a message", NULL);
