@@ -379,15 +379,19 @@ int ss_http_start(ss_app *a, char *err, size_t errlen) {
         snprintf(err, errlen, "--bind %s: not an IPv4 or IPv6 address", a->cfg.bind);
         return -1;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | v6;
+    /* TURBO: optimistic reads and writes on the non-blocking sockets before asking the
+     * event loop, no shutdown() before close. The pool holds the request line and headers
+     * plus a little for the body's read buffer; MHD clears all of it on every request. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_TURBO | MHD_USE_ERROR_LOG | v6 |
+                     (strcmp(a->cfg.event_loop, "poll") ? MHD_USE_EPOLL : MHD_USE_POLL);
     a->daemon =
         MHD_start_daemon(flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR,
                          sa, MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_THREAD_POOL_SIZE,
                          (unsigned)a->cfg.http_threads, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)a->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
                          (unsigned)a->cfg.connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)a->cfg.max_header_bytes + 16384,
+                         (size_t)a->cfg.max_header_bytes + 4096,
                          MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_conn_per_ip,
                          MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!a->daemon) {

@@ -43,6 +43,12 @@ for tier in "${tiers[@]}"; do
             [ -e "$f" ] || continue
             n=$(basename "$f" .c); run_case "e2e/$n" "$build/tests/$n"
         done
+        # The same server under the other event loop (--event-loop poll): the routes,
+        # suspended uploads and event streams, hostile clients, many threads at once.
+        for n in test_routes test_stream test_events test_hostile test_concurrency; do
+            [ -x "$build/tests/$n" ] || continue
+            run_case "e2e/poll/$n" env SPIKESERVE_EVENT_LOOP=poll "$build/tests/$n"
+        done
         for f in tests/e2e/test_*.sh tests/e2e/test_*.py; do
             [ -e "$f" ] || continue
             case $f in *.py) run_case "e2e/$(basename "$f")" "$py" "$f" ;;

@@ -64,6 +64,8 @@ start_server() {
     local log="$work/$1.log" pf="$work/$1.port" args=()
     rm -f "$pf"
     args=(--model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf")
+    # SERVER_ARGS: extra spikeserve options for experiments (e.g. SERVER_ARGS="--http-threads 1")
+    [ -n "${SERVER_ARGS:-}" ] && read -r -a args_extra <<<"$SERVER_ARGS" && args+=("${args_extra[@]}")
     has_flag workers && args+=(--workers 2)
     has_flag max-sessions && args+=(--max-sessions "$2")
     has_flag idle-timeout && args+=(--idle-timeout 86400)
