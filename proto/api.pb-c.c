@@ -1794,7 +1794,7 @@ const ProtobufCMessageDescriptor spikeserve__model_list__descriptor =
   (ProtobufCMessageInit) spikeserve__model_list__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descriptors[9] =
+static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descriptors[10] =
 {
   {
     "session_id",
@@ -1904,10 +1904,23 @@ static const ProtobufCFieldDescriptor spikeserve__session_snapshot__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "last_outputs",
+    10,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Spikeserve__SessionSnapshot, has_last_outputs),
+    offsetof(Spikeserve__SessionSnapshot, last_outputs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__session_snapshot__field_indices_by_name[] = {
   6,   /* field[6] = created_at */
   3,   /* field[3] = idle_timeout_s */
+  9,   /* field[9] = last_outputs */
   5,   /* field[5] = last_result */
   4,   /* field[4] = last_seq */
   1,   /* field[1] = model */
@@ -1919,7 +1932,7 @@ static const unsigned spikeserve__session_snapshot__field_indices_by_name[] = {
 static const ProtobufCIntRange spikeserve__session_snapshot__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor spikeserve__session_snapshot__descriptor =
 {
@@ -1929,7 +1942,7 @@ const ProtobufCMessageDescriptor spikeserve__session_snapshot__descriptor =
   "Spikeserve__SessionSnapshot",
   "spikeserve",
   sizeof(Spikeserve__SessionSnapshot),
-  9,
+  10,
   spikeserve__session_snapshot__field_descriptors,
   spikeserve__session_snapshot__field_indices_by_name,
   1,  spikeserve__session_snapshot__number_ranges,

@@ -319,10 +319,16 @@ struct  Spikeserve__SessionSnapshot
    */
   protobuf_c_boolean has_owner;
   uint64_t owner;
+  /*
+   * The outputs the request of last_seq asked for, so a retry is answered with the same
+   * fields: bit 0 spikes, 1 readout, 2 readout_all, 3 layers (0 or absent: from last_result).
+   */
+  protobuf_c_boolean has_last_outputs;
+  uint32_t last_outputs;
 };
 #define SPIKESERVE__SESSION_SNAPSHOT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__session_snapshot__descriptor) \
-    , NULL, NULL, 0, 0, 0, 0, 0, 0, 0, {0,NULL}, NULL, NULL, 0, 0 }
+    , NULL, NULL, 0, 0, 0, 0, 0, 0, 0, {0,NULL}, NULL, NULL, 0, 0, 0, 0 }
 
 
 struct  Spikeserve__ErrorDetail

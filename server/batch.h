@@ -23,6 +23,7 @@ enum {
     SS_OUT_READOUT = 1u << 1,     /* "readout": readout at the last step (+ prediction) */
     SS_OUT_READOUT_ALL = 1u << 2, /* "readout_all": readout at every step */
     SS_OUT_LAYERS = 1u << 3,      /* "layers": every layer's events */
+    SS_OUT_ALL = 0xfu,
 };
 
 /* Decoding errors: SS_EBAD is a 400, SS_ELIMIT a 413 (the message names the limit). */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "api.pb-c.h"
+#include "batch.h"
 #include "model.pb-c.h"
 #include "wire.h"
 
@@ -41,6 +42,10 @@ int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char
         m.has_last_result = 1;
         m.last_result.data = s->last_pb;
         m.last_result.len = s->last_pb_len;
+        if (s->last_outputs) {
+            m.has_last_outputs = 1;
+            m.last_outputs = s->last_outputs;
+        }
     }
     m.created_at = created;
     m.state = ss;
@@ -111,6 +116,7 @@ int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, si
         if (!out->last_pb) goto oom;
         memcpy(out->last_pb, m->last_result.data, m->last_result.len);
         out->last_pb_len = m->last_result.len;
+        if (m->has_last_outputs) out->last_outputs = m->last_outputs & SS_OUT_ALL;
     }
     out->state_len = spikeserve__state_snapshot__get_packed_size(m->state);
     out->state = malloc(out->state_len ? out->state_len : 1);
@@ -160,7 +166,7 @@ int ss_store_apply(ss_sess *s, const ss_snap *snap, char *err, size_t errlen) {
     free(s->last_pb);
     s->last_pb = pb;
     s->last_pb_len = pb ? snap->last_pb_len : 0;
-    s->last_outputs = 0;
+    s->last_outputs = pb ? snap->last_outputs : 0;
     pthread_mutex_lock(&s->mu);
     s->t = spk_state_t(s->state);
     s->last_seq = snap->last_seq;

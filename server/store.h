@@ -19,6 +19,7 @@ typedef struct {
     uint64_t last_seq;
     uint8_t *last_pb; /* stored answer, or NULL */
     size_t last_pb_len;
+    unsigned last_outputs; /* output mask of that answer (0: unknown) */
     int64_t created_ms; /* 0: unknown */
     uint8_t *state;     /* StateSnapshot bytes */
     uint64_t owner;     /* API key hash from a --state-dir file (0: none) */
