@@ -10,15 +10,20 @@
 #     run against it;
 #  3. memory per idle session: a fresh spikeserve with --max-sessions above 100,000, VmRSS
 #     before and after opening 100,000 sessions (tests/bench/bench_open.c).
+# Both servers run side by side and the wrk runs are interleaved in ROUNDS rounds (spikeserve
+# JSON, spikeserve protobuf, nginx), so that a change in the machine's load (it is shared; a
+# VM with stolen time) hits all three alike; the share of nginx is taken within each round
+# and the median round is reported.
 # Prints requests/s, p50 and p99 latency for both, our share of nginx's requests/s, and bytes
 # per idle session. Never fails on timing; exits non-zero only when something could not run.
-#   tests/bench/bench_server.sh [BUILD]   (env: DURATION=10 THREADS=2 CONNECTIONS=64
-#                                          SESSIONS=1000 IDLE_SESSIONS=100000)
+#   tests/bench/bench_server.sh [BUILD]   (env: DURATION=10 ROUNDS=3 THREADS=2 CONNECTIONS=64
+#                                          SESSIONS=1000 IDLE_SESSIONS=100000 SERVER_ARGS=)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
 py=${PYTHON:-/usr/bin/python3}
 duration=${DURATION:-10}
+rounds=${ROUNDS:-3}
 threads=${THREADS:-2}
 conns=${CONNECTIONS:-64}
 sessions=${SESSIONS:-1000}
@@ -137,6 +142,7 @@ run_wrk() {
 }
 
 load0=$(cut -d' ' -f1 /proc/loadavg)
+s_err=""
 echo "== load average before: $load0 (2 cores; other work on the machine skews the figures)"
 echo "== preparing (model, request bodies) in $work"
 read -r model_name model_path model_kind < <("$py" tests/bench/bench_server_prep.py "$work" 1000)
@@ -155,8 +161,8 @@ read -r code size < <(curl -s -o "$work/sample.out" -w '%{http_code} %{size_down
     "http://127.0.0.1:$srv_port/v1/sessions/$sample_id/steps")
 echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.out")..."
 [ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
-run_wrk spikeserve "$srv_port" "$work/bodies.ndjson" json "$srv_pid"
-s_rps=$rps s_p50=$p50 s_p99=$p99 s_non2xx=$non2xx s_err=$errors s_rpc=$rpc
+# Warm-up (a session's first steps have no spikes yet), not counted.
+run_wrk warmup "$srv_port" "$work/bodies.ndjson" json "$srv_pid" >/dev/null
 # The answers' size once the sessions are warm (a session's first steps have no spikes):
 # the mean over 50 steps of as many sessions, after the run; nginx answers that many bytes.
 total=0
@@ -169,10 +175,6 @@ for k in $(seq 50); do
 done
 size=$((total / 50))
 echo "mean answer after the run: $size bytes"
-# The same batches in protobuf (Content-Type and Accept application/x-protobuf).
-run_wrk spikeserve-pb "$srv_port" "$work/bodies.pbhex" pb "$srv_pid"
-p_rps=$rps p_p50=$p50 p_p99=$p99 p_non2xx=$non2xx p_rpc=$rpc
-stop_pid "$srv_pid"
 
 # ---- 2. nginx, same requests, a static answer of the same size ----
 nport=$(free_port)
@@ -221,9 +223,28 @@ nsize=$(curl -s -o /dev/null -w '%{size_download}' -X POST -H 'Content-Type: app
     --data-binary "@$work/sample.body" "http://127.0.0.1:$nport/v1/sessions/x/steps")
 echo "nginx answer: $nsize bytes"
 ng_workers=$(ps -o pid= --ppid "$ng_pid" | tr -d ' ' | tr '\n' ' ')
-run_wrk nginx "$nport" "$work/bodies.ndjson" json "$ng_pid" $ng_workers
-n_rps=$rps n_p50=$p50 n_p99=$p99 n_non2xx=$non2xx n_rpc=$rpc
+
+# ---- rounds: spikeserve JSON, spikeserve protobuf (Content-Type and Accept
+# application/x-protobuf), nginx; the same request bodies ----
+rows=()
+for r in $(seq "$rounds"); do
+    echo "== round $r of $rounds"
+    run_wrk "spikeserve-$r" "$srv_port" "$work/bodies.ndjson" json "$srv_pid"
+    row="$rps $p50 $p99 $non2xx $rpc"
+    [ -n "$errors" ] && s_err=$errors
+    run_wrk "spikeserve-pb-$r" "$srv_port" "$work/bodies.pbhex" pb "$srv_pid"
+    row="$row $rps $p50 $p99 $non2xx $rpc"
+    run_wrk "nginx-$r" "$nport" "$work/bodies.ndjson" json "$ng_pid" $ng_workers
+    row="$row $rps $p50 $p99 $non2xx $rpc"
+    rows+=("$row")
+done
+stop_pid "$srv_pid"
 stop_pid "$ng_pid"
+# The median round by the JSON share of nginx's requests/s; its figures are the ones shown.
+median_row=$(printf '%s\n' "${rows[@]}" | awk '{ print $1 / $11, $0 }' | sort -g |
+    awk -v n="${#rows[@]}" 'NR == int((n + 1) / 2) { $1 = ""; print }')
+read -r s_rps s_p50 s_p99 s_non2xx s_rpc p_rps p_p50 p_p99 p_non2xx p_rpc \
+    n_rps n_p50 n_p99 n_non2xx n_rpc <<<"$median_row"
 
 # ---- 3. memory per idle session ----
 echo "== memory: $idle_sessions idle sessions"
@@ -242,12 +263,18 @@ echo
 echo "================================================================================"
 echo "server benchmark: model $model_name ($model_kind), one-step sparse batches of a"
 echo "rate-coded Fashion-MNIST image (~$(( $(wc -c <"$work/bodies.ndjson") / 1000 )) bytes each), answers of $size bytes"
-echo "wrk -t$threads -c$conns -d${duration}s, loopback; both servers 2 workers, no access log"
+echo "wrk -t$threads -c$conns -d${duration}s x $rounds interleaved rounds, loopback; both servers 2 workers, no access log"
 printf '%-26s %12s %10s %10s %8s %14s\n' "server" "requests/s" "p50" "p99" "non-2xx" "req/CPU-s"
 printf '%-26s %12s %10s %10s %8s %14s\n' "spikeserve (JSON)" "$s_rps" "$s_p50" "$s_p99" "$s_non2xx" "$s_rpc"
 printf '%-26s %12s %10s %10s %8s %14s\n' "spikeserve (protobuf)" "$p_rps" "$p_p50" "$p_p99" "$p_non2xx" "$p_rpc"
 printf '%-26s %12s %10s %10s %8s %14s\n' "nginx (static, same size)" "$n_rps" "$n_p50" "$n_p99" "$n_non2xx" "$n_rpc"
 [ -n "$s_err" ] && echo "spikeserve wrk: $s_err"
+echo "(the median of $rounds interleaved rounds of ${duration}s; every round's share of nginx, JSON / protobuf:"
+for row in "${rows[@]}"; do
+    read -r a _ _ _ _ b _ _ _ _ c _ <<<"$row"
+    awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { printf "   %.1f %% / %.1f %%\n", 100 * a / c, 100 * b / c }'
+done
+echo ")"
 echo "req/CPU-s: requests per second of the server's own CPU time (robust to a busy machine)"
 echo "load average (1 min) before / after: $load0 / $(cut -d' ' -f1 /proc/loadavg)"
 echo "our share of nginx's requests/s: $share % with JSON, $(pct "$p_rps" "$n_rps") % with protobuf (goal >= 50 %);"
