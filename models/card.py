@@ -15,6 +15,7 @@ by the noise of the encoding only.
 import argparse
 import ctypes as C
 import os
+import shlex
 import sys
 
 import numpy as np
@@ -198,7 +199,9 @@ def main(argv=None):
         "```sh",
         "\n".join(" \\\n    ".join(c) for c in cmds),
         f"/usr/bin/python3 models/export.py {os.path.relpath(a.checkpoint)} {a.model} "
-        f"--name {meta['name']}",
+        f"--name {meta['name']}"
+        + (f" --version {meta['version']}" if meta["version"] != 1 else "")
+        + (f" --description {shlex.quote(meta['description'])}" if meta["description"] else ""),
         f"/usr/bin/python3 models/card.py {a.model} --checkpoint {os.path.relpath(a.checkpoint)}"
         + (f" --notes {a.notes}" if a.notes else ""),
         "```",
