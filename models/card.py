@@ -27,6 +27,7 @@ import train  # noqa: E402
 from export import load_checkpoint, load_model  # noqa: E402
 
 SEED = 20261128  # tests/unit/test_zoo_accuracy.c
+OTHER_SEEDS = range(1, 8)  # the spread over encodings
 
 
 class Event(C.Structure):
@@ -53,8 +54,9 @@ class Encoding(C.Structure):
                 ("gain", C.c_float), ("threshold", C.c_float)]
 
 
-def engine_accuracy(model_path, build, net):
-    """(accuracy %, non-zero fraction per layer) of the C engine on the test set."""
+def engine_accuracy(model_path, build, net, seed=None):
+    """(accuracy %, non-zero fraction per layer) of the C engine on the test set, the images
+    encoded by spk_encode from seed (default SEED)."""
     lib = C.CDLL(os.path.join(build, "libspkengine.so"))
     vp = C.c_void_p
     lib.spk_model_load_file.argtypes = [C.c_char_p, C.POINTER(vp), C.c_char_p, C.c_size_t]
@@ -87,7 +89,7 @@ def engine_accuracy(model_path, build, net):
     nz = (C.c_uint64 * nl)()
     st, sc = lib.spk_state_create(m), lib.spk_scratch_create(m)
     rng = (C.c_uint64 * 4)()
-    lib.spk_rng_seed(rng, SEED)
+    lib.spk_rng_seed(rng, SEED if seed is None else seed)
     img = train.read_idx(os.path.join(train.DATA, "t10k-images-idx3-ubyte.gz"))
     lab = train.read_idx(os.path.join(train.DATA, "t10k-labels-idx1-ubyte.gz"))
     x = img.reshape(len(img), -1).astype(np.float32) / np.float32(255.0)
@@ -140,6 +142,9 @@ def main(argv=None):
     acc_t, frac_t = train.evaluate(net, xte, yte, meta["encoding"], ck["args"]["eval_seed"],
                                    progress=False)
     acc_c, frac_c = engine_accuracy(a.model, a.build, net)
+    # The encoding is random: the same model over other encodings of the test set.
+    other = [engine_accuracy(a.model, a.build, net, seed=s)[0] for s in OTHER_SEEDS]
+    spread = [acc_c] + other
     args = ck["args"]
     # The chain of runs: a fine-tuning run (--init-from CHECKPOINT) follows its base run.
     chain = []
@@ -184,6 +189,9 @@ def main(argv=None):
         f"shipped: the best test accuracy checkpoint (epoch {ck['epoch']} of the last run) |",
         f"| test accuracy, PyTorch | {acc_t:.2f} % (10,000 test images) |",
         f"| test accuracy, C engine | {acc_c:.2f} % (10,000 test images, spk_encode seed {SEED}) |",
+        f"| same, over {len(spread)} encodings of the test set | mean {np.mean(spread):.2f} %, "
+        f"sd {np.std(spread, ddof=1):.2f}, range {min(spread):.2f} to {max(spread):.2f} % "
+        f"(spk_encode seeds {SEED}, {OTHER_SEEDS.start} to {OTHER_SEEDS.stop - 1}) |",
         f"| non-zero outputs per layer (C engine) | "
         + ", ".join(f"{100 * f:.2f} %" for f in frac_c) + " of (neuron, step) pairs |",
         f"| non-zero outputs per layer (PyTorch) | "
