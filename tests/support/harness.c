@@ -454,6 +454,17 @@ int ts_sse_wait(ts_sse *e, const char *needle, int count, int timeout_ms) {
     return n;
 }
 
+size_t ts_sse_wait_bytes(ts_sse *e, size_t n, int timeout_ms) {
+    struct timespec dl;
+    deadline_in(&dl, timeout_ms);
+    pthread_mutex_lock(&e->mu);
+    while (e->len < n && !e->ended)
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &dl) != 0) break;
+    size_t len = e->len;
+    pthread_mutex_unlock(&e->mu);
+    return len;
+}
+
 int ts_sse_count(ts_sse *e, const char *needle) {
     pthread_mutex_lock(&e->mu);
     int n = count_in(e->buf, needle);

@@ -70,6 +70,8 @@ ts_sse *ts_sse_open(const ts_server *s, const char *path, long *status);
  * returns how many times it occurs. */
 int ts_sse_wait(ts_sse *e, const char *needle, int count, int timeout_ms);
 int ts_sse_count(ts_sse *e, const char *needle);
+/* Waits until at least n bytes have arrived (or the stream ended, or timeout); the bytes so far. */
+size_t ts_sse_wait_bytes(ts_sse *e, size_t n, int timeout_ms);
 int ts_sse_ended(ts_sse *e);  /* the server closed the stream */
 char *ts_sse_text(ts_sse *e); /* a copy of everything received */
 void ts_sse_close(ts_sse *e);
