@@ -158,6 +158,8 @@ def main(argv=None):
         path = nxt if nxt and nxt.endswith(".pt") and os.path.exists(nxt) else None
     cmds = [train_command(r_args, p) for p, r_args, _ in chain]
     wall = sum(r["wall_s"] for _, _, r in chain)
+    threads = sorted({r_args.get("threads", 1) for _, r_args, _ in chain})
+    threads_text = " or ".join(str(t) for t in threads) + (" thread" if threads == [1] else " threads")
     run = chain[-1][2]  # this checkpoint's own run
     L0 = net.layers[0]
     consts = ", ".join(f"{k} = {v:g}" for k, v in L0.constants().items())
@@ -185,7 +187,7 @@ def main(argv=None):
         f"| training | {len(hist)} epochs of 60,000 images"
         + (f" in {len(chain)} runs (the last fine-tunes the best checkpoint of the one "
            f"before)" if len(chain) > 1 else "")
-        + f", {wall / 60:.1f} min wall-clock on 1 thread of a shared 2-core machine; "
+        + f", {wall / 60:.1f} min wall-clock on {threads_text} of a shared 2-core machine; "
         f"shipped: the best test accuracy checkpoint (epoch {ck['epoch']} of the last run) |",
         f"| test accuracy, PyTorch | {acc_t:.2f} % (10,000 test images) |",
         f"| test accuracy, C engine | {acc_c:.2f} % (10,000 test images, spk_encode seed {SEED}) |",
