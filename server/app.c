@@ -187,6 +187,7 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
             return -1;
         }
         if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
+        ss_metrics_wal_enable(a->metrics);
     }
     ss_exec_env env = {a->table,    a->metrics, a->cfg.state_dir,    a->models,
                        a->n_models, a->wal,     a->cfg.wal_max_bytes};

@@ -466,6 +466,8 @@ static void run_other(ss_exec *x, ss_job *j) {
         if (x->env.wal && ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir,
                                             err, sizeof err) != 0)
             fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
+        if (x->env.wal)
+            ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
         break;
     default:
         ss_reply_error(&j->reply, j->out_pb, 500, NULL, "bad job kind %d", (int)j->kind);
@@ -503,6 +505,7 @@ static void flush(ss_exec *x) {
         ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir, err, sizeof err) !=
             0)
         fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
+    if (x->env.wal) ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
 }
 
 static void defer(ss_exec *x, ss_job *j) {

@@ -48,14 +48,15 @@ struct ss_metrics {
     uint64_t created, restored, closed, expired, sse_dropped, paused;
     int64_t open;
     uint32_t n_workers;
-    int64_t depth[];
+    int wal; /* 1: render the write-ahead log sizes */
+    int64_t depth[]; /* n_workers queue depths, then n_workers log sizes */
 };
 
 #define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 ss_metrics *ss_metrics_create(uint32_t n_workers) {
-    ss_metrics *m = calloc(1, sizeof *m + n_workers * sizeof(int64_t));
+    ss_metrics *m = calloc(1, sizeof *m + 2 * (size_t)n_workers * sizeof(int64_t));
     if (m) m->n_workers = n_workers;
     return m;
 }
@@ -110,6 +111,13 @@ void ss_metrics_session_closed(ss_metrics *m, int expired) {
 }
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t w, int64_t d) {
     if (w < m->n_workers) ADD(&m->depth[w], d);
+}
+void ss_metrics_wal_enable(ss_metrics *m) {
+    m->wal = 1;
+}
+void ss_metrics_wal_size(ss_metrics *m, uint32_t w, uint64_t bytes) {
+    if (w < m->n_workers)
+        __atomic_store_n(&m->depth[m->n_workers + w], (int64_t)bytes, __ATOMIC_RELAXED);
 }
 void ss_metrics_sse_dropped(ss_metrics *m) {
     ADD(&m->sse_dropped, 1);
@@ -217,6 +225,14 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
     for (uint32_t w = 0; w < m->n_workers; w++)
         put(&b, "spikeserve_worker_queue_depth{worker=\"%u\"} %lld\n", w,
             (long long)GET(&m->depth[w]));
+    if (m->wal) {
+        put(&b, "# HELP spikeserve_wal_size_bytes Bytes in each worker's write-ahead log "
+                "(--wal); emptied at each checkpoint.\n"
+                "# TYPE spikeserve_wal_size_bytes gauge\n");
+        for (uint32_t w = 0; w < m->n_workers; w++)
+            put(&b, "spikeserve_wal_size_bytes{worker=\"%u\"} %lld\n", w,
+                (long long)GET(&m->depth[m->n_workers + w]));
+    }
     put(&b, "# HELP spikeserve_step_group_sessions Sessions stepped together in one engine call.\n"
             "# TYPE spikeserve_step_group_sessions histogram\n");
     cum = 0;

@@ -41,6 +41,8 @@ void ss_metrics_session_open(ss_metrics *m);           /* created */
 void ss_metrics_session_restored(ss_metrics *m);       /* open again after a restart */
 void ss_metrics_session_closed(ss_metrics *m, int expired);
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t worker, int64_t delta);
+void ss_metrics_wal_enable(ss_metrics *m); /* --wal: render the log sizes */
+void ss_metrics_wal_size(ss_metrics *m, uint32_t worker, uint64_t bytes);
 void ss_metrics_sse_dropped(ss_metrics *m);
 void ss_metrics_stream_paused(ss_metrics *m); /* a /stream upload waited for queue room */
 int64_t ss_metrics_sessions_open(const ss_metrics *m);

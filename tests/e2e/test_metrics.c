@@ -59,6 +59,8 @@ int main(void) {
     ok(ts_metric(m, "spikeserve_worker_queue_depth{worker=\"0\"}") == 0 &&
            ts_metric(m, "spikeserve_worker_queue_depth{worker=\"2\"}") == 0,
        "queue depth per worker (3 workers, idle)");
+    ok(ts_metric(m, "spikeserve_wal_size_bytes{worker=\"0\"}") == -1,
+       "no write-ahead log sizes without --wal");
     is_int(ts_metric(m, "spikeserve_step_group_sessions_sum"), 3,
            "sessions per engine call histogram");
 
@@ -78,6 +80,43 @@ int main(void) {
         }
     }
     int status = -1;
+    ts_server_stop(&s, SIGTERM, &status);
+    is_int(status, 0, "SIGTERM: exit 0");
+
+    /* --wal: each worker's log size, bounded by --wal-max-bytes (the worker checkpoints) */
+    char state[256];
+    if (ts_tmpdir(state, sizeof state, "state")) return done_testing();
+    const char *wal[] = {"--workers", "1", "--state-dir", state, "--wal", "1",
+                         "--wal-max-bytes", "4096", NULL};
+    if (!ok(ts_server_start(&s, dir, wal) == 0, "server with --wal starts")) return done_testing();
+    ts_open_session(&s, "tiny", sid, sizeof sid);
+    snprintf(path, sizeof path, "/v1/sessions/%s/steps", sid);
+    const char *batch = "{\"steps\":10,\"events\":[[0,1],[1,2],[2,3],[3,4],[4,5,2.0]]}";
+    ts_json(&s, "POST", path, batch, &r);
+    ts_resp_free(&r);
+    ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL, &r);
+    double first = ts_metric(r.body, "spikeserve_wal_size_bytes{worker=\"0\"}");
+    ok(first > 0, "after one batch, worker 0's log holds %.0f bytes", first);
+    ts_resp_free(&r);
+    double most = 0;
+    for (int i = 0; i < 100; i++) {
+        ts_json(&s, "POST", path, batch, &r);
+        ts_resp_free(&r);
+        ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL, &r);
+        double v = ts_metric(r.body, "spikeserve_wal_size_bytes{worker=\"0\"}");
+        if (v > most) most = v;
+        if (i == 99) { /* the last text goes through promtool too */
+            f = fopen(file, "w");
+            fwrite(r.body, 1, r.len, f);
+            fclose(f);
+        }
+        ts_resp_free(&r);
+    }
+    ok(most > 4096 - 2 * first && most <= 4096 + 2 * first,
+       "100 more batches: the log grows to --wal-max-bytes and is emptied (largest %.0f bytes)",
+       most);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.out' 2>&1", file, file);
+    ok(system(cmd) == 0, "promtool check metrics accepts /metrics with --wal");
     ts_server_stop(&s, SIGTERM, &status);
     is_int(status, 0, "SIGTERM: exit 0");
     return done_testing();
