@@ -194,6 +194,11 @@ def main():
         import urllib.request
         metrics = urllib.request.urlopen(srv.url + "/metrics", timeout=10).read().decode()
         families = set(re.findall(r"^# TYPE (\w+) ", metrics, re.M))
+        # families that exist only with --wal, from a second server that has one
+        with tempfile.TemporaryDirectory() as wal_dir, \
+                spikefix.Server(extra_args=["--wal", "1"], state_dir=wal_dir) as wsrv:
+            wal_metrics = urllib.request.urlopen(wsrv.url + "/metrics", timeout=10).read().decode()
+        families |= set(re.findall(r"^# TYPE (\w+) ", wal_metrics, re.M))
         documented = set(re.findall(r"^\| `(spikeserve_\w+)` \|", readme, re.M))
         check(families and families == documented,
               f"README metrics table == /metrics families (missing {sorted(families - documented)}, "
