@@ -466,9 +466,7 @@ static void run_other(ss_exec *x, ss_job *j) {
         if (x->env.wal && ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir,
                                             err, sizeof err) != 0)
             fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
-        if (x->env.wal)
-            ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
-        break;
+        break; /* flush() updates the log's size in /metrics */
     default:
         ss_reply_error(&j->reply, j->out_pb, 500, NULL, "bad job kind %d", (int)j->kind);
     }
@@ -505,7 +503,8 @@ static void flush(ss_exec *x) {
         ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir, err, sizeof err) !=
             0)
         fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
-    if (x->env.wal) ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
+    if (x->env.wal) /* after every run of jobs, checkpoint jobs included */
+        ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
 }
 
 static void defer(ss_exec *x, ss_job *j) {
