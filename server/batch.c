@@ -158,17 +158,22 @@ static const struct {
     {"layers", SS_OUT_LAYERS},
 };
 
+unsigned ss_output_bit(const char *name, size_t len) {
+    for (size_t k = 0; k < sizeof output_names / sizeof output_names[0]; k++)
+        if (strlen(output_names[k].name) == len && memcmp(output_names[k].name, name, len) == 0)
+            return output_names[k].bit;
+    return 0;
+}
+
 static int parse_output(size_t i, const char *s, size_t len, const spk_model *m, unsigned *mask,
                         char *err, size_t errlen) {
     char tmp[72];
-    for (size_t k = 0; k < sizeof output_names / sizeof output_names[0]; k++) {
-        if (strlen(output_names[k].name) != len || memcmp(output_names[k].name, s, len) != 0)
-            continue;
-        unsigned bit = output_names[k].bit;
+    unsigned bit = ss_output_bit(s, len);
+    if (bit) {
         if ((bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout)
             return fail(SS_EBAD, err, errlen,
                         "outputs[%zu]: \"%s\" needs a readout layer; model \"%s\" has none", i,
-                        output_names[k].name, m->name);
+                        shown(s, len, tmp, sizeof tmp), m->name);
         *mask |= bit;
         return 0;
     }

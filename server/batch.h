@@ -53,6 +53,9 @@ void ss_batch_free(ss_batch *b); /* frees the arrays, not b; NULL-safe */
 spk_input ss_batch_input(const ss_batch *b);
 /* Default output mask for a model when the request names none. */
 unsigned ss_outputs_default(const spk_model *m);
+/* The SS_OUT_* bit of an output name ("spikes", "readout", "readout_all", "layers";
+ * len bytes, not NUL-terminated), or 0 when it names none. */
+unsigned ss_output_bit(const char *name, size_t len);
 
 /* A step result to encode (SPEC.md section 3, "Step result"). */
 typedef struct {

@@ -246,25 +246,17 @@ static int dense(scan *s, const spk_model *m, const ss_limits *lim, float **dn, 
 }
 
 static int outputs(scan *s, const spk_model *m, unsigned *mask) {
-    static const struct {
-        const char *name;
-        unsigned bit;
-    } names[] = {{"spikes", SS_OUT_SPIKES},
-                 {"readout", SS_OUT_READOUT},
-                 {"readout_all", SS_OUT_READOUT_ALL},
-                 {"layers", SS_OUT_LAYERS}};
     *mask = 0;
     if (!eat(s, '[')) return 0;
     if (eat(s, ']')) return 1;
     do {
         const char *str;
-        size_t len, k = 0;
+        size_t len;
         if (!string(s, &str, &len)) return 0;
-        while (k < 4 && !(strlen(names[k].name) == len && !memcmp(names[k].name, str, len)))
-            k++;
-        if (k == 4) return 0;
-        if ((names[k].bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout) return 0;
-        *mask |= names[k].bit;
+        unsigned bit = ss_output_bit(str, len);
+        if (!bit) return 0;
+        if ((bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout) return 0;
+        *mask |= bit;
     } while (eat(s, ','));
     return eat(s, ']');
 }

@@ -103,22 +103,11 @@ int ss_batch_pb_fast(const uint8_t *buf, size_t len, const spk_model *m, const s
             }
             if (!event(&sub, &ev[n_ev++])) goto declined;
         } else if (field == 5 && wt == 2) {
-            static const struct {
-                const char *name;
-                unsigned bit;
-            } names[] = {{"spikes", SS_OUT_SPIKES},
-                         {"readout", SS_OUT_READOUT},
-                         {"readout_all", SS_OUT_READOUT_ALL},
-                         {"layers", SS_OUT_LAYERS}};
-            size_t k = 0, n;
             if (!body(&r, &sub)) goto declined;
-            n = (size_t)(sub.end - sub.p);
-            while (k < 4 && !(strlen(names[k].name) == n && !memcmp(names[k].name, sub.p, n)))
-                k++;
-            if (k == 4) goto declined;
-            if ((names[k].bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout)
-                goto declined;
-            mask |= names[k].bit;
+            unsigned bit = ss_output_bit((const char *)sub.p, (size_t)(sub.end - sub.p));
+            if (!bit) goto declined;
+            if ((bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout) goto declined;
+            mask |= bit;
             n_outputs++;
         } else {
             goto declined; /* dense rows, unknown fields, other wire types */

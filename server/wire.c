@@ -259,14 +259,6 @@ int ss_wire_models(ss_reply *r, int pb, spk_model *const *ms, size_t n) {
     return r->status == 200 ? 0 : -1;
 }
 
-unsigned ss_wire_output_flag(const char *name) {
-    if (!strcmp(name, "spikes")) return SS_OUT_SPIKES;
-    if (!strcmp(name, "readout")) return SS_OUT_READOUT;
-    if (!strcmp(name, "readout_all")) return SS_OUT_READOUT_ALL;
-    if (!strcmp(name, "layers")) return SS_OUT_LAYERS;
-    return 0;
-}
-
 int ss_wire_open_req(const uint8_t *buf, size_t len, int pb, int *has_timeout, uint32_t *timeout,
                      char *err, size_t errlen) {
     *has_timeout = 0;
@@ -335,7 +327,7 @@ int ss_wire_classify_req(const uint8_t *buf, size_t len, int pb, const spk_model
         }
         int rc = check_values(q->values, q->n_values, m, err, errlen);
         for (size_t i = 0; rc == 0 && i < q->n_outputs; i++) {
-            unsigned f = ss_wire_output_flag(q->outputs[i]);
+            unsigned f = ss_output_bit(q->outputs[i], strlen(q->outputs[i]));
             if (!f) {
                 snprintf(err, errlen, "outputs[%zu]: unknown output \"%.40s\"", i, q->outputs[i]);
                 rc = -1;
@@ -404,7 +396,7 @@ int ss_wire_classify_req(const uint8_t *buf, size_t len, int pb, const spk_model
         }
         for (size_t i = 0; rc == 0 && i < json_array_size(o); i++) {
             const char *s = json_string_value(json_array_get(o, i));
-            unsigned f = s ? ss_wire_output_flag(s) : 0;
+            unsigned f = s ? ss_output_bit(s, strlen(s)) : 0;
             if (!f) {
                 snprintf(err, errlen, "outputs[%zu]: unknown output", i);
                 rc = -1;

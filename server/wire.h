@@ -60,7 +60,5 @@ typedef struct {
 } ss_classify_req;
 int ss_wire_classify_req(const uint8_t *buf, size_t len, int pb, const spk_model *m,
                          ss_classify_req *out, char *err, size_t errlen);
-/* "spikes", "readout", "readout_all", "layers" -> SS_OUT_* (0: unknown). */
-unsigned ss_wire_output_flag(const char *name);
 
 #endif
