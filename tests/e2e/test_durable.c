@@ -270,17 +270,6 @@ static void *mixer(void *arg) {
     return NULL;
 }
 
-static long rss_kb(pid_t pid) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
-
 static int restart(const char *models, const char *const *extra, int sig) {
     ts_server old = server_now(), fresh;
     int status;
@@ -443,7 +432,7 @@ int main(void) {
     while (time(NULL) < t_end) {
         sleep_ms(200);
         ts_server srv = server_now();
-        long kb = rss_kb(srv.pid);
+        long kb = ts_rss_kb(srv.pid);
         if (kb > max_rss) max_rss = kb;
         if (time(NULL) >= next_rss) {
             printf("# t+%lds: server RSS %ld kB, %ld answered\n",

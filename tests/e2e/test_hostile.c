@@ -31,20 +31,6 @@ static void sleep_ms(long ms) {
     nanosleep(&ts, NULL);
 }
 
-static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)s.port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 static int send_all(int fd, const void *buf, size_t len) {
     const char *p = buf;
     while (len) {
@@ -93,7 +79,7 @@ static long raw_status(const char *resp) {
 
 /* One raw exchange: send req, read the answer; its status (0: none, connection closed). */
 static long raw(const char *req, size_t len, char *out, size_t cap) {
-    int fd = dial();
+    int fd = ts_dial(&s, 0);
     if (fd < 0) return -1;
     send_all(fd, req, len);
     int closed;
@@ -118,17 +104,6 @@ static int healthy(void) {
     int okk = ts_http(&s, "GET", "/healthz", NULL, NULL, 0, NULL, &r) == 0 && r.status == 200;
     ts_resp_free(&r);
     return okk;
-}
-
-static long rss_kb(void) {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)s.pid);
-    FILE *f = fopen(path, "r");
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
-    if (f) fclose(f);
-    return kb;
 }
 
 typedef struct {
@@ -173,7 +148,7 @@ int main(void) {
                            NULL};
     if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts")) return done_testing();
     if (ts_open_session(&s, "tiny", sid, sizeof sid) != 0) return 1;
-    long rss0 = rss_kb();
+    long rss0 = ts_rss_kb(s.pid);
     char steps[200];
     snprintf(steps, sizeof steps, "/v1/sessions/%s/steps", sid);
 
@@ -320,7 +295,7 @@ int main(void) {
     int slow[NSLOW];
     char slow_req[NSLOW][512];
     for (int i = 0; i < NSLOW; i++) {
-        slow[i] = dial();
+        slow[i] = ts_dial(&s, 0);
         if (i % 2)
             snprintf(slow_req[i], sizeof slow_req[i],
                      "GET /v1/sessions/%s HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n\r\n", sid);
@@ -369,7 +344,7 @@ int main(void) {
     is_int(answered, NSLOW, "every trickled request is answered 200 once complete");
 
     /* ---- a connection that goes silent is closed after --connection-timeout ---- */
-    int fd = dial();
+    int fd = ts_dial(&s, 0);
     send_all(fd, "GET /healthz HTTP/1.1\r\nHo", 25);
     int closed = 0;
     long got = slurp(fd, resp, sizeof resp, 15000, &closed);
@@ -379,7 +354,7 @@ int main(void) {
     /* ---- --max-connections-per-ip 40 ---- */
     int conns[45], refused = 0;
     for (int i = 0; i < 45; i++)
-        conns[i] = dial();
+        conns[i] = ts_dial(&s, 0);
     sleep_ms(300);
     for (int i = 0; i < 45; i++) {
         if (conns[i] < 0) {
@@ -406,7 +381,7 @@ int main(void) {
     ok(healthy(), "served again once they are closed");
 
     /* ---- memory ---- */
-    long rss1 = rss_kb();
+    long rss1 = ts_rss_kb(s.pid);
     printf("# server RSS %ld kB before, %ld kB after\n", rss0, rss1);
     ok(rss1 > 0 && rss1 < rss0 + 64 * 1024, "RSS grew by less than 64 MB through all of it");
     ts_resp r;

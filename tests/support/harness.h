@@ -61,6 +61,11 @@ int ts_open_session(const ts_server *s, const char *model, char *out, size_t len
 /* The value of the sample line "NAME VALUE" (name with labels, exactly as written) in a
  * Prometheus text body; -1 when absent. */
 double ts_metric(const char *text, const char *name);
+/* A raw TCP connection to s on loopback (rcvbuf > 0: that SO_RCVBUF, set before connecting);
+ * the socket, or -1. */
+int ts_dial(const ts_server *s, int rcvbuf);
+/* VmRSS of a process in kB, or -1. */
+long ts_rss_kb(pid_t pid);
 
 /* A Server-Sent Events reader on its own thread. open returns once the response headers
  * and the server's first comment arrived (so the subscription is live), or NULL. */
