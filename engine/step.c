@@ -89,10 +89,16 @@ events_ok(const spk_event *ev, size_t n, uint32_t steps, uint32_t n_in) {
     _Static_assert(sizeof(spk_event) == 12, "spk_event is 3 words");
     size_t k = 0;
     for (; k + 8 <= n; k += 8) {
-        u32x8 x[3];
-        memcpy(x, &ev[k], sizeof x);
-        for (int v = 0; v < 3; v++)
-            bad |= (u32x8)((x[v] & M[v]) > L[v]);
+        /* three direct vector loads: a memcpy of all 96 bytes into an array went through the
+         * stack in 16-byte halves, and the 32-byte reloads stalled on store forwarding */
+        const char *p = (const char *)&ev[k];
+        u32x8 x0, x1, x2;
+        memcpy(&x0, p, 32);
+        memcpy(&x1, p + 32, 32);
+        memcpy(&x2, p + 64, 32);
+        bad |= (u32x8)((x0 & M[0]) > L[0]);
+        bad |= (u32x8)((x1 & M[1]) > L[1]);
+        bad |= (u32x8)((x2 & M[2]) > L[2]);
     }
     uint32_t b = 0;
     for (int w = 0; w < 8; w++)

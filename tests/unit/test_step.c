@@ -476,6 +476,39 @@ static void test_errors(void) {
     is_str(err, "events: NULL with 4 events", "  message");
     ok(tm_state_equal(s, orig), "state unchanged by every refused input");
 
+    /* Longer event lists go through the vectorised first check 8 events at a time and the
+     * rest one by one: a bad field at every position of 21 events (2 blocks and a tail of
+     * 5) is found, and the message names that event. */
+    {
+        spk_event lv[21];
+        int found = 0, named = 0, total = 0;
+        const spk_event bad[] = {{3, 7, 1}, {1, 784, 1}, {1, 7, NAN}, {1, 7, INFINITY},
+                                 {1, 7, -2e6f}};
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++)
+            for (size_t pos = 0; pos < 21; pos++) {
+                for (size_t k = 0; k < 21; k++)
+                    lv[k] = (spk_event){k < 10 ? 0 : k < 15 ? 1 : 2, (uint32_t)(3 * k), 0.5f};
+                lv[pos] = bad[b];
+                lv[pos].step = bad[b].step == 3 ? 3 : lv[pos].step;
+                spk_input li = {3, lv, 21, NULL};
+                char want[32];
+                snprintf(want, sizeof want, "events[%zu]:", pos);
+                total++;
+                found += spk_input_check(m, &li, err, sizeof err) == SPK_EINVAL;
+                named += strncmp(err, want, strlen(want)) == 0;
+            }
+        spk_input good = {3, lv, 21, NULL};
+        for (size_t k = 0; k < 21; k++)
+            lv[k] = (spk_event){k < 10 ? 0 : k < 15 ? 1 : 2, (uint32_t)(3 * k), 0.5f};
+        is_int(spk_input_check(m, &good, err, sizeof err), 0, "21 good events accepted");
+        is_int(found, total, "a bad step, input or value at each of 21 positions is refused");
+        is_int(named, total, "  and the message names its position");
+        lv[12].step = 0; /* after step 1 of events[11] */
+        is_int(spk_input_check(m, &good, err, sizeof err), SPK_EINVAL, "unsorted steps refused");
+        is_str(err, "events[12]: step 0 after step 1 of events[11]: events must be sorted by step",
+               "  message");
+    }
+
     /* a scratch made for a smaller model */
     tm_spec small = {.n_in = 3, .n_layers = 1, .n = {2}, .seed = 42};
     spk_model *m2 = tm_load(&small);
