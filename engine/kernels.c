@@ -83,16 +83,14 @@ static float tanh_scalar1(float xf) {
 
 /* ---- scalar kernels ---- */
 
-static void scale_scalar(float *y, float a, size_t n) {
-    for (size_t k = 0; k < n; k++)
-        y[k] = a * y[k];
-}
 static void axpy_scalar(float *y, float a, const float *x, size_t n) {
     for (size_t k = 0; k < n; k++)
         y[k] = y[k] + a * x[k];
 }
-static void axpy_rows_scalar(float *y, size_t n, const float *a, const float *const *rows,
+static void axpy_rows_scalar(float *y, size_t n, float s, const float *a, const float *const *rows,
                              size_t nr) {
+    for (size_t k = 0; k < n; k++)
+        y[k] = s * y[k];
     for (size_t r = 0; r < nr; r++)
         axpy_scalar(y, a[r], rows[r], n);
 }
@@ -125,18 +123,23 @@ static inline void src_one(const src_consts *c, float b, float i, float *h, floa
     *s = hn > 0.0f ? hn : 0.0f; /* (5f) */
 }
 
-static void src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs, float *s,
-                              size_t n) {
-    src_consts c = consts(L);
-    for (size_t k = 0; k < n; k++)
-        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
+/* Neurons k0..n-1 one at a time, their non-zero outputs appended at idx/val + cnt. */
+static size_t src_update_tail(const src_consts *c, const spk_layer *L, const float *i, float *h,
+                              float *hs, uint32_t *idx, float *val, size_t k0, size_t n,
+                              size_t cnt) {
+    for (size_t k = k0; k < n; k++) {
+        float s;
+        src_one(c, L->b_h[k], i[k], &h[k], &hs[k], &s);
+        if (s > 0.0f) idx[cnt] = (uint32_t)k, val[cnt++] = s;
+    }
+    return cnt;
 }
 
-static size_t nonzero_scalar(const float *s, size_t n, uint32_t *idx) {
-    size_t c = 0;
-    for (size_t k = 0; k < n; k++)
-        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
-    return c;
+static size_t src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs, float *x,
+                                uint32_t *idx, float *val, size_t n) {
+    (void)x;
+    src_consts c = consts(L);
+    return src_update_tail(&c, L, i, h, hs, idx, val, 0, n, 0);
 }
 
 static void tanh_scalar(float *y, const float *x, size_t n) {
@@ -145,8 +148,7 @@ static void tanh_scalar(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_scalar = {
-    "scalar",         scale_scalar,      axpy_scalar,    add_scalar,
-    axpy_rows_scalar, src_update_scalar, nonzero_scalar, tanh_scalar,
+    "scalar", axpy_scalar, add_scalar, axpy_rows_scalar, src_update_scalar, tanh_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -190,18 +192,9 @@ AVX2 static inline __m256 tanh8(__m256 x) {
     __m256 ax = _mm256_min_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps((float)TANH_CLAMP));
     __m256d lo = tanh4d_abs(_mm256_cvtps_pd(_mm256_castps256_ps128(ax)));
     __m256d hi = tanh4d_abs(_mm256_cvtps_pd(_mm256_extractf128_ps(ax, 1)));
-    __m256 t = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)),
-                                    _mm256_cvtpd_ps(hi), 1);
+    __m256 t =
+        _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
     return _mm256_or_ps(t, _mm256_and_ps(sign, x)); /* copysign */
-}
-
-AVX2 static void scale_avx2(float *y, float a, size_t n) {
-    __m256 va = _mm256_set1_ps(a);
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8)
-        _mm256_storeu_ps(y + k, _mm256_mul_ps(va, _mm256_loadu_ps(y + k)));
-    for (; k < n; k++)
-        y[k] = a * y[k];
 }
 
 AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
@@ -229,24 +222,29 @@ AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
 }
 
 /* The last elements, one at a time, rows in order: the same sums as the scalar twin. */
-static void axpy_rows_tail(float *y, size_t k, size_t n, const float *a, const float *const *rows,
-                           size_t nr) {
+static void axpy_rows_tail(float *y, size_t k, size_t n, float s, const float *a,
+                           const float *const *rows, size_t nr) {
     for (; k < n; k++) {
-        float acc = y[k];
+        float acc = s * y[k];
         for (size_t r = 0; r < nr; r++)
             acc = acc + a[r] * rows[r][k];
         y[k] = acc;
     }
 }
 
-AVX2 static void axpy_rows_avx2(float *y, size_t n, const float *a, const float *const *rows,
-                                size_t nr) {
+AVX2 static void axpy_rows_avx2(float *y, size_t n, float s, const float *a,
+                                const float *const *rows, size_t nr) {
     size_t k = 0;
     for (; k + 64 <= n; k += 64) { /* 8 registers of y */
-        __m256 y0 = _mm256_loadu_ps(y + k), y1 = _mm256_loadu_ps(y + k + 8);
-        __m256 y2 = _mm256_loadu_ps(y + k + 16), y3 = _mm256_loadu_ps(y + k + 24);
-        __m256 y4 = _mm256_loadu_ps(y + k + 32), y5 = _mm256_loadu_ps(y + k + 40);
-        __m256 y6 = _mm256_loadu_ps(y + k + 48), y7 = _mm256_loadu_ps(y + k + 56);
+        const __m256 vs = _mm256_set1_ps(s);
+        __m256 y0 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k)),
+               y1 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 8));
+        __m256 y2 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 16)),
+               y3 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 24));
+        __m256 y4 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 32)),
+               y5 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 40));
+        __m256 y6 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 48)),
+               y7 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 56));
         for (size_t r = 0; r < nr; r++) {
             const __m256 v = _mm256_set1_ps(a[r]);
             const float *x = rows[r] + k;
@@ -265,13 +263,13 @@ AVX2 static void axpy_rows_avx2(float *y, size_t n, const float *a, const float 
         _mm256_storeu_ps(y + k + 48, y6), _mm256_storeu_ps(y + k + 56, y7);
     }
     for (; k + 8 <= n; k += 8) {
-        __m256 y0 = _mm256_loadu_ps(y + k);
+        __m256 y0 = _mm256_mul_ps(_mm256_set1_ps(s), _mm256_loadu_ps(y + k));
         for (size_t r = 0; r < nr; r++)
             y0 = _mm256_add_ps(y0,
                                _mm256_mul_ps(_mm256_set1_ps(a[r]), _mm256_loadu_ps(rows[r] + k)));
         _mm256_storeu_ps(y + k, y0);
     }
-    axpy_rows_tail(y, k, n, a, rows, nr);
+    axpy_rows_tail(y, k, n, s, a, rows, nr);
 }
 
 AVX2 static void add_avx2(float *y, const float *x, size_t n) {
@@ -282,14 +280,14 @@ AVX2 static void add_avx2(float *y, const float *x, size_t n) {
         y[k] = y[k] + x[k];
 }
 
-AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs, float *s,
-                                 size_t n) {
+AVX2 static size_t src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs,
+                                   float *s, uint32_t *idx, float *val, size_t n) {
     src_consts c = consts(L);
     const __m256 rho = _mm256_set1_ps(c.rho), r = _mm256_set1_ps(c.r), rs = _mm256_set1_ps(c.r_s);
     const __m256 zh = _mm256_set1_ps(c.z_hyp), zon = _mm256_set1_ps(c.z_on);
     const __m256 theta = _mm256_set1_ps(c.theta), one = _mm256_set1_ps(1.0f);
     const __m256 zero = _mm256_setzero_ps();
-    size_t k = 0;
+    size_t k = 0, cnt = 0;
     /* Two passes, as in src_update_avx512 (where the why is). */
     for (; k + 8 <= n; k += 8)
         _mm256_storeu_ps(s + k,
@@ -305,26 +303,14 @@ AVX2 static void src_update_avx2(const spk_layer *L, const float *i, float *h, f
         __m256 hsn = _mm256_add_ps(_mm256_mul_ps(z, hsp), _mm256_mul_ps(_mm256_sub_ps(one, z), hp));
         _mm256_storeu_ps(h + k, hn);
         _mm256_storeu_ps(hs + k, hsn);
-        _mm256_storeu_ps(s + k, _mm256_and_ps(hn, _mm256_cmp_ps(hn, zero, _CMP_GT_OQ)));
-    }
-    for (; k < n; k++)
-        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
-}
-
-AVX2 static size_t nonzero_avx2(const float *s, size_t n, uint32_t *idx) {
-    size_t c = 0, k = 0;
-    const __m256 zero = _mm256_setzero_ps();
-    for (; k + 8 <= n; k += 8) {
-        unsigned m =
-            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + k), zero, _CMP_GT_OQ));
-        while (m) {
-            idx[c++] = (uint32_t)(k + (unsigned)__builtin_ctz(m));
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(hn, zero, _CMP_GT_OQ));
+        while (m) { /* the non-zero outputs, ascending */
+            unsigned b = (unsigned)__builtin_ctz(m);
+            idx[cnt] = (uint32_t)(k + b), val[cnt++] = h[k + b];
             m &= m - 1;
         }
     }
-    for (; k < n; k++)
-        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
-    return c;
+    return src_update_tail(&c, L, i, h, hs, idx, val, k, n, cnt);
 }
 
 AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
@@ -336,8 +322,7 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx2 = {
-    "avx2",         scale_avx2,      axpy_avx2,    add_avx2,
-    axpy_rows_avx2, src_update_avx2, nonzero_avx2, tanh_avx2,
+    "avx2", axpy_avx2, add_avx2, axpy_rows_avx2, src_update_avx2, tanh_avx2,
 };
 
 /* ---- AVX-512 twins (AVX512F only): 8 doubles per tanh vector ---- */
@@ -384,15 +369,6 @@ AVX512 static inline __m512 tanh16(__m512 x) {
     return _mm512_castsi512_ps(_mm512_or_si512(both, _mm512_and_si512(sign, xi))); /* copysign */
 }
 
-AVX512 static void scale_avx512(float *y, float a, size_t n) {
-    __m512 va = _mm512_set1_ps(a);
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16)
-        _mm512_storeu_ps(y + k, _mm512_mul_ps(va, _mm512_loadu_ps(y + k)));
-    for (; k < n; k++)
-        y[k] = a * y[k];
-}
-
 AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
     __m512 va = _mm512_set1_ps(a);
     size_t k = 0;
@@ -411,14 +387,19 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
         y[k] = y[k] + a * x[k];
 }
 
-AVX512 static void axpy_rows_avx512(float *y, size_t n, const float *a, const float *const *rows,
-                                    size_t nr) {
+AVX512 static void axpy_rows_avx512(float *y, size_t n, float s, const float *a,
+                                    const float *const *rows, size_t nr) {
     size_t k = 0;
     for (; k + 128 <= n; k += 128) { /* 8 registers of y */
-        __m512 y0 = _mm512_loadu_ps(y + k), y1 = _mm512_loadu_ps(y + k + 16);
-        __m512 y2 = _mm512_loadu_ps(y + k + 32), y3 = _mm512_loadu_ps(y + k + 48);
-        __m512 y4 = _mm512_loadu_ps(y + k + 64), y5 = _mm512_loadu_ps(y + k + 80);
-        __m512 y6 = _mm512_loadu_ps(y + k + 96), y7 = _mm512_loadu_ps(y + k + 112);
+        const __m512 vs = _mm512_set1_ps(s);
+        __m512 y0 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k)),
+               y1 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 16));
+        __m512 y2 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 32)),
+               y3 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 48));
+        __m512 y4 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 64)),
+               y5 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 80));
+        __m512 y6 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 96)),
+               y7 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 112));
         for (size_t r = 0; r < nr; r++) {
             const __m512 v = _mm512_set1_ps(a[r]);
             const float *x = rows[r] + k;
@@ -437,13 +418,13 @@ AVX512 static void axpy_rows_avx512(float *y, size_t n, const float *a, const fl
         _mm512_storeu_ps(y + k + 96, y6), _mm512_storeu_ps(y + k + 112, y7);
     }
     for (; k + 16 <= n; k += 16) {
-        __m512 y0 = _mm512_loadu_ps(y + k);
+        __m512 y0 = _mm512_mul_ps(_mm512_set1_ps(s), _mm512_loadu_ps(y + k));
         for (size_t r = 0; r < nr; r++)
             y0 = _mm512_add_ps(y0,
                                _mm512_mul_ps(_mm512_set1_ps(a[r]), _mm512_loadu_ps(rows[r] + k)));
         _mm512_storeu_ps(y + k, y0);
     }
-    axpy_rows_tail(y, k, n, a, rows, nr);
+    axpy_rows_tail(y, k, n, s, a, rows, nr);
 }
 
 AVX512 static void add_avx512(float *y, const float *x, size_t n) {
@@ -454,14 +435,15 @@ AVX512 static void add_avx512(float *y, const float *x, size_t n) {
         y[k] = y[k] + x[k];
 }
 
-AVX512 static void src_update_avx512(const spk_layer *L, const float *i, float *h, float *hs,
-                                     float *s, size_t n) {
+AVX512 static size_t src_update_avx512(const spk_layer *L, const float *i, float *h, float *hs,
+                                       float *s, uint32_t *idx, float *val, size_t n) {
     src_consts c = consts(L);
     const __m512 rho = _mm512_set1_ps(c.rho), r = _mm512_set1_ps(c.r), rs = _mm512_set1_ps(c.r_s);
     const __m512 zh = _mm512_set1_ps(c.z_hyp), zon = _mm512_set1_ps(c.z_on);
     const __m512 theta = _mm512_set1_ps(c.theta), one = _mm512_set1_ps(1.0f);
     const __m512 zero = _mm512_setzero_ps();
-    size_t k = 0;
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t k = 0, cnt = 0;
     /* Two passes (x = rho tanh(i / rho) into s, then the rest): a tanh is a chain of ~90
      * cycles of latency; with both tanhs in one iteration the reorder buffer holds too few
      * iterations to overlap them, and the loop runs at the speed of the chain. */
@@ -479,25 +461,17 @@ AVX512 static void src_update_avx512(const spk_layer *L, const float *i, float *
         __m512 hsn = _mm512_add_ps(_mm512_mul_ps(z, hsp), _mm512_mul_ps(_mm512_sub_ps(one, z), hp));
         _mm512_storeu_ps(h + k, hn);
         _mm512_storeu_ps(hs + k, hsn);
-        _mm512_storeu_ps(s + k, _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(hn, zero, _CMP_GT_OQ), hn));
+        /* the non-zero outputs, ascending: compressed in registers and stored whole (a
+         * compressing store to memory is slow on some CPUs); cnt <= k, so the 16 lanes stay
+         * within idx[0, n) and val[0, n) */
+        __mmask16 pos = _mm512_cmp_ps_mask(hn, zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(val + cnt, _mm512_maskz_compress_ps(pos, hn));
+        _mm512_storeu_si512(
+            (void *)(idx + cnt),
+            _mm512_maskz_compress_epi32(pos, _mm512_add_epi32(iota, _mm512_set1_epi32((int)k))));
+        cnt += (size_t)__builtin_popcount(pos);
     }
-    for (; k < n; k++)
-        src_one(&c, L->b_h[k], i[k], &h[k], &hs[k], &s[k]);
-}
-
-AVX512 static size_t nonzero_avx512(const float *s, size_t n, uint32_t *idx) {
-    size_t c = 0, k = 0;
-    const __m512 zero = _mm512_setzero_ps();
-    for (; k + 16 <= n; k += 16) {
-        unsigned m = _mm512_cmp_ps_mask(_mm512_loadu_ps(s + k), zero, _CMP_GT_OQ);
-        while (m) {
-            idx[c++] = (uint32_t)(k + (unsigned)__builtin_ctz(m));
-            m &= m - 1;
-        }
-    }
-    for (; k < n; k++)
-        if (s[k] > 0.0f) idx[c++] = (uint32_t)k;
-    return c;
+    return src_update_tail(&c, L, i, h, hs, idx, val, k, n, cnt);
 }
 
 AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
@@ -509,8 +483,7 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512",         scale_avx512,      axpy_avx512,    add_avx512,
-    axpy_rows_avx512, src_update_avx512, nonzero_avx512, tanh_avx512,
+    "avx512", axpy_avx512, add_avx512, axpy_rows_avx512, src_update_avx512, tanh_avx512,
 };
 
 static int have_avx512(void) {

@@ -23,18 +23,20 @@
 
 typedef struct spk_kernels {
     const char *name;
-    void (*scale)(float *y, float a, size_t n);                /* y = a * y */
     void (*axpy)(float *y, float a, const float *x, size_t n); /* y = y + a * x */
     void (*add)(float *y, const float *x, size_t n);           /* y = y + x */
-    /* y = y + a[0] * rows[0] + ... + a[nr-1] * rows[nr-1], added in that order (so equal, bit
-     * for bit, to nr calls of axpy); the vector twins keep a tile of y in registers while
-     * the rows stream through, so y is loaded and stored once per call, not once per row. */
-    void (*axpy_rows)(float *y, size_t n, const float *a, const float *const *rows, size_t nr);
+    /* y = s * y, then + a[0] * rows[0] + ... + a[nr-1] * rows[nr-1], added in that order (so
+     * equal, bit for bit, to scaling y and then nr calls of axpy); the vector twins keep a
+     * tile of y in registers while the rows stream through, so y is loaded and stored once
+     * per call, not once per row (and not once more to scale it: SPEC (5a)'s alpha * i). */
+    void (*axpy_rows)(float *y, size_t n, float s, const float *a, const float *const *rows,
+                      size_t nr);
     /* SPEC (5b) to (5f) for one layer: i holds i[t]; h and hs hold h[t-1], h_s[t-1] on
-     * entry and h[t], h_s[t] on return; s gets s_out[t]. */
-    void (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *s, size_t n);
-    /* Indices k with s[k] > 0, ascending, into idx; returns their count. */
-    size_t (*nonzero)(const float *s, size_t n, uint32_t *idx);
+     * entry and h[t], h_s[t] on return. The non-zero outputs s_out[t] (> 0) go to idx (the
+     * neuron) and val (the value), ascending; returns their count. x is scratch of n floats;
+     * idx and val must have room for n rounded up to a multiple of 16. */
+    size_t (*src_update)(const spk_layer *L, const float *i, float *h, float *hs, float *x,
+                         uint32_t *idx, float *val, size_t n);
     void (*tanh)(float *y, const float *x, size_t n); /* y = tanh(x) (for tests) */
 } spk_kernels;
 

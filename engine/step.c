@@ -1,9 +1,9 @@
 /* step.c: advancing states by batches of steps (SPEC.md section 1).
  *
- * Per step and layer: i = alpha * i (one vector pass), then every input event adds
- * value * (one contiguous row of W^T) to i, then the per-neuron update (5b..5f) runs
- * vectorised over the layer and the layer's non-zero outputs, in ascending neuron order,
- * become the next layer's events at the same step. The readout is event-driven as well:
+ * Per step and layer: i = alpha * i, then every input event adds value * (one contiguous
+ * row of W^T) to i (one pass over i: the scaling is done as the rows' kernel loads i), then
+ * the per-neuron update (5b..5f) runs vectorised over the layer and hands back the layer's
+ * non-zero outputs, in ascending neuron order: the next layer's events at the same step. The readout is event-driven as well:
  * o = alpha_o * o, plus s_j * row j of W_o^T per non-zero s_j, plus b_o.
  *
  * Order of the sums (it fixes the float rounding; the numpy reference in tests/engine
@@ -27,9 +27,9 @@
 
 struct spk_scratch {
     uint32_t max_n, n_in; /* capacity: widest layer, input row */
-    float *s;             /* max_n: outputs of the current layer */
-    float *val;           /* max_n: their non-zero values */
-    uint32_t *idx;        /* max_n: and indices */
+    float *s;             /* max_n: the update's scratch (x of SPEC (5b)) */
+    float *val;           /* max_n: the current layer's non-zero outputs */
+    uint32_t *idx;        /* max_n: and their neurons */
     float *row;           /* n_in: a dense input row plus that step's events */
 };
 
@@ -220,19 +220,28 @@ static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const fl
 }
 
 /* Rows to add into one vector, gathered so that axpy_rows() streams them past a tile of the
- * vector held in registers. Flushed when full; the order of the rows is kept. */
+ * vector held in registers. Flushed when full; the order of the rows is kept. The first
+ * flush also scales the vector (alpha * i of SPEC (5a), alpha_o * o of the readout): the
+ * last flush of a vector must come even when no row was added. */
 #define ROWS_BATCH 256
 typedef struct {
     const spk_kernels *K;
     float *y;
     size_t n, nr;
+    float scale; /* applied to y before the rows by the next flush; 1 after it */
     float a[ROWS_BATCH];
     const float *rows[ROWS_BATCH];
 } rows_acc;
 
+static void rows_start(rows_acc *ra, float *y, size_t n, float scale) {
+    ra->y = y, ra->n = n, ra->nr = 0, ra->scale = scale;
+}
+
 static void rows_flush(rows_acc *ra) {
-    if (ra->nr) ra->K->axpy_rows(ra->y, ra->n, ra->a, ra->rows, ra->nr);
+    if (ra->nr || ra->scale != 1.0f)
+        ra->K->axpy_rows(ra->y, ra->n, ra->scale, ra->a, ra->rows, ra->nr);
     ra->nr = 0;
+    ra->scale = 1.0f;
 }
 
 static void rows_add(rows_acc *ra, float a, const float *row) {
@@ -301,8 +310,7 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const spk_layer *L = &m->layers[l];
         float *i = spk_state_i(st, l);
-        K->scale(i, L->alpha, L->n); /* (5a) */
-        ra.y = i, ra.n = L->n, ra.nr = 0;
+        rows_start(&ra, i, L->n, L->alpha); /* (5a) */
         if (l == 0) {
             layer0_input(m, in, rs, t, &ra, sc);
         } else {
@@ -310,10 +318,8 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
                 rows_add(&ra, sc->val[k], L->wt + (size_t)sc->idx[k] * L->n);
         }
         rows_flush(&ra);
-        K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, L->n);
-        cnt = K->nonzero(sc->s, L->n, sc->idx);
-        for (size_t k = 0; k < cnt; k++)
-            sc->val[k] = sc->s[sc->idx[k]];
+        cnt = K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, sc->idx,
+                            sc->val, L->n);
         if (!out) continue;
         if (out->nonzero) out->nonzero[l] += cnt;
         if (rs->space) continue;
@@ -323,8 +329,7 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
     if (m->has_readout) {
         const spk_readout *R = &m->readout;
         float *o = spk_state_o(st);
-        K->scale(o, R->alpha, R->n);
-        ra.y = o, ra.n = R->n, ra.nr = 0;
+        rows_start(&ra, o, R->n, R->alpha);
         for (size_t k = 0; k < cnt; k++)
             rows_add(&ra, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n);
         rows_flush(&ra);

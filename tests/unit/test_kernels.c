@@ -91,11 +91,13 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
     spk_rng r;
     spk_rng_seed(&r, 5);
     enum { N = 300 };
-    float w[N], y0[N], y1[N], i[N], h0[N], h1[N], hs0[N], hs1[N], s0[N], s1[N], b[N];
-    uint32_t idx0[N], idx1[N];
+    /* idx and val: room for N rounded up to 16, as src_update asks */
+    float w[N], y0[N], y1[N], i[N], h0[N], h1[N], hs0[N], hs1[N], x[N], b[N], v0[N + 16],
+        v1[N + 16];
+    uint32_t idx0[N + 16], idx1[N + 16];
     for (size_t t = 1; t < nk; t++) {
         const spk_kernels *S = ks[0], *K = ks[t];
-        int same_axpy = 1, same_scale = 1, same_add = 1, same_upd = 1, same_nz = 1, same_rows = 1;
+        int same_axpy = 1, same_add = 1, same_upd = 1, same_nz = 1, same_rows = 1, outs_ok = 1;
         size_t spikes = 0;
         for (int rep = 0; rep < 400; rep++) {
             size_t n = 1 + spk_rng_next(&r) % N;
@@ -105,12 +107,11 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             float a = (float)(spk_rng_uniform(&r) * 4 - 2);
             S->axpy(y0, a, w, n), K->axpy(y1, a, w, n);
             same_axpy &= memcmp(y0, y1, n * 4) == 0;
-            S->scale(y0, a, n), K->scale(y1, a, n);
-            same_scale &= memcmp(y0, y1, n * 4) == 0;
             S->add(y0, w, n), K->add(y1, w, n);
             same_add &= memcmp(y0, y1, n * 4) == 0;
 
-            /* axpy_rows: the twin, and nr axpy calls in order, all equal */
+            /* axpy_rows: the twin, and scaling then nr axpy calls in order, all equal (also
+             * with no rows: then it only scales) */
             enum { R = 40 };
             static float pool[R][N], va[R];
             const float *rows[R];
@@ -120,11 +121,13 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
                 rows[q] = pool[q];
                 va[q] = (float)(spk_rng_uniform(&r) * 4 - 2);
             }
+            float sc = rep % 3 == 0 ? 1.0f : (float)(spk_rng_uniform(&r) * 2 - 0.5);
             memcpy(y1, y0, n * 4);
             float y2[N];
-            memcpy(y2, y0, n * 4);
-            S->axpy_rows(y0, n, va, rows, nr);
-            K->axpy_rows(y1, n, va, rows, nr);
+            for (size_t k = 0; k < n; k++)
+                y2[k] = sc * y0[k];
+            S->axpy_rows(y0, n, sc, va, rows, nr);
+            K->axpy_rows(y1, n, sc, va, rows, nr);
             for (size_t q = 0; q < nr; q++)
                 S->axpy(y2, va[q], rows[q], n);
             same_rows &= memcmp(y0, y1, n * 4) == 0 && memcmp(y0, y2, n * 4) == 0;
@@ -145,21 +148,28 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             fill(&r, hs0, n, -1, 1);
             memcpy(h1, h0, n * 4);
             memcpy(hs1, hs0, n * 4);
-            S->src_update(&L, i, h0, hs0, s0, n);
-            K->src_update(&L, i, h1, hs1, s1, n);
-            same_upd &= memcmp(h0, h1, n * 4) == 0 && memcmp(hs0, hs1, n * 4) == 0 &&
-                        memcmp(s0, s1, n * 4) == 0;
-            size_t c0 = S->nonzero(s0, n, idx0), c1 = K->nonzero(s1, n, idx1);
-            same_nz &= c0 == c1 && memcmp(idx0, idx1, c0 * 4) == 0;
+            size_t c0 = S->src_update(&L, i, h0, hs0, x, idx0, v0, n);
+            size_t c1 = K->src_update(&L, i, h1, hs1, x, idx1, v1, n);
+            same_upd &= memcmp(h0, h1, n * 4) == 0 && memcmp(hs0, hs1, n * 4) == 0;
+            same_nz &= c0 == c1 && memcmp(idx0, idx1, c0 * 4) == 0 && memcmp(v0, v1, c0 * 4) == 0;
+            /* the outputs are exactly the neurons with h > 0, ascending, with value h */
+            size_t want = 0;
+            for (size_t k = 0; k < n; k++)
+                if (h0[k] > 0.0f) {
+                    outs_ok &= want < c0 && idx0[want] == k && v0[want] == h0[k];
+                    want++;
+                }
+            outs_ok &= want == c0;
             spikes += c0;
         }
         ok(same_axpy, "%s axpy == scalar, bit for bit", K->name);
-        ok(same_scale, "%s scale == scalar", K->name);
         ok(same_add, "%s add == scalar", K->name);
-        ok(same_rows, "%s axpy_rows == scalar == the same axpy calls in order", K->name);
-        ok(same_upd, "%s src_update == scalar (h, hs, s)", K->name);
-        ok(same_nz && spikes > 1000, "%s nonzero == scalar (%zu non-zero outputs seen)", K->name,
-           spikes);
+        ok(same_rows, "%s axpy_rows == scalar == scaling, then the same axpy calls in order",
+           K->name);
+        ok(same_upd, "%s src_update == scalar (h, hs)", K->name);
+        ok(same_nz && spikes > 1000,
+           "%s src_update's outputs == scalar (%zu non-zero outputs seen)", K->name, spikes);
+        ok(outs_ok, "%s src_update's outputs: every h > 0, ascending, valued h", K->name);
     }
 }
 
@@ -168,13 +178,16 @@ static void test_update_equations(void) {
     const spk_kernels *S = spk_kernels_scalar();
     spk_layer L = {0};
     float b[2] = {-6.0f, -1.0f}, i[2] = {10.0f, -2.0f}, h[2] = {0.2f, 0.7f}, hs[2] = {-0.5f, 0.1f},
-          s[2];
+          xs[2], val[16], s[2] = {0.0f, 0.0f};
+    uint32_t idx[16];
     L.n = L.n_in = 2;
     L.alpha = 0.9f, L.rho = 3.0f, L.r = 2.0f, L.r_s = -7.0f, L.z_hyp = 0.9f, L.z_dep = 0.0f,
     L.theta = 0.5f;
     L.b_h = b;
     float hp[2] = {h[0], h[1]}, hsp[2] = {hs[0], hs[1]};
-    S->src_update(&L, i, h, hs, s, 2);
+    size_t cnt = S->src_update(&L, i, h, hs, xs, idx, val, 2);
+    for (size_t k = 0; k < cnt; k++)
+        s[idx[k]] = val[k];
     int good = 1;
     for (int k = 0; k < 2; k++) {
         double x = 3.0 * tanh(i[k] / 3.0);
