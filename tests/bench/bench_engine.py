@@ -290,6 +290,12 @@ def main():
     g = (cm / rm, c_cpu / r_cpu)
     print(f"  one-session step <= 3x the time to read its weight rows: median {g[0]:.2f}x "
           f"({verdict(g[0], 3, False)}), cpu {g[1]:.2f}x ({verdict(g[1], 3, False)})")
+    # What the reads alone allow: a step that did nothing but read its weight rows (the
+    # baseline below), on one core; and on both cores (each has its own L2) for many sessions.
+    read_many = 2 * 1e9 / r_cpu
+    print(f"  ceiling set by the weight reads alone (a step that only read its rows): one session "
+          f"{b1_wall / rm:.0f}x PyTorch b1,\n  many sessions {M(read_many)} session-steps/s on 2 "
+          f"cores = {read_many / b256_wall:.1f}x PyTorch b256 (no update, no overhead)")
     print("how the weight-read time is estimated: the same steps are replayed recording every "
           "layer's outputs;\n  a step reads one row of layer 1's W^T per input event, one row "
           "of layer l's per non-zero output of\n  layer l-1 and one readout row per non-zero "
