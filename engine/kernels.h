@@ -1,7 +1,7 @@
 /* kernels.h: the numeric inner loops of the engine, as a table of functions.
  *
  * Every optimised table has the scalar table as its twin: same signatures, and the same
- * arithmetic in the same order (no FMA, tanh by the same algorithm), so the two give
+ * arithmetic in the same order (no FMA in float, tanh by the same algorithm), so the two give
  * bit-identical results; tests hold them to that and to SPEC.md's 1e-5. The table is
  * picked at run time from what the CPU supports (no -march=native anywhere).
  *
