@@ -28,33 +28,14 @@ threads=${THREADS:-2}
 conns=${CONNECTIONS:-64}
 sessions=${SESSIONS:-1000}
 idle_sessions=${IDLE_SESSIONS:-100000}
-server="$build/spikeserve"
+me=bench_server.sh
+. tests/bench/lib.sh
 opener="$build/bench/bench_open"
 for f in "$server" "$opener"; do
-    [ -x "$f" ] || { echo "bench_server.sh: $f missing (run make)" >&2; exit 1; }
+    [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
 done
-for t in wrk nginx curl; do
-    command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] ||
-        { echo "bench_server.sh: $t not installed (apt-get install wrk nginx-light curl)" >&2; exit 1; }
-done
+need_tools wrk nginx curl
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-
-work=$(mktemp -d /tmp/spikeserve-bench.XXXXXX)
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do
-        kill -TERM "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do # bounded: 10 s each at most, then SIGKILL
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 free_port() {
     "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -64,94 +45,32 @@ free_port() {
 help=$("$server" --help 2>&1 || true)
 has_flag() { grep -q -- "--$1\b" <<<"$help"; }
 
-# start_server LOGNAME MAX_SESSIONS: starts spikeserve, sets srv_pid and srv_port.
-start_server() {
-    local log="$work/$1.log" pf="$work/$1.port" args=()
-    rm -f "$pf"
-    args=(--model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf")
+# serve LOGNAME MAX_SESSIONS: spikeserve as this benchmark runs it (start_server in lib.sh).
+serve() {
+    local args=()
     # SERVER_ARGS: extra spikeserve options for experiments (e.g. SERVER_ARGS="--http-threads 1")
-    [ -n "${SERVER_ARGS:-}" ] && read -r -a args_extra <<<"$SERVER_ARGS" && args+=("${args_extra[@]}")
+    [ -n "${SERVER_ARGS:-}" ] && read -r -a args <<<"$SERVER_ARGS"
     has_flag workers && args+=(--workers 2)
     has_flag max-sessions && args+=(--max-sessions "$2")
     has_flag idle-timeout && args+=(--idle-timeout 86400)
     has_flag access-log && args+=(--access-log 0)
     has_flag checkpoint-interval && args+=(--checkpoint-interval 0)
-    echo "\$ $server ${args[*]}"
-    "$server" "${args[@]}" 2>"$log" &
-    srv_pid=$!
-    pids+=("$srv_pid")
-    for _ in $(seq 300); do # 30 s to load the models and listen
-        [ -s "$pf" ] && break
-        kill -0 "$srv_pid" 2>/dev/null || { cat "$log" >&2; echo "spikeserve exited" >&2; exit 1; }
-        sleep 0.1
-    done
-    [ -s "$pf" ] || { echo "bench_server.sh: no port file after 30 s" >&2; exit 1; }
-    srv_port=$(tr -dc 0-9 <"$pf")
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$srv_port/readyz" && return 0
-        sleep 0.1
-    done
-    echo "bench_server.sh: spikeserve not ready after 10 s" >&2
-    exit 1
-}
-
-stop_pid() { # bounded stop of one process we started
-    kill -TERM "$1" 2>/dev/null || true
-    for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+    start_server "$1" "${args[@]}"
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-
-# CPU time (user + system, clock ticks) of processes (all their threads), 0 for gone ones.
-hz=$(getconf CLK_TCK)
-cpu_ticks() {
-    local p t=0
-    for p in "$@"; do
-        [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$t"
-}
-
-# run_wrk NAME PORT BODIES MODE PIDS...: runs wrk with steps.lua, prints its output, sets rps,
-# p50, p99, non2xx, errors, and rpc (requests per CPU-second of PIDS during the run).
-run_wrk() {
-    local name=$1 port=$2 bodies=$3 mode=$4
-    shift 4
-    local out="$work/wrk-$name.txt"
-    local cmd=(wrk -t"$threads" -c"$conns" -d"${duration}s" --timeout 5s --latency
-               -s tests/bench/steps.lua "http://127.0.0.1:$port/" -- "$work/ids.txt" "$bodies" "$mode")
-    echo "\$ ${cmd[*]}"
-    local c0 c1
-    c0=$(cpu_ticks "$@")
-    timeout $((duration + 30)) "${cmd[@]}" >"$out" 2>&1 || { cat "$out"; echo "wrk failed" >&2; exit 1; }
-    c1=$(cpu_ticks "$@")
-    sed 's/^/    /' "$out"
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(awk '$1 == "50%" {print $2}' "$out")
-    p99=$(awk '$1 == "99%" {print $2}' "$out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-    errors=$(grep -E '^ +Socket errors:' "$out" | sed 's/^ *//' || true)
-    non2xx=${non2xx:-0}
-    local nreq
-    nreq=$(awk '/ requests in / {print $1}' "$out")
-    rpc=$(awk -v n="$nreq" -v t=$((c1 - c0)) -v hz="$hz" \
-        'BEGIN { if (t > 0) printf "%.0f", n / (t / hz); else print "n/a" }')
-    echo "    server CPU: $(( (c1 - c0) * 1000 / hz )) ms for $nreq requests: $rpc requests per CPU-second"
-}
 
 load0=$(cut -d' ' -f1 /proc/loadavg)
 s_err=""
 echo "== load average before: $load0 (2 cores; other work on the machine skews the figures)"
 echo "== preparing (model, request bodies) in $work"
 read -r model_name model_path model_kind < <("$py" tests/bench/bench_server_prep.py "$work" 1000)
-[ -n "${model_name:-}" ] || { echo "bench_server.sh: preparing the model failed" >&2; exit 1; }
+[ -n "${model_name:-}" ] || { echo "$me: preparing the model failed" >&2; exit 1; }
 echo "model: $model_name ($model_path, $model_kind)"
 
 # ---- 1. spikeserve under wrk ----
 echo "== spikeserve: $sessions sessions, wrk ${duration}s, $threads threads, $conns connections"
-start_server serve 200000
+serve serve 200000
 echo "spikeserve pid $srv_pid on 127.0.0.1:$srv_port"
 "$opener" "$srv_port" "$model_name" "$sessions" "$work/ids.txt" 4
 sample_id=$(head -n1 "$work/ids.txt")
@@ -160,7 +79,7 @@ read -r code size < <(curl -s -o "$work/sample.out" -w '%{http_code} %{size_down
     -H 'Content-Type: application/json' --data-binary "@$work/sample.body" \
     "http://127.0.0.1:$srv_port/v1/sessions/$sample_id/steps")
 echo "sample step answer: HTTP $code, $size bytes: $(head -c 160 "$work/sample.out")..."
-[ "$code" = 200 ] || { echo "bench_server.sh: a step answered $code" >&2; exit 1; }
+[ "$code" = 200 ] || { echo "$me: a step answered $code" >&2; exit 1; }
 # Warm-up (a session's first steps have no spikes yet), not counted.
 run_wrk warmup "$srv_port" "$work/bodies.ndjson" json "$srv_pid" >/dev/null
 # The answers' size once the sessions are warm (a session's first steps have no spikes):
@@ -248,7 +167,7 @@ read -r s_rps s_p50 s_p99 s_non2xx s_rpc p_rps p_p50 p_p99 p_non2xx p_rpc \
 
 # ---- 3. memory per idle session ----
 echo "== memory: $idle_sessions idle sessions"
-start_server mem $((idle_sessions + 50000))
+serve mem $((idle_sessions + 50000))
 sleep 1
 rss0=$(rss_kb "$srv_pid")
 "$opener" "$srv_port" "$model_name" "$idle_sessions" - 4

@@ -19,82 +19,34 @@ duration=${DURATION:-10}
 threads=${THREADS:-2}
 conns=${CONNECTIONS:-64}
 sessions=${SESSIONS:-1000}
-server="$build/spikeserve"
+me=bench_wal.sh
+. tests/bench/lib.sh
 opener="$build/bench/bench_open"
 for f in "$server" "$opener"; do
-    [ -x "$f" ] || { echo "bench_wal.sh: $f missing (run make)" >&2; exit 1; }
+    [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
 done
-for t in wrk curl; do
-    command -v "$t" >/dev/null || { echo "bench_wal.sh: $t not installed (apt-get install wrk curl)" >&2; exit 1; }
-done
-work=$(mktemp -d /tmp/spikeserve-bench-wal.XXXXXX)
+need_tools wrk curl
 state_root=$(mktemp -d "$(pwd)/$build/bench-wal-state.XXXXXX")
-srv_pid=
-cleanup() {
-    if [ -n "$srv_pid" ]; then
-        kill -TERM "$srv_pid" 2>/dev/null || true
-        for _ in $(seq 100); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$srv_pid" 2>/dev/null || true
-        wait "$srv_pid" 2>/dev/null || true
-    fi
-    rm -rf "$work" "$state_root"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start_server() { # NAME ARGS...: sets srv_pid, srv_port
-    local name=$1 pf="$work/$1.port"
-    shift
-    "$server" --model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf" --workers 2 \
-        --max-sessions 200000 --idle-timeout 86400 --access-log 0 "$@" 2>"$work/$name.log" &
-    srv_pid=$!
-    for _ in $(seq 300); do
-        [ -s "$pf" ] && break
-        kill -0 "$srv_pid" 2>/dev/null || { cat "$work/$name.log" >&2; exit 1; }
-        sleep 0.1
-    done
-    srv_port=$(tr -dc 0-9 <"$pf")
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$srv_port/readyz" && return 0
-        sleep 0.1
-    done
-    echo "bench_wal.sh: spikeserve not ready" >&2
-    exit 1
-}
-
-stop_server() {
-    kill -TERM "$srv_pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$srv_pid" 2>/dev/null || true
-    wait "$srv_pid" 2>/dev/null || true
-    srv_pid=
-}
+cleanup_dirs+=("$state_root")
 
 declare -A RPS P50 P99 NON2XX
 run() { # NAME ARGS...
     local name=$1
     shift
     echo "== $name: spikeserve $*"
-    start_server "$name" "$@"
+    start_server "$name" --workers 2 --max-sessions 200000 --idle-timeout 86400 --access-log 0 "$@"
     "$opener" "$srv_port" "$model_name" "$sessions" "$work/ids.txt" 4 >/dev/null
-    local out="$work/wrk-$name.txt"
-    timeout $((duration + 30)) wrk -t"$threads" -c"$conns" -d"${duration}s" --timeout 5s --latency \
-        -s tests/bench/steps.lua "http://127.0.0.1:$srv_port/" -- "$work/ids.txt" \
-        "$work/bodies.ndjson" json >"$out" 2>&1 || { cat "$out"; echo "wrk failed" >&2; exit 1; }
-    sed 's/^/    /' "$out"
-    RPS[$name]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    P50[$name]=$(awk '$1 == "50%" {print $2}' "$out")
-    P99[$name]=$(awk '$1 == "99%" {print $2}' "$out")
-    NON2XX[$name]=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    run_wrk "$name" "$srv_port" "$work/bodies.ndjson" json "$srv_pid"
+    RPS[$name]=$rps P50[$name]=$p50 P99[$name]=$p99 NON2XX[$name]=$non2xx
     if [ "$name" = wal ]; then
         du -sh "$2" | sed 's/^/    state dir after the run: /'
     fi
-    stop_server
+    stop_pid "$srv_pid"
 }
 
 echo "== load average before: $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews the figures)"
 read -r model_name model_path model_kind < <("$py" tests/bench/bench_server_prep.py "$work" 1000)
-[ -n "${model_name:-}" ] || { echo "bench_wal.sh: preparing the model failed" >&2; exit 1; }
+[ -n "${model_name:-}" ] || { echo "$me: preparing the model failed" >&2; exit 1; }
 echo "model: $model_name ($model_kind); state directory on: $(df -T "$state_root" | awk 'NR == 2 {print $2 " " $1}')"
 mkdir -p "$state_root/ckpt" "$state_root/wal"
 run memory
