@@ -3,8 +3,9 @@
  * Per step and layer: i = alpha * i, then every input event adds value * (one contiguous
  * row of W^T) to i (one pass over i: the scaling is done as the rows' kernel loads i), then
  * the per-neuron update (5b..5f) runs vectorised over the layer and hands back the layer's
- * non-zero outputs, in ascending neuron order: the next layer's events at the same step. The readout is event-driven as well:
- * o = alpha_o * o, plus s_j * row j of W_o^T per non-zero s_j, plus b_o.
+ * non-zero outputs, in ascending neuron order: the next layer's events at the same step.
+ * The readout is event-driven as well: o = alpha_o * o, plus s_j * row j of W_o^T per
+ * non-zero s_j, plus b_o.
  *
  * Order of the sums (it fixes the float rounding; the numpy reference in tests/engine
  * follows it): layer 0 takes a step's events in array order, adjacent events with the same
