@@ -493,6 +493,10 @@ static void flush(ss_exec *x) {
                 ss_reply_error(&x->defer[i]->reply, x->defer[i]->out_pb, 503, NULL, "%s", err);
             }
     }
+    /* the log's size for /metrics before the answers go out: a client that reads /metrics
+     * after its answer finds its batch counted (set after them, a quick client raced it) */
+    if (x->env.wal)
+        ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
     for (size_t i = 0; i < x->n_defer; i++)
         complete(x->defer[i]);
     x->n_defer = 0;
@@ -503,7 +507,7 @@ static void flush(ss_exec *x) {
         ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir, err, sizeof err) !=
             0)
         fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
-    if (x->env.wal) /* after every run of jobs, checkpoint jobs included */
+    if (x->env.wal) /* again after a checkpoint, and after every run of checkpoint jobs */
         ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
 }
 
