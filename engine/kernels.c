@@ -62,7 +62,7 @@ static const double EXP2_16[16] = {
     0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0,
 };
 
-static float tanh_scalar1(float xf) {
+static inline __attribute__((always_inline)) float tanh_scalar1(float xf) {
     double x = (double)xf;
     double ax = fabs(x);
     ax = ax < TANH_CLAMP ? ax : TANH_CLAMP; /* also maps NaN to the clamp, like minpd */
@@ -88,6 +88,16 @@ static float tanh_scalar1(float xf) {
 }
 
 /* ---- scalar kernels ---- */
+
+/* The scalar update and tanh in two builds, picked when the program starts: with the FMA
+ * instructions where the CPU has them, else plain (fma() is then glibc's exact software
+ * version: the same results, slower). Without this, every fma() of the tanh was a library
+ * call, and the scalar update took twice as long. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SCALAR_FMA __attribute__((target_clones("fma", "default")))
+#else
+#define SCALAR_FMA
+#endif
 
 static void axpy_scalar(float *y, float a, const float *x, size_t n) {
     for (size_t k = 0; k < n; k++)
@@ -116,7 +126,8 @@ static src_consts consts(const spk_layer *L) {
     return c;
 }
 
-static inline void src_one(const src_consts *c, float b, float i, float *h, float *hs, float *s) {
+static inline __attribute__((always_inline)) void src_one(const src_consts *c, float b, float i,
+                                                          float *h, float *hs, float *s) {
     float hp = *h, hsp = *hs;
     float x = c->rho * tanh_scalar1(i / c->rho); /* (5b) */
     float a = x + c->r * hp;                     /* (5d), left to right */
@@ -130,9 +141,9 @@ static inline void src_one(const src_consts *c, float b, float i, float *h, floa
 }
 
 /* Neurons k0..n-1 one at a time, their non-zero outputs appended at idx/val + cnt. */
-static size_t src_update_tail(const src_consts *c, const spk_layer *L, const float *i, float *h,
-                              float *hs, uint32_t *idx, float *val, size_t k0, size_t n,
-                              size_t cnt) {
+static inline __attribute__((always_inline)) size_t
+src_update_tail(const src_consts *c, const spk_layer *L, const float *i, float *h, float *hs,
+                uint32_t *idx, float *val, size_t k0, size_t n, size_t cnt) {
     for (size_t k = k0; k < n; k++) {
         float s;
         src_one(c, L->b_h[k], i[k], &h[k], &hs[k], &s);
@@ -141,14 +152,14 @@ static size_t src_update_tail(const src_consts *c, const spk_layer *L, const flo
     return cnt;
 }
 
-static size_t src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs, float *x,
-                                uint32_t *idx, float *val, size_t n) {
+SCALAR_FMA static size_t src_update_scalar(const spk_layer *L, const float *i, float *h, float *hs,
+                                           float *x, uint32_t *idx, float *val, size_t n) {
     (void)x;
     src_consts c = consts(L);
     return src_update_tail(&c, L, i, h, hs, idx, val, 0, n, 0);
 }
 
-static void tanh_scalar(float *y, const float *x, size_t n) {
+SCALAR_FMA static void tanh_scalar(float *y, const float *x, size_t n) {
     for (size_t k = 0; k < n; k++)
         y[k] = tanh_scalar1(x[k]);
 }

@@ -403,7 +403,8 @@ int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr,
                 "usage: bench_engine MODEL IMAGES_IDX_GZ OUTDIR [--seqs N] [--steps T] "
-                "[--sessions N] [--threads N] [--group N] [--single-steps N] [--reps N]\n");
+                "[--sessions N] [--threads N] [--group N] [--single-steps N] [--reps N] "
+                "[--kernels auto|scalar|avx2|avx512]\n");
         return 2;
     }
     const char *model_path = argv[1], *images = argv[2], *outdir = argv[3];
@@ -417,6 +418,9 @@ int main(int argc, char **argv) {
     if (!nseq || !T || !sessions || !threads || !group || !single || !reps)
         die("arguments", "every count must be >= 1");
 
+    for (int k = 4; k + 1 < argc; k++) /* e.g. the AVX2 twin on a CPU that has AVX-512 */
+        if (strcmp(argv[k], "--kernels") == 0 && spk_set_kernels(argv[k + 1]) != 0)
+            die(argv[k + 1], "no such kernel table on this CPU");
     char err[512], path[4096];
     spk_model *m = NULL;
     if (spk_model_load_file(model_path, &m, err, sizeof err) != 0)
