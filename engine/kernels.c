@@ -9,7 +9,7 @@
  * the scalar one: exact on any CPU, in hardware where there is one); and float division
  * where SPEC divides. Contraction of float a*b+c into an FMA is off: GCC does not contract
  * under -std=c11 and clang is told below (objdump of kernels.o shows vfmadd only on
- * doubles, "pd").
+ * doubles, "pd" and "sd").
  */
 #include "kernels.h"
 

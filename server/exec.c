@@ -483,6 +483,12 @@ static void complete(ss_job *j) {
 
 /* Answer the deferred jobs, after one sync of the write-ahead log for all of them (group
  * commit): nothing is acknowledged before its record is durable. */
+/* The log's size for /metrics (with --wal). */
+static void wal_size_metric(ss_exec *x) {
+    if (x->env.wal)
+        ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
+}
+
 static void flush(ss_exec *x) {
     char err[256];
     if (x->env.wal && ss_wal_sync(x->env.wal, x->worker, err, sizeof err) != 0) {
@@ -493,10 +499,9 @@ static void flush(ss_exec *x) {
                 ss_reply_error(&x->defer[i]->reply, x->defer[i]->out_pb, 503, NULL, "%s", err);
             }
     }
-    /* the log's size for /metrics before the answers go out: a client that reads /metrics
-     * after its answer finds its batch counted (set after them, a quick client raced it) */
-    if (x->env.wal)
-        ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
+    /* before the answers go out: a client that reads /metrics after its answer finds its
+     * batch counted (set after them, a quick client raced it) */
+    wal_size_metric(x);
     for (size_t i = 0; i < x->n_defer; i++)
         complete(x->defer[i]);
     x->n_defer = 0;
@@ -507,8 +512,7 @@ static void flush(ss_exec *x) {
         ss_wal_checkpoint(x->env.wal, x->worker, x->env.table, x->env.state_dir, err, sizeof err) !=
             0)
         fprintf(stderr, "spikeserve: worker %u checkpoint: %s\n", x->worker, err);
-    if (x->env.wal) /* again after a checkpoint, and after every run of checkpoint jobs */
-        ss_metrics_wal_size(x->env.metrics, x->worker, ss_wal_size(x->env.wal, x->worker));
+    wal_size_metric(x); /* again after a checkpoint, and after every run of checkpoint jobs */
 }
 
 static void defer(ss_exec *x, ss_job *j) {

@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 import bench_model  # noqa: E402
 
 IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+THREADS = 2  # the C side's many-session threads (this machine has 2 cores)
 
 
 def parse_kv(text):
@@ -185,7 +186,7 @@ def main():
     T = args.steps
     sessions = 1000 if args.quick else args.sessions
     cmd = [exe, model, IMAGES, workdir, "--steps", str(T), "--sessions", str(sessions),
-           "--seqs", "256", "--threads", "2", "--group", "256",
+           "--seqs", "256", "--threads", str(THREADS), "--group", "256",
            "--single-steps", "2000" if args.quick else "20000", "--reps", "1" if args.quick else "3"]
     load0 = os.getloadavg()[0]
     print(f"# load average before: {load0:.2f} (2 cores; other work on the machine skews timings)")
@@ -292,10 +293,10 @@ def main():
           f"({verdict(g[0], 3, False)}), cpu {g[1]:.2f}x ({verdict(g[1], 3, False)})")
     # What the reads alone allow: a step that did nothing but read its weight rows (the
     # baseline below), on one core; and on both cores (each has its own L2) for many sessions.
-    read_many = 2 * 1e9 / r_cpu
+    read_many = THREADS * 1e9 / r_cpu
     print(f"  ceiling set by the weight reads alone (a step that only read its rows): one session "
-          f"{b1_wall / rm:.0f}x PyTorch b1,\n  many sessions {M(read_many)} session-steps/s on 2 "
-          f"cores = {read_many / b256_wall:.1f}x PyTorch b256 (no update, no overhead)")
+          f"{b1_wall / rm:.0f}x PyTorch b1,\n  many sessions {M(read_many)} session-steps/s on "
+          f"{THREADS} cores = {read_many / b256_wall:.1f}x PyTorch b256 (no update, no overhead)")
     print("how the weight-read time is estimated: the same steps are replayed recording every "
           "layer's outputs;\n  a step reads one row of layer 1's W^T per input event, one row "
           "of layer l's per non-zero output of\n  layer l-1 and one readout row per non-zero "

@@ -38,10 +38,10 @@ run() { # NAME ARGS...
     "$opener" "$srv_port" "$model_name" "$sessions" "$work/ids.txt" 4 >/dev/null
     run_wrk "$name" "$srv_port" "$work/bodies.ndjson" json "$srv_pid"
     RPS[$name]=$rps P50[$name]=$p50 P99[$name]=$p99 NON2XX[$name]=$non2xx
-    if [ "$name" = wal ]; then
-        du -sh "$2" | sed 's/^/    state dir after the run: /'
-    fi
     stop_pid "$srv_pid"
+    if [ "$name" = wal ]; then # after the stop: a running server's checkpoints come and go
+        du -sh "$2" | sed 's/^/    state dir after the run: /' || true
+    fi
 }
 
 echo "== load average before: $(cut -d' ' -f1 /proc/loadavg) (other work on the machine skews the figures)"

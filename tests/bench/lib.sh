@@ -58,11 +58,14 @@ start_server() {
     exit 1
 }
 
-stop_pid() { # bounded stop of one process we started
+stop_pid() { # bounded stop of one process we started; off the exit list (its pid may be reused)
     kill -TERM "$1" 2>/dev/null || true
     for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
+    local p left=()
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || left+=("$p"); done
+    pids=("${left[@]}")
 }
 
 # CPU time (user + system, clock ticks) of processes (all their threads), 0 for gone ones.
