@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "log.h"
+#include "routes.h"
 #include "store.h"
 
 static int cmp_str(const void *a, const void *b) {
@@ -89,7 +91,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
     ss_app *a = c->a;
     char err[256];
     if (!ss_util_valid_id(snap->id, strlen(snap->id))) { /* a file named oddly */
-        fprintf(stderr, "spikeserve: session \"%.64s\" not restored: not a valid id\n", snap->id);
+        ss_log(SS_LOG_WARN, "session \"%.64s\" not restored: not a valid id", snap->id);
         c->bad++;
         return;
     }
@@ -98,8 +100,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
         ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
     if (s) s->owner = snap->owner;
     if (!s || ss_store_apply(s, snap, err, sizeof err) != 0 || ss_table_insert(a->table, s) != 0) {
-        fprintf(stderr, "spikeserve: session %s not restored%s%s\n", snap->id, s ? ": " : "",
-                s ? err : "");
+        ss_log(SS_LOG_WARN, "session %s not restored%s%s", snap->id, s ? ": " : "", s ? err : "");
         ss_sess_unref(s);
         c->bad++;
         return;
@@ -111,7 +112,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
 
 static void restore_bad(const char *path, const char *msg, void *arg) {
     restore_ctx *c = arg;
-    fprintf(stderr, "spikeserve: %s: not restored: %s\n", path, msg);
+    ss_log(SS_LOG_WARN, "%s: not restored: %s", path, msg);
     c->bad++;
 }
 
@@ -123,8 +124,11 @@ static uint32_t pick(void *arg) {
  * worker or HTTP thread sees a session yet. */
 static int replay_wal(ss_app *a, char *err, size_t errlen) {
     ss_wal_stats st;
-    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models,
-                      (size_t)a->cfg.max_output_bytes, pick, a, &st, err, errlen) != 0)
+    /* batches in the log were accepted under the last start's limits: only the output
+     * memory of this start bounds them (and a sanity bound on steps) */
+    ss_limits lim = {1u << 24, UINT32_MAX, a->cfg.max_output_bytes};
+    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models, &lim, pick, a, &st, err,
+                      errlen) != 0)
         return -1;
     ss_sess **all;
     size_t n;
@@ -146,11 +150,11 @@ static int replay_wal(ss_app *a, char *err, size_t errlen) {
     for (size_t i = 0; i < st.created; i++)
         ss_metrics_session_restored(a->metrics);
     if (st.records)
-        fprintf(stderr,
-                "spikeserve: write-ahead log: %zu records, %zu applied, %zu already saved or "
-                "skipped, %zu sessions created, %zu closed%s\n",
-                st.records, st.applied, st.skipped, st.created, st.closed,
-                st.torn ? ", a torn tail ignored" : "");
+        ss_log(SS_LOG_INFO,
+               "write-ahead log: %zu records, %zu applied, %zu already saved or skipped, %zu "
+               "sessions created, %zu closed%s",
+               st.records, st.applied, st.skipped, st.created, st.closed,
+               st.torn ? ", a torn tail ignored" : "");
     return ss_wal_start(a->wal, err, errlen);
 }
 
@@ -175,36 +179,32 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
     }
     if (ss_auth_load(a->cfg.api_keys, &a->auth, err, errlen) != 0) return -1;
     if (load_models(a, err, errlen) != 0) return -1;
-    a->metrics = ss_metrics_create(a->cfg.workers);
+    a->metrics = ss_metrics_create(a->cfg.workers, ss_route_count);
     a->table = ss_table_create(a->cfg.max_sessions);
     if (!a->metrics || !a->table) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (a->cfg.state_dir[0] && mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
+        return -1;
+    }
     if (a->cfg.wal) {
-        if (mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
-            return -1;
-        }
         if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
         ss_metrics_wal_enable(a->metrics);
     }
-    ss_exec_env env = {a->table,    a->metrics, a->cfg.state_dir,    a->models,
-                       a->n_models, a->wal,     a->cfg.wal_max_bytes};
+    ss_exec_env env = {a->table,    a->metrics, a->cfg.state_dir,     a->models,
+                       a->n_models, a->wal,     a->cfg.wal_max_bytes, &a->save_failures};
     a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
     if (!a->pool) return -1;
     if (a->cfg.state_dir[0]) {
-        if (mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
-            return -1;
-        }
         restore_ctx c = {a, 0, 0};
         if (ss_store_load_dir(a->cfg.state_dir, a->models, a->n_models, restore_one, restore_bad,
                               &c, err, errlen) < 0)
             return -1;
         if (c.ok || c.bad)
-            fprintf(stderr, "spikeserve: restored %zu sessions from %s (%zu failed)\n", c.ok,
-                    a->cfg.state_dir, c.bad);
+            ss_log(SS_LOG_INFO, "restored %zu sessions from %s (%zu failed)", c.ok,
+                   a->cfg.state_dir, c.bad);
         if (a->wal && replay_wal(a, err, errlen) != 0) return -1;
     }
     return 0;
@@ -323,10 +323,12 @@ void ss_app_resume_all(ss_app *a) {
     free(all);
 }
 
-int ss_app_save_all(ss_app *a) {
+int ss_app_save_all(ss_app *a, size_t *total) {
     ss_sess **all;
     size_t n;
+    *total = 0;
     if (!a->cfg.state_dir[0] || !a->pool || ss_table_list(a->table, &all, &n) != 0) return 0;
+    __atomic_store_n(&a->save_failures, 0, __ATOMIC_RELAXED);
     if (a->wal) /* every change is in a log: each worker saves what its log holds */
         for (uint32_t w = 0; w < ss_pool_workers(a->pool); w++)
             submit_worker(a, w, SS_JOB_CHECKPOINT);
@@ -336,7 +338,9 @@ int ss_app_save_all(ss_app *a) {
     }
     free(all);
     ss_pool_drain(a->pool);
-    return (int)n;
+    int64_t failed = __atomic_load_n(&a->save_failures, __ATOMIC_RELAXED);
+    *total = n;
+    return failed >= (int64_t)n ? 0 : (int)(n - (size_t)failed);
 }
 
 void ss_app_join_workers(ss_app *a) {

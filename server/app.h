@@ -27,9 +27,10 @@ typedef struct ss_app {
     ss_wal *wal; /* NULL without --wal */
     struct MHD_Daemon *daemon;
     uint16_t port;
-    int draining;         /* atomic: /readyz 503, new work 503 */
-    uint32_t next_worker; /* atomic: round-robin session placement */
-    int64_t inflight;     /* atomic: requests not yet completed */
+    int draining;          /* atomic: /readyz 503, new work 503 */
+    uint32_t next_worker;  /* atomic: round-robin session placement */
+    int64_t inflight;      /* atomic: requests not yet completed */
+    int64_t save_failures; /* atomic: sessions a save or checkpoint could not write */
     pthread_t janitor;
     int janitor_started, janitor_stop;
     pthread_mutex_t jmu;
@@ -46,7 +47,8 @@ int ss_app_start(ss_app *a, char *err, size_t errlen);
 void ss_app_stop_accepting(ss_app *a); /* close the listener, refuse new work (503) */
 void ss_app_finish_queued(ss_app *a);  /* workers run every queued job; replies go out */
 void ss_app_resume_all(ss_app *a);     /* end event streams, wake paused uploads */
-int ss_app_save_all(ss_app *a);        /* every session to --state-dir; count saved */
+/* every session to --state-dir: how many were saved, of *total */
+int ss_app_save_all(ss_app *a, size_t *total);
 void ss_app_join_workers(ss_app *a);
 void ss_app_stop_http(ss_app *a); /* waits a little for replies in flight */
 void ss_app_free(ss_app *a);

@@ -1,6 +1,7 @@
-/* batch.h: spike batches and step results on the wire, in JSON (jansson) and protobuf
- * (proto/api.proto), with the same meaning (SPEC.md section 3). Shared by the server and
- * the command-line runner (spikeserve-run).
+/* batch.h: spike batches decoded from JSON (jansson) and protobuf (proto/api.proto) with
+ * the same meaning (SPEC.md section 3), the limits a batch is held to, and the step result
+ * the codecs (codec.h) encode. Shared by the server and the command-line runner
+ * (spikeserve-run).
  *
  * Decoding checks everything against the model and the limits, and says what and where:
  *   "events[3]: input 900 out of range [0, 784)", "steps: 20000 exceeds the limit 10000
@@ -14,7 +15,9 @@
 #include <stdint.h>
 
 #include "../engine/model.h"
+#include "../engine/output.h"
 #include "../engine/step.h"
+#include "err.h"
 
 /* Which outputs a batch asks for ("outputs": [...]). Absent: spikes, plus readout and
  * prediction when the model has a readout. */
@@ -26,12 +29,12 @@ enum {
     SS_OUT_ALL = 0xfu,
 };
 
-/* Decoding errors: SS_EBAD is a 400, SS_ELIMIT a 413 (the message names the limit). */
-enum { SS_EBAD = -1, SS_ELIMIT = -2, SS_ENOMEM = -3 };
-
+/* Decoders return 0 or an ss_err (err.h): SS_E_INVALID (400), SS_E_LIMIT (413, the message
+ * names the limit) or SS_E_NOMEM. */
 typedef struct {
-    uint32_t max_steps;  /* steps per batch */
-    uint32_t max_events; /* events per batch (dense rows count steps x n_in values) */
+    uint32_t max_steps;        /* steps per batch */
+    uint32_t max_events;       /* events per batch (dense rows count steps x n_in values) */
+    uint64_t max_output_bytes; /* worst-case output memory of the batch; 0: no limit */
 } ss_limits;
 
 typedef struct {
@@ -40,8 +43,8 @@ typedef struct {
     uint32_t steps;
     spk_event *events; /* sorted by step */
     size_t n_events;
-    float *dense;      /* steps x n_in, or NULL */
-    unsigned outputs;  /* SS_OUT_* */
+    float *dense;     /* steps x n_in, or NULL */
+    unsigned outputs; /* SS_OUT_* */
 } ss_batch;
 
 int ss_batch_from_json(const char *buf, size_t len, const spk_model *m, const ss_limits *lim,
@@ -66,12 +69,22 @@ typedef struct {
     uint32_t steps;
     unsigned outputs;
     const spk_model *model;
-    const spk_output *out;  /* as filled by spk_step() */
+    const spk_output *out; /* as filled by spk_step() */
+    const ss_batch *input; /* NULL, or the batch whose input events the JSON also lists
+                              ("inputs": [[step, input, value], ...]; event streams) */
 } ss_result;
 
-/* Encoders return a malloc'd buffer (JSON: NUL-terminated) and its length, NULL when out of
- * memory. */
-char *ss_result_json(const ss_result *r, size_t *len);
-uint8_t *ss_result_pb(const ss_result *r, size_t *len);
+/* The readout row of the last step, or NULL when the result carries none. */
+const float *ss_result_last_readout(const ss_result *r);
+
+/* The engine's output plan flags (output.h) for an output mask, and the bytes a batch's
+ * outputs need. */
+unsigned ss_batch_plan(unsigned outputs);
+size_t ss_batch_out_bytes(const spk_model *m, const ss_batch *b);
+/* The limits every decoded batch is held to after its fields are read (steps and outputs
+ * against max_output_bytes): 0 or SS_E_LIMIT with a message naming the flag. Decoders call
+ * it; so does write-ahead log replay. */
+int ss_batch_check_limits(const spk_model *m, const ss_batch *b, const ss_limits *lim, char *err,
+                          size_t errlen);
 
 #endif

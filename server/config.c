@@ -2,6 +2,8 @@
  * three can never disagree. */
 #include "config.h"
 
+#include "log.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -63,6 +65,9 @@ static const opt opts[] = {
     {"event-loop", OPT_STR, S(event_loop), "epoll",
      "epoll: scales to many connections; poll: less work per request with few busy "
      "connections (no epoll_ctl per suspended request), but each wakeup scans them all"},
+    {"log-level", OPT_STR, S(log_level), "info",
+     "error, warn, info or debug: lines above it are not written (info: start, stop, access "
+     "log)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -165,6 +170,11 @@ int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errle
     }
     if (strcmp(c->event_loop, "epoll") && strcmp(c->event_loop, "poll")) {
         snprintf(err, errlen, "event-loop %s: use epoll or poll", c->event_loop);
+        return -1;
+    }
+    ss_log_level lvl;
+    if (ss_log_parse_level(c->log_level, &lvl) != 0) {
+        snprintf(err, errlen, "log-level %s: use error, warn, info or debug", c->log_level);
         return -1;
     }
     if (c->queue_depth == 0 || c->max_steps == 0 || c->max_body_bytes == 0) {

@@ -28,8 +28,8 @@ typedef struct {
     uint32_t sse_buffer_bytes;
     uint32_t keepalive; /* seconds between SSE keep-alive comments */
     uint32_t max_connections;
-    uint32_t access_log; /* 1: one line per request on stderr */
-    char api_keys[4096]; /* "": none; "k1,k2"; "@FILE" */
+    uint32_t access_log;         /* 1: one line per request on stderr */
+    char api_keys[4096];         /* "": none; "k1,k2"; "@FILE" */
     uint32_t wal;                /* 1: write-ahead log of accepted changes in state_dir */
     uint64_t wal_max_bytes;      /* a worker's log past this: checkpoint now */
     uint32_t metrics_auth;       /* 1: /metrics needs an API key too */
@@ -37,6 +37,7 @@ typedef struct {
     uint32_t max_header_bytes;   /* request line + headers (then 431/closed) */
     uint32_t max_conn_per_ip;    /* 0: no per-address limit */
     char event_loop[8];          /* "epoll" or "poll" */
+    char log_level[8];           /* "error", "warn", "info", "debug" */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

@@ -1,9 +1,11 @@
-/* http.c: daemon setup, routing, content negotiation, bodies, replies and the access log.
+/* http.c: the HTTP/1.1 front end: daemon setup, the walk of the route table, content
+ * negotiation, bodies, replies and the access log.
  *
- * Request life: first call (headers) -> route, negotiate, check Content-Length against
- * --max-body-bytes (413 at once, before any byte is read); body calls -> appended while
- * under the limit, counted and dropped past it (chunked uploads); last call -> handler.
- * A handler that needs the session's worker suspends the connection (ss_http_submit); the
+ * Request life: first call (headers) -> route (routes.h), negotiate, authenticate, check
+ * Content-Type and Content-Length against the row (413 at once, before any byte is read);
+ * body calls -> appended while under the limit, counted and dropped past it (chunked
+ * uploads), or handed to a streaming handler; last call -> the row's operation. An
+ * operation that queued a job has suspended the connection (ss_op's queuing hook); the
  * worker's done callback resumes it, and the next call sends the job's reply.
  */
 #include "http.h"
@@ -16,87 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- routing ---- */
-
-static int seg(const char **p, char *out, size_t cap) {
-    const char *s = *p;
-    if (*s != '/') return -1;
-    s++;
-    size_t n = strcspn(s, "/");
-    if (n == 0 || n >= cap) return -1;
-    memcpy(out, s, n);
-    out[n] = 0;
-    *p = s + n;
-    return 0;
-}
-
-/* 0 (route set), 404, or 405 (allow set). */
-static int route(const char *method, const char *url, ss_req *r, char *allow, size_t alen) {
-    int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
-    const char *p = url;
-    char a[80], b[80];
-#define ONLY(m, ok, rt)                                                                            \
-    do {                                                                                           \
-        if (!(ok)) {                                                                               \
-            snprintf(allow, alen, "%s", m);                                                        \
-            return 405;                                                                            \
-        }                                                                                          \
-        r->route = rt;                                                                             \
-        return 0;                                                                                  \
-    } while (0)
-    if (!strcmp(url, "/healthz")) ONLY("GET", get, SS_R_HEALTHZ);
-    if (!strcmp(url, "/readyz")) ONLY("GET", get, SS_R_READYZ);
-    if (!strcmp(url, "/metrics")) ONLY("GET", get, SS_R_METRICS);
-    if (!strcmp(url, "/v1/models") || !strcmp(url, "/v1/models/")) ONLY("GET", get, SS_R_MODELS);
-    if (!strncmp(url, "/v1/models/", 11)) {
-        p = url + 10;
-        if (seg(&p, r->model, sizeof r->model)) return 404;
-        if (!*p) ONLY("GET", get, SS_R_MODEL);
-        if (seg(&p, a, sizeof a) || *p) return 404;
-        if (!strcmp(a, "sessions")) ONLY("POST", post, SS_R_OPEN);
-        if (!strcmp(a, "infer")) ONLY("POST", post, SS_R_INFER);
-        if (!strcmp(a, "classify")) ONLY("POST", post, SS_R_CLASSIFY);
-        return 404;
-    }
-    if (!strncmp(url, "/v1/sessions/", 13)) {
-        p = url + 12;
-        if (seg(&p, b, sizeof b)) return 404;
-        if (strlen(b) > SS_ID_MAX) return 404;
-        snprintf(r->sid, sizeof r->sid, "%.64s", b);
-        if (!*p) {
-            if (get) {
-                r->route = SS_R_SESSION_GET;
-                return 0;
-            }
-            if (!strcmp(method, "DELETE")) {
-                r->route = SS_R_SESSION_DELETE;
-                return 0;
-            }
-            snprintf(allow, alen, "GET, DELETE");
-            return 405;
-        }
-        if (seg(&p, a, sizeof a) || *p) return 404;
-        if (!strcmp(a, "reset")) ONLY("POST", post, SS_R_RESET);
-        if (!strcmp(a, "steps")) ONLY("POST", post, SS_R_STEPS);
-        if (!strcmp(a, "stream")) ONLY("POST", post, SS_R_STREAM);
-        if (!strcmp(a, "events")) ONLY("GET", get, SS_R_EVENTS);
-        if (!strcmp(a, "state")) {
-            if (get) {
-                r->route = SS_R_STATE_GET;
-                return 0;
-            }
-            if (!strcmp(method, "PUT")) {
-                r->route = SS_R_STATE_PUT;
-                return 0;
-            }
-            snprintf(allow, alen, "GET, PUT");
-            return 405;
-        }
-        return 404;
-    }
-#undef ONLY
-    return 404;
-}
+#include "log.h"
 
 /* ---- negotiation ---- */
 
@@ -104,12 +26,11 @@ static int media_is(const char *s, size_t n, const char *type) {
     return strlen(type) == n && !strncasecmp(s, type, n);
 }
 
-/* Accept -> 1 protobuf, 0 JSON, -1 nothing acceptable. For /state the body is always
- * protobuf, for /events and /metrics text. */
-static int negotiate(const char *accept, ss_route rt) {
-    int pb_only = rt == SS_R_STATE_GET,
-        text = rt == SS_R_EVENTS || rt == SS_R_METRICS || rt == SS_R_HEALTHZ || rt == SS_R_READYZ;
-    if (!accept || !*accept) return pb_only;
+/* The codec for an Accept header among the formats a route answers (routes.h), or NULL
+ * when nothing acceptable. Without Accept: JSON, or protobuf for a protobuf-only route. */
+static const ss_codec *negotiate(const char *accept, unsigned out) {
+    int pb_only = !(out & SS_FMT_JSON);
+    if (!accept || !*accept) return pb_only ? &ss_codec_pb : &ss_codec_json;
     const char *p = accept;
     while (*p) {
         while (*p == ' ' || *p == ',')
@@ -123,38 +44,40 @@ static int negotiate(const char *accept, ss_route rt) {
         int zero = q && q < e && atof(q + 2) <= 0;
         if (!zero) {
             int any = media_is(p, n, "*/*"), app = media_is(p, n, "application/*");
-            int pb = media_is(p, n, "application/x-protobuf") ||
-                     media_is(p, n, "application/protobuf") ||
-                     (pb_only && (any || app || media_is(p, n, "application/octet-stream")));
-            if (pb && rt != SS_R_STREAM) return 1; /* /stream's summary is JSON only */
-            if (!pb_only && (any || app || media_is(p, n, "application/json"))) return 0;
-            if (text && (media_is(p, n, "text/event-stream") || media_is(p, n, "text/plain") ||
-                         media_is(p, n, "text/*")))
-                return 0;
+            int pb = (out & SS_FMT_PB) &&
+                     (media_is(p, n, "application/x-protobuf") ||
+                      media_is(p, n, "application/protobuf") ||
+                      (pb_only && (any || app || media_is(p, n, "application/octet-stream"))));
+            if (pb) return &ss_codec_pb;
+            if ((out & SS_FMT_JSON) && (any || app || media_is(p, n, "application/json")))
+                return &ss_codec_json;
+            if ((out & SS_FMT_TEXT) && (media_is(p, n, "text/event-stream") ||
+                                        media_is(p, n, "text/plain") || media_is(p, n, "text/*")))
+                return &ss_codec_json;
         }
         p = e;
     }
-    return -1;
+    return NULL;
 }
 
-/* Content-Type -> 1 protobuf, 0 JSON, -1 unsupported. */
-static int content_type(const char *ct, ss_route rt) {
-    if (!ct || !*ct) return rt == SS_R_STATE_PUT;
+/* The codec of a Content-Type among the formats a route takes, or NULL (415). */
+static const ss_codec *content_type(const char *ct, unsigned in) {
+    if (!ct || !*ct) return (in & SS_FMT_BYTES) ? &ss_codec_pb : &ss_codec_json;
     size_t n = strcspn(ct, "; ");
     if (media_is(ct, n, "application/x-protobuf") || media_is(ct, n, "application/protobuf"))
-        return rt == SS_R_STREAM ? -1 : 1;
-    if (rt == SS_R_STATE_PUT) return media_is(ct, n, "application/octet-stream") ? 1 : -1;
-    if (media_is(ct, n, "application/json")) return 0;
-    if (rt == SS_R_STREAM &&
-        (media_is(ct, n, "application/x-ndjson") || media_is(ct, n, "application/jsonl") ||
-         media_is(ct, n, "text/plain")))
-        return 0;
-    return -1;
+        return (in & SS_FMT_PB) ? &ss_codec_pb : NULL;
+    if (in & SS_FMT_BYTES) return media_is(ct, n, "application/octet-stream") ? &ss_codec_pb : NULL;
+    if (media_is(ct, n, "application/json")) return (in & SS_FMT_JSON) ? &ss_codec_json : NULL;
+    if (media_is(ct, n, "application/x-ndjson") || media_is(ct, n, "application/jsonl") ||
+        media_is(ct, n, "text/plain"))
+        return (in & SS_FMT_NDJSON) ? &ss_codec_json : NULL;
+    return NULL;
 }
 
 /* ---- replies ---- */
 
 enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
+    ss_reply_render(rep, r->op.out); /* out of memory: an empty body, the status stays */
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(rep->len, rep->body ? (void *)rep->body : (void *)"",
                                         rep->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -180,7 +103,7 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     return ok;
 }
 
-enum MHD_Result ss_http_error(ss_req *r, unsigned status, const char *code, const char *fmt, ...) {
+enum MHD_Result ss_http_fail(ss_req *r, int err, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -188,9 +111,16 @@ enum MHD_Result ss_http_error(ss_req *r, unsigned status, const char *code, cons
     va_end(ap);
     ss_reply rep;
     memset(&rep, 0, sizeof rep);
-    ss_reply_error(&rep, r->out_pb, status, code, "%s", msg);
-    if (status == 429 || status == 503) rep.retry_after = 1;
+    ss_reply_fail(&rep, err, "%s", msg);
     return ss_http_send(r, &rep);
+}
+
+/* ---- operations ---- */
+
+static void queuing(ss_op *o) {
+    ss_req *r = o->ctx;
+    r->job = o->job;
+    MHD_suspend_connection(r->conn); /* before the worker can resume it */
 }
 
 static void job_done(ss_job *j) {
@@ -198,72 +128,80 @@ static void job_done(ss_job *j) {
     MHD_resume_connection(r->conn);
 }
 
-enum MHD_Result ss_http_submit(ss_req *r, ss_job *j, uint32_t w) {
-    j->out_pb = r->out_pb;
-    j->done = job_done;
-    j->ctx = r;
-    r->job = j;
-    MHD_suspend_connection(r->conn); /* before the worker can resume it */
-    int rc = ss_pool_submit(r->app->pool, w, j, j->kind == SS_JOB_CLOSE);
-    if (rc == 0) return MHD_YES;
-    if (rc == SS_POOL_EFULL) {
-        ss_reply_error(&j->reply, r->out_pb, 429, NULL,
-                       "worker %u queue is full (--queue-depth %u); retry later", w,
-                       r->app->cfg.queue_depth);
-    } else {
-        ss_reply_error(&j->reply, r->out_pb, 503, NULL, "server is shutting down");
+static enum MHD_Result dispatch(ss_req *r) {
+    r->op.body = r->body;
+    r->op.len = r->len;
+    if (!r->rt->op) return (enum MHD_Result)r->rt->http(r);
+    if (r->rt->op(&r->op) == SS_OP_QUEUED) return MHD_YES;
+    return ss_http_send(r, &r->op.reply);
+}
+
+int ss_http_events(ss_req *r) {
+    ss_sse *sub = ss_sse_create(r->app->cfg.sse_buffer_bytes);
+    if (!sub) return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+    if (ss_op_subscribe(&r->op, sub) != 0) {
+        ss_sse_unref(sub); /* both references: nothing holds it */
+        ss_sse_unref(sub);
+        return ss_http_send(r, &r->op.reply);
     }
-    j->reply.retry_after = 1;
-    MHD_resume_connection(r->conn); /* the next call sends j->reply */
-    return MHD_YES;
+    struct MHD_Response *resp = ss_sse_response(sub, r->conn);
+    if (!resp) {
+        ss_sse_end(sub, "error");
+        ss_sse_unref(sub);
+        return MHD_NO;
+    }
+    r->status = 200;
+    enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+    MHD_destroy_response(resp);
+    return ok;
 }
 
 /* ---- the access handler ---- */
 
 static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     ss_app *a = r->app;
-    char allow[48] = "";
-    int rc = route(method, url, r, allow, sizeof allow);
+    char allow[48];
+    int i = ss_route_match(method, url, r->op.model, sizeof r->op.model, r->op.sid,
+                           sizeof r->op.sid, allow, sizeof allow);
+    const ss_route_def *rt = i >= 0 ? &ss_routes[i] : NULL;
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
-    int neg = negotiate(accept, r->route);
-    r->out_pb = neg == 1;
-    if (rc == 404) return ss_http_error(r, 404, NULL, "no route %s %s", method, url);
-    if (rc == 405) {
+    const ss_codec *out = negotiate(accept, rt ? rt->out : SS_FMT_JSON | SS_FMT_PB);
+    r->op.out = out ? out : &ss_codec_json;
+    if (i == -404) return ss_http_fail(r, SS_E_NOT_FOUND, "no route %s %s", method, url);
+    if (i == -405) {
         ss_reply rep;
         memset(&rep, 0, sizeof rep);
-        ss_reply_error(&rep, r->out_pb, 405, NULL, "%s is not allowed on %s (allowed: %s)", method,
-                       url, allow);
+        ss_reply_fail(&rep, SS_E_METHOD, "%s is not allowed on %s (allowed: %s)", method, url,
+                      allow);
         snprintf(rep.allow, sizeof rep.allow, "%s", allow);
         return ss_http_send(r, &rep);
     }
-    if (neg < 0)
-        return ss_http_error(r, 406, NULL, "cannot answer in any type of Accept: %.200s", accept);
-    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ &&
-        (r->route != SS_R_METRICS || a->cfg.metrics_auth)) {
+    r->rt = rt;
+    if (!out)
+        return ss_http_fail(r, SS_E_NOT_ACCEPTABLE, "cannot answer in any type of Accept: %.200s",
+                            accept);
+    if (rt->auth == SS_AUTH_KEY || (rt->auth == SS_AUTH_METRICS && a->cfg.metrics_auth)) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-        int rc_auth = ss_auth_check(a->auth, h, &r->owner);
-        if (rc_auth == -1)
-            return ss_http_error(r, 401, NULL, "an API key is needed: Authorization: Bearer KEY");
-        if (rc_auth == -2) return ss_http_error(r, 401, NULL, "unknown API key");
+        int rc = ss_auth_check(a->auth, h, &r->op.owner);
+        if (rc == -1)
+            return ss_http_fail(r, SS_E_UNAUTHENTICATED,
+                                "an API key is needed: Authorization: Bearer KEY");
+        if (rc == -2) return ss_http_fail(r, SS_E_UNAUTHENTICATED, "unknown API key");
     }
-    int has_body = !strcmp(method, "POST") || !strcmp(method, "PUT");
-    if (has_body) {
+    if (rt->body != SS_BODY_NONE) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
-        int in = content_type(ct, r->route);
-        if (in < 0)
-            return ss_http_error(r, 415, NULL, "Content-Type %.100s is not supported here",
-                                 ct ? ct : "(none)");
-        r->in_pb = in;
+        if (!(r->op.in = content_type(ct, rt->in)))
+            return ss_http_fail(r, SS_E_MEDIA_TYPE, "Content-Type %.100s is not supported here",
+                                ct ? ct : "(none)");
         const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-        if (cl && r->route != SS_R_STREAM && strtoull(cl, NULL, 10) > a->cfg.max_body_bytes)
-            return ss_http_error(r, 413, "body_too_large",
-                                 "body of %s bytes exceeds the limit %llu (--max-body-bytes)", cl,
-                                 (unsigned long long)a->cfg.max_body_bytes);
+        if (cl && rt->body == SS_BODY_BUFFERED && strtoull(cl, NULL, 10) > a->cfg.max_body_bytes)
+            return ss_http_fail(r, SS_E_BODY_TOO_LARGE,
+                                "body of %s bytes exceeds the limit %llu (--max-body-bytes)", cl,
+                                (unsigned long long)a->cfg.max_body_bytes);
     }
-    if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED) && r->route != SS_R_HEALTHZ &&
-        r->route != SS_R_METRICS)
-        return ss_http_error(r, 503, NULL, "server is shutting down");
-    if (r->route == SS_R_STREAM && ss_stream_begin(r) != 0) return MHD_YES; /* answered */
+    if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED) && !(rt->flags & SS_RF_DRAINING))
+        return ss_http_fail(r, SS_E_UNAVAILABLE, "server is shutting down");
+    if (rt->body == SS_BODY_STREAMED) rt->http(r); /* begins, or answers a refusal */
     return MHD_YES;
 }
 
@@ -279,8 +217,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *con_cls = r;
         r->app = a;
         r->conn = conn;
-        r->route = SS_R_OTHER;
         r->t0_us = ss_util_mono_us();
+        r->op.app = a;
+        r->op.in = &ss_codec_json;
+        r->op.queuing = queuing;
+        r->op.done = job_done;
+        r->op.ctx = r;
         snprintf(r->method, sizeof r->method, "%s", method);
         snprintf(r->path, sizeof r->path, "%s", url);
         __atomic_fetch_add(&a->inflight, 1, __ATOMIC_RELAXED);
@@ -297,7 +239,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         ss_job_free(j);
         return ok;
     }
-    if (r->route == SS_R_STREAM) {
+    if (r->rt->body == SS_BODY_STREAMED) {
         if (*upload_size) return ss_stream_data(r, upload, upload_size);
         return ss_stream_end(r);
     }
@@ -330,10 +272,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return MHD_YES;
     }
     if (r->too_big)
-        return ss_http_error(r, 413, "body_too_large",
-                             "body of %zu bytes exceeds the limit %llu (--max-body-bytes)", r->len,
-                             (unsigned long long)a->cfg.max_body_bytes);
-    return ss_api_dispatch(r);
+        return ss_http_fail(r, SS_E_BODY_TOO_LARGE,
+                            "body of %zu bytes exceeds the limit %llu (--max-body-bytes)", r->len,
+                            (unsigned long long)a->cfg.max_body_bytes);
+    return dispatch(r);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -345,15 +287,17 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (!r) return;
     *con_cls = NULL;
     int64_t us = ss_util_mono_us() - r->t0_us;
-    ss_metrics_request(a->metrics, r->route, r->status, us);
+    ss_metrics_request(a->metrics, r->rt ? (size_t)(r->rt - ss_routes) : ss_route_count, r->status,
+                       us);
     if (a->cfg.access_log) {
         char ts[40];
         ss_util_rfc3339(ss_util_now_ms(), ts, sizeof ts);
-        fprintf(stderr, "%s %s %s %u %.3fms session=%s\n", ts, r->method, r->path, r->status,
-                (double)us / 1000.0, r->sid[0] ? r->sid : "-");
+        ss_log(SS_LOG_INFO, "%s %s %s %u %.3fms session=%s", ts, r->method, r->path, r->status,
+               (double)us / 1000.0, r->op.sid[0] ? r->op.sid : "-");
     }
     if (r->stream) ss_stream_free(r->stream);
     ss_job_free(r->job);
+    ss_reply_clear(&r->op.reply);
     free(r->body);
     free(r);
     __atomic_fetch_sub(&a->inflight, 1, __ATOMIC_RELAXED);
@@ -382,8 +326,8 @@ int ss_http_start(ss_app *a, char *err, size_t errlen) {
     /* TURBO: optimistic reads and writes on the non-blocking sockets before asking the
      * event loop, no shutdown() before close. The pool holds the request line and headers
      * plus a little for the body's read buffer; MHD clears all of it on every request. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_TURBO | MHD_USE_ERROR_LOG | v6 |
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+                     MHD_USE_ERROR_LOG | v6 |
                      (strcmp(a->cfg.event_loop, "poll") ? MHD_USE_EPOLL : MHD_USE_POLL);
     a->daemon =
         MHD_start_daemon(flags, (uint16_t)a->cfg.port, NULL, NULL, handler, a, MHD_OPTION_SOCK_ADDR,
@@ -391,9 +335,9 @@ int ss_http_start(ss_app *a, char *err, size_t errlen) {
                          (unsigned)a->cfg.http_threads, MHD_OPTION_CONNECTION_LIMIT,
                          (unsigned)a->cfg.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
                          (unsigned)a->cfg.connection_timeout, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                         (size_t)a->cfg.max_header_bytes + 4096,
-                         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)a->cfg.max_conn_per_ip,
-                         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+                         (size_t)a->cfg.max_header_bytes + 4096, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                         (unsigned)a->cfg.max_conn_per_ip, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                         (unsigned)1024, MHD_OPTION_END);
     if (!a->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%u (port in use?)", a->cfg.bind, a->cfg.port);
         return -1;

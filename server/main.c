@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "log.h"
 #include "util.h"
 
 static int write_port_file(const char *path, unsigned port) {
@@ -41,9 +42,12 @@ int main(int argc, char **argv) {
     int rc = ss_config_parse(&cfg, argc, argv, err, sizeof err);
     if (rc == 1) return 0;
     if (rc != 0) {
-        fprintf(stderr, "spikeserve: %s\n", err);
+        ss_log(SS_LOG_ERROR, "%s", err);
         return 2;
     }
+    ss_log_level lvl = SS_LOG_INFO;
+    ss_log_parse_level(cfg.log_level, &lvl); /* checked by the parser */
+    ss_log_set_level(lvl);
     /* Signals go to main's sigwait() only: block them before any thread starts. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -54,35 +58,38 @@ int main(int argc, char **argv) {
 
     static ss_app app;
     if (ss_app_init(&app, &cfg, err, sizeof err) != 0 || ss_app_start(&app, err, sizeof err) != 0) {
-        fprintf(stderr, "spikeserve: %s\n", err);
+        ss_log(SS_LOG_ERROR, "%s", err);
         ss_app_free(&app);
         return 1;
     }
-    fprintf(stderr,
-            "spikeserve: listening on %s:%u (%zu models, %u workers, %zu sessions, max body %llu "
-            "bytes)\n",
-            app.cfg.bind, (unsigned)app.port, app.n_models, app.cfg.workers,
-            ss_table_count(app.table), (unsigned long long)app.cfg.max_body_bytes);
+    ss_log(SS_LOG_INFO,
+           "listening on %s:%u (%zu models, %u workers, %zu sessions, max body %llu bytes)",
+           app.cfg.bind, (unsigned)app.port, app.n_models, app.cfg.workers,
+           ss_table_count(app.table), (unsigned long long)app.cfg.max_body_bytes);
     for (size_t i = 0; i < app.n_models; i++)
-        fprintf(stderr, "spikeserve: model %s v%u (%u inputs, %u layers)\n", app.models[i]->name,
-                app.models[i]->version, app.models[i]->n_in, app.models[i]->n_layers);
+        ss_log(SS_LOG_INFO, "model %s v%u (%u inputs, %u layers)", app.models[i]->name,
+               app.models[i]->version, app.models[i]->n_in, app.models[i]->n_layers);
     if (cfg.port_file[0] && write_port_file(cfg.port_file, app.port) != 0)
-        fprintf(stderr, "spikeserve: cannot write --port-file %s\n", cfg.port_file);
+        ss_log(SS_LOG_ERROR, "cannot write --port-file %s", cfg.port_file);
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "spikeserve: %s: draining\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    ss_log(SS_LOG_INFO, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
 
-    ss_app_stop_accepting(&app);       /* 1 */
-    ss_app_finish_queued(&app);        /* 2 */
-    ss_app_resume_all(&app);           /* 3 */
-    int saved = ss_app_save_all(&app); /* 4 */
-    ss_app_join_workers(&app);         /* 5 */
-    ss_app_stop_http(&app);            /* 6 */
-    ss_app_free(&app);                 /* 7 */
-    if (cfg.state_dir[0])
-        fprintf(stderr, "spikeserve: saved %d sessions to %s; bye\n", saved, cfg.state_dir);
+    ss_app_stop_accepting(&app); /* 1 */
+    ss_app_finish_queued(&app);  /* 2 */
+    ss_app_resume_all(&app);     /* 3 */
+    size_t total = 0;
+    int saved = ss_app_save_all(&app, &total); /* 4 */
+    ss_app_join_workers(&app);                 /* 5 */
+    ss_app_stop_http(&app);                    /* 6 */
+    ss_app_free(&app);                         /* 7 */
+    if (cfg.state_dir[0] && (size_t)saved < total)
+        ss_log(SS_LOG_ERROR, "saved %d of %zu sessions to %s (the others failed, see above); bye",
+               saved, total, cfg.state_dir);
+    else if (cfg.state_dir[0])
+        ss_log(SS_LOG_INFO, "saved %d sessions to %s; bye", saved, cfg.state_dir);
     else
-        fprintf(stderr, "spikeserve: bye\n");
+        ss_log(SS_LOG_INFO, "bye");
     return 0;
 }

@@ -1,5 +1,6 @@
 /* metrics.c: fixed arrays of 64-bit atomics, no locks, no allocation when counting.
- * Requests are counted per (route, status class index); the statuses the server can send
+ * Requests are counted per (route, status class index); the routes are the rows of the route
+ * table (routes.h) and their labels its method and pattern; the statuses the server can send
  * are a short known list, anything else lands in "other". */
 #include "metrics.h"
 
@@ -8,27 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct {
-    const char *method, *path;
-} routes[SS_R_COUNT] = {
-    [SS_R_HEALTHZ] = {"GET", "/healthz"},
-    [SS_R_READYZ] = {"GET", "/readyz"},
-    [SS_R_METRICS] = {"GET", "/metrics"},
-    [SS_R_MODELS] = {"GET", "/v1/models"},
-    [SS_R_MODEL] = {"GET", "/v1/models/{model}"},
-    [SS_R_OPEN] = {"POST", "/v1/models/{model}/sessions"},
-    [SS_R_SESSION_GET] = {"GET", "/v1/sessions/{id}"},
-    [SS_R_SESSION_DELETE] = {"DELETE", "/v1/sessions/{id}"},
-    [SS_R_RESET] = {"POST", "/v1/sessions/{id}/reset"},
-    [SS_R_STEPS] = {"POST", "/v1/sessions/{id}/steps"},
-    [SS_R_STREAM] = {"POST", "/v1/sessions/{id}/stream"},
-    [SS_R_EVENTS] = {"GET", "/v1/sessions/{id}/events"},
-    [SS_R_STATE_GET] = {"GET", "/v1/sessions/{id}/state"},
-    [SS_R_STATE_PUT] = {"PUT", "/v1/sessions/{id}/state"},
-    [SS_R_INFER] = {"POST", "/v1/models/{model}/infer"},
-    [SS_R_CLASSIFY] = {"POST", "/v1/models/{model}/classify"},
-    [SS_R_OTHER] = {"other", "other"},
-};
+#include "routes.h"
 
 static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,
                                     406, 409, 413, 415, 429, 500, 503};
@@ -41,35 +22,44 @@ static const unsigned grp_bounds[] = {1, 2, 4, 8, 16, 32, 64};
 #define N_GRP (sizeof grp_bounds / sizeof grp_bounds[0])
 
 struct ss_metrics {
-    uint64_t req[SS_R_COUNT][N_STATUS];
+    size_t n_routes;
+    uint64_t (*req)[N_STATUS]; /* n_routes + 1 rows: the last one for no route */
     uint64_t lat[N_LAT + 1], lat_count, lat_sum_us;
     uint64_t grp[N_GRP + 1], grp_count, grp_sum;
     uint64_t batches, steps, events, spikes;
     uint64_t created, restored, closed, expired, sse_dropped, paused;
     int64_t open;
     uint32_t n_workers;
-    int wal; /* 1: render the write-ahead log sizes */
+    int wal;         /* 1: render the write-ahead log sizes */
     int64_t depth[]; /* n_workers queue depths, then n_workers log sizes */
 };
 
 #define ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 #define GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
-ss_metrics *ss_metrics_create(uint32_t n_workers) {
+ss_metrics *ss_metrics_create(uint32_t n_workers, size_t n_routes) {
     ss_metrics *m = calloc(1, sizeof *m + 2 * (size_t)n_workers * sizeof(int64_t));
-    if (m) m->n_workers = n_workers;
+    if (!m) return NULL;
+    m->n_workers = n_workers;
+    m->n_routes = n_routes;
+    if (!(m->req = calloc(n_routes + 1, sizeof *m->req))) {
+        free(m);
+        return NULL;
+    }
     return m;
 }
 
 void ss_metrics_free(ss_metrics *m) {
+    if (!m) return;
+    free(m->req);
     free(m);
 }
 
-void ss_metrics_request(ss_metrics *m, ss_route r, unsigned status, int64_t duration_us) {
+void ss_metrics_request(ss_metrics *m, size_t r, unsigned status, int64_t duration_us) {
     size_t si = N_STATUS - 1;
     for (size_t i = 0; i < N_STATUS - 1; i++)
         if (statuses[i] == status) si = i;
-    if ((unsigned)r >= SS_R_COUNT) r = SS_R_OTHER;
+    if (r > m->n_routes) r = m->n_routes;
     ADD(&m->req[r][si], 1);
     if (duration_us < 0) duration_us = 0;
     double s = (double)duration_us / 1e6;
@@ -168,7 +158,7 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
     if (!b.buf) return NULL;
     put(&b, "# HELP spikeserve_http_requests_total HTTP requests answered, by route and status.\n"
             "# TYPE spikeserve_http_requests_total counter\n");
-    for (int r = 0; r < SS_R_COUNT; r++)
+    for (size_t r = 0; r <= m->n_routes; r++)
         for (size_t s = 0; s < N_STATUS; s++) {
             uint64_t v = GET(&m->req[r][s]);
             if (!v) continue;
@@ -179,7 +169,8 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
                 snprintf(code, sizeof code, "other");
             put(&b,
                 "spikeserve_http_requests_total{method=\"%s\",route=\"%s\",status=\"%s\"} %llu\n",
-                routes[r].method, routes[r].path, code, (unsigned long long)v);
+                r < ss_route_count ? ss_routes[r].method : "other",
+                r < ss_route_count ? ss_routes[r].pattern : "other", code, (unsigned long long)v);
         }
     put(&b,
         "# HELP spikeserve_http_request_duration_seconds Time from request start to response end.\n"

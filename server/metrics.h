@@ -7,34 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Routes, as labels of the request metrics and the access log. */
-typedef enum {
-    SS_R_HEALTHZ,
-    SS_R_READYZ,
-    SS_R_METRICS,
-    SS_R_MODELS,
-    SS_R_MODEL,
-    SS_R_OPEN,
-    SS_R_SESSION_GET,
-    SS_R_SESSION_DELETE,
-    SS_R_RESET,
-    SS_R_STEPS,
-    SS_R_STREAM,
-    SS_R_EVENTS,
-    SS_R_STATE_GET,
-    SS_R_STATE_PUT,
-    SS_R_INFER,
-    SS_R_CLASSIFY,
-    SS_R_OTHER,
-    SS_R_COUNT
-} ss_route;
-
 typedef struct ss_metrics ss_metrics;
 
-ss_metrics *ss_metrics_create(uint32_t n_workers);
+/* Counters for n_routes rows of the route table (routes.h: their method and pattern are the
+ * labels), plus one for requests that matched none. */
+ss_metrics *ss_metrics_create(uint32_t n_workers, size_t n_routes);
 void ss_metrics_free(ss_metrics *m);
 
-void ss_metrics_request(ss_metrics *m, ss_route r, unsigned status, int64_t duration_us);
+/* A request answered by route row `route` (n_routes or more: none matched). */
+void ss_metrics_request(ss_metrics *m, size_t route, unsigned status, int64_t duration_us);
 void ss_metrics_batch(ss_metrics *m, uint64_t steps, uint64_t events, uint64_t spikes);
 void ss_metrics_group(ss_metrics *m, size_t sessions); /* one engine call over n sessions */
 void ss_metrics_session_open(ss_metrics *m);           /* created */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "codec.h"
 #include "model.h"
 #include "state.h"
 #include "step.h"
@@ -93,60 +94,25 @@ static int blank(const char *s, size_t n) {
     return 1;
 }
 
-/* Output storage sized for the largest batch so far, lent to each step's spk_output. */
-typedef struct {
-    spk_spike_buf spikes;
-    spk_spike_buf *layers; /* n_layers, once a batch asks for "layers" */
-    float *readout;
-    size_t readout_cap;
-} outbufs;
-
-static int grow_spikes(spk_spike_buf *sb, size_t need) {
-    sb->len = 0;
-    if (need <= sb->cap && sb->buf) return 0;
-    spk_spike *p = realloc(sb->buf, (need ? need : 1) * sizeof *p);
-    if (!p) return -1;
-    sb->buf = p;
-    sb->cap = need;
-    return 0;
-}
-
-static int outbufs_prepare(outbufs *ob, const spk_model *m, const ss_batch *b, spk_output *o) {
-    memset(o, 0, sizeof *o);
-    if (grow_spikes(&ob->spikes, spk_max_spikes(m->layers[m->n_layers - 1].n, b->steps))) return -1;
-    o->spikes = ob->spikes;
-    if (b->outputs & SS_OUT_LAYERS) {
-        if (!ob->layers && !(ob->layers = calloc(m->n_layers, sizeof *ob->layers))) return -1;
-        for (uint32_t l = 0; l < m->n_layers; l++)
-            if (grow_spikes(&ob->layers[l], spk_max_spikes(m->layers[l].n, b->steps))) return -1;
-        o->layers = ob->layers;
+/* Output memory grown to the largest batch so far, laid out by the engine's output plan
+ * (output.h) for each batch. 0 or -1 (out of memory). */
+static int outputs_prepare(void **mem, size_t *cap, const spk_model *m, const ss_batch *b,
+                           spk_output *o) {
+    size_t need = ss_batch_out_bytes(m, b);
+    if (need == SIZE_MAX) return -1;
+    if (need > *cap || !*mem) {
+        void *p = realloc(*mem, need ? need : 1);
+        if (!p) return -1;
+        *mem = p;
+        *cap = need;
     }
-    if (m->has_readout && (b->outputs & (SS_OUT_READOUT | SS_OUT_READOUT_ALL))) {
-        o->readout_every_step = (b->outputs & SS_OUT_READOUT_ALL) != 0;
-        size_t need = (size_t)m->readout.n * (o->readout_every_step ? b->steps : 1);
-        if (need > ob->readout_cap || !ob->readout) {
-            float *p = realloc(ob->readout, need * sizeof *p);
-            if (!p) return -1;
-            ob->readout = p;
-            ob->readout_cap = need;
-        }
-        o->readout = ob->readout;
-    }
+    spk_output_layout(m, b->steps, ss_batch_plan(b->outputs), *mem, o);
     return 0;
-}
-
-static void outbufs_free(outbufs *ob, const spk_model *m) {
-    free(ob->spikes.buf);
-    if (ob->layers)
-        for (uint32_t l = 0; l < m->n_layers; l++)
-            free(ob->layers[l].buf);
-    free(ob->layers);
-    free(ob->readout);
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *kernels = NULL;
-    ss_limits lim = {DEFAULT_MAX_STEPS, DEFAULT_MAX_EVENTS};
+    ss_limits lim = {DEFAULT_MAX_STEPS, DEFAULT_MAX_EVENTS, 0}; /* outputs: no limit */
     uint32_t max_line = DEFAULT_MAX_LINE;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -191,7 +157,8 @@ int main(int argc, char **argv) {
     }
     spk_state *st = spk_state_create(m);
     spk_scratch *sc = spk_scratch_create(m);
-    outbufs ob = {0};
+    void *outmem = NULL;
+    size_t outcap = 0;
     spk_output out;
     char *line = NULL;
     size_t cap = 0, len = 0, lineno = 0, n_failed = 0;
@@ -228,7 +195,7 @@ int main(int argc, char **argv) {
             ss_batch_free(&b);
             continue;
         }
-        if (outbufs_prepare(&ob, m, &b, &out)) {
+        if (outputs_prepare(&outmem, &outcap, m, &b, &out)) {
             fprintf(stderr, "line %zu: out of memory for %u steps of output\n", lineno, b.steps);
             n_failed++;
             ss_batch_free(&b);
@@ -246,7 +213,7 @@ int main(int argc, char **argv) {
             have_seq = 1;
             last_seq = b.seq;
         }
-        ss_result r = {NULL, b.has_seq, b.seq, t0, b.steps, b.outputs, m, &out};
+        ss_result r = {NULL, b.has_seq, b.seq, t0, b.steps, b.outputs, m, &out, NULL};
         size_t n;
         char *json = ss_result_json(&r, &n);
         ss_batch_free(&b);
@@ -274,7 +241,7 @@ int main(int argc, char **argv) {
     }
 done:
     free(line);
-    outbufs_free(&ob, m);
+    free(outmem);
     spk_scratch_free(sc);
     spk_state_free(st);
     spk_model_free(m);

@@ -2,6 +2,8 @@
  * find, insert or remove an entry; everything else works on a referenced session. */
 #include "session.h"
 
+#include "answer.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,25 @@ ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, 
     return s;
 }
 
+void ss_sess_info_get(ss_sess *s, ss_sess_info *out) {
+    out->id = s->id;
+    out->model = s->model->name;
+    out->model_version = s->model->version;
+    out->worker = s->worker;
+    pthread_mutex_lock(&s->mu);
+    out->t = s->t;
+    out->last_seq = s->last_seq;
+    out->idle_timeout_s = s->idle_timeout_s;
+    ss_util_rfc3339(s->created_ms, out->created_at, sizeof out->created_at);
+    ss_util_rfc3339(s->active_ms, out->last_active_at, sizeof out->last_active_at);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void ss_sess_set_last(ss_sess *s, struct ss_answer *a) {
+    ss_answer_free(s->last);
+    s->last = a;
+}
+
 void ss_sess_ref(ss_sess *s) {
     __atomic_fetch_add(&s->refs, 1, __ATOMIC_RELAXED);
 }
@@ -39,7 +60,7 @@ void ss_sess_unref(ss_sess *s) {
     }
     free(s->subs);
     spk_state_free(s->state);
-    free(s->last_pb);
+    ss_answer_free(s->last);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -57,13 +78,13 @@ int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max) {
     }
     s->n_subs = k;
     if (s->closed) {
-        rc = -2;
+        rc = SS_E_NOT_FOUND;
     } else if (s->n_subs >= max) {
-        rc = -1;
+        rc = SS_E_SUBSCRIBERS;
     } else {
         ss_sse **n = realloc(s->subs, (s->n_subs + 1) * sizeof *n);
         if (!n) {
-            rc = -1;
+            rc = SS_E_NOMEM;
         } else {
             s->subs = n;
             s->subs[s->n_subs++] = sub;
@@ -185,9 +206,9 @@ int ss_table_insert(ss_table *t, ss_sess *s) {
     int rc = 0;
     ss_sess **p = find(t, s->id);
     if (*p)
-        rc = -2;
+        rc = SS_E_EXISTS;
     else if (t->count >= t->max)
-        rc = -1;
+        rc = SS_E_SESSIONS;
     else {
         s->hnext = NULL;
         *p = s;
@@ -207,7 +228,7 @@ int ss_table_put(ss_table *t, ss_sess *s, ss_sess **old) {
         *p = s;
     } else if (t->count >= t->max) {
         pthread_rwlock_unlock(&t->lock);
-        return -1;
+        return SS_E_SESSIONS;
     } else {
         s->hnext = NULL;
         *p = s;

@@ -1,8 +1,8 @@
 /* session.h: sessions and the table that finds them by id.
  *
  * A session is one model's recurrent state plus its bookkeeping. It belongs to one worker
- * for life (`worker`, fixed at creation): only that worker touches `state`, `last_pb` and
- * `last_outputs`, without a lock. `mu` guards only the metadata that HTTP threads read
+ * for life (`worker`, fixed at creation): only that worker touches `state` and `last`,
+ * without a lock. `mu` guards only the metadata that HTTP threads read
  * (t, last_seq, times, subscribers, closed).
  *
  * Ownership: sessions are reference counted; the table holds one reference, and every
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../engine/state.h"
+#include "err.h"
 #include "sse.h"
 #include "util.h"
 
@@ -25,12 +26,10 @@ typedef struct ss_sess {
     const spk_model *model;
     uint32_t model_idx;
     uint32_t worker;
-    uint64_t owner;   /* hash of the API key that opened it (0: any key), fixed */
-    spk_state *state; /* worker-owned */
-    uint8_t *last_pb; /* worker-owned: stored StepResult (protobuf) of last_seq */
-    size_t last_pb_len;
-    unsigned last_outputs; /* worker-owned: output mask of that answer */
-    int wal_dirty;         /* worker-owned: changes in the write-ahead log since its last save */
+    uint64_t owner;         /* hash of the API key that opened it (0: any key), fixed */
+    spk_state *state;       /* worker-owned */
+    struct ss_answer *last; /* worker-owned: the answer of last_seq (answer.h), or NULL */
+    int wal_dirty;          /* worker-owned: changes in the write-ahead log since its last save */
 
     pthread_mutex_t mu; /* guards what follows */
     uint64_t t, last_seq;
@@ -46,13 +45,25 @@ typedef struct ss_sess {
     struct ss_sess *hnext;
 } ss_sess;
 
+/* What a session says about itself (GET /v1/sessions/{id}), read under its lock. */
+typedef struct {
+    const char *id, *model;
+    uint32_t model_version, idle_timeout_s, worker;
+    uint64_t t, last_seq;
+    char created_at[40], last_active_at[40];
+} ss_sess_info;
+void ss_sess_info_get(ss_sess *s, ss_sess_info *out);
+/* Set the answer of last_seq (worker-only): s takes a (NULL drops the stored one). */
+void ss_sess_set_last(ss_sess *s, struct ss_answer *a);
+
 /* A new session (one reference), state at the model's initial state, times = now. */
 ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, uint32_t worker,
                         uint32_t idle_timeout_s);
 void ss_sess_ref(ss_sess *s);
 void ss_sess_unref(ss_sess *s); /* frees at zero; NULL is a no-op */
 
-/* Subscribers. subscribe: 0, -1 when max are attached, -2 when the session is closed;
+/* Subscribers. subscribe: 0, SS_E_SUBSCRIBERS when max are attached (SS_E_NOMEM when
+ * memory is short), SS_E_NOT_FOUND when the session is closed;
  * the session takes over one reference of sub on success. */
 int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max);
 /* Publish an event to every subscriber (dropping slow ones); returns how many were
@@ -72,7 +83,8 @@ static inline int ss_sess_visible(const ss_sess *s, uint64_t owner) {
 typedef struct ss_table ss_table;
 ss_table *ss_table_create(uint32_t max_sessions);
 void ss_table_free(ss_table *t); /* drops the table's references */
-/* Insert: 0, -1 when the table is full (max sessions), -2 when the id exists. */
+/* Insert: 0, SS_E_SESSIONS when the table is full (max sessions), SS_E_EXISTS when the id
+ * exists. */
 int ss_table_insert(ss_table *t, ss_sess *s);
 /* Insert, replacing (and returning, with its reference) an existing session of that id. */
 int ss_table_put(ss_table *t, ss_sess *s, ss_sess **old);

@@ -9,10 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "answer.h"
 #include "api.pb-c.h"
 #include "batch.h"
+#include "codec.h"
 #include "model.pb-c.h"
-#include "wire.h"
 
 #define SUFFIX ".session"
 
@@ -38,14 +39,20 @@ int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char
     m.model = ss_pbstr(s->model->name);
     m.has_model_version = m.has_idle_timeout_s = m.has_last_seq = 1;
     m.model_version = s->model->version;
-    if (s->last_pb) {
-        m.has_last_result = 1;
-        m.last_result.data = s->last_pb;
-        m.last_result.len = s->last_pb_len;
-        if (s->last_outputs) {
-            m.has_last_outputs = 1;
-            m.last_outputs = s->last_outputs;
+    uint8_t *last = NULL;
+    if (s->last) {
+        ss_result res = ss_answer_result(s->last, s->id, s->model);
+        size_t last_len = 0;
+        if (!(last = ss_result_pb(&res, &last_len))) {
+            spikeserve__state_snapshot__free_unpacked(ss, NULL);
+            snprintf(err, errlen, "out of memory");
+            return -1;
         }
+        m.has_last_result = 1;
+        m.last_result.data = last;
+        m.last_result.len = last_len;
+        m.has_last_outputs = 1;
+        m.last_outputs = s->last->outputs;
     }
     m.created_at = created;
     m.state = ss;
@@ -57,6 +64,7 @@ int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char
     uint8_t *b = malloc(n ? n : 1);
     if (b) spikeserve__session_snapshot__pack(&m, b);
     spikeserve__state_snapshot__free_unpacked(ss, NULL);
+    free(last);
     if (!b) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -87,7 +95,7 @@ int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, si
         }
     if (!out->model) {
         snprintf(err, errlen, "model: no model named \"%.64s\" is loaded", m->model);
-        rc = -2;
+        rc = SS_E_NOT_FOUND;
         goto done;
     }
     if (m->session_id && *m->session_id) {
@@ -104,14 +112,15 @@ int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, si
     out->owner = m->has_owner ? m->owner : 0;
     if (m->created_at) ss_util_parse_rfc3339(m->created_at, &out->created_ms);
     if (m->has_last_result && m->last_result.len) {
-        Spikeserve__StepResult *r =
-            spikeserve__step_result__unpack(NULL, m->last_result.len, m->last_result.data);
-        if (!r) {
-            snprintf(err, errlen, "last_result: not a valid spikeserve.StepResult");
-            rc = -1;
+        unsigned outs = m->has_last_outputs ? m->last_outputs & SS_OUT_ALL : 0;
+        ss_answer *a = ss_answer_from_pb(m->last_result.data, m->last_result.len, out->model, outs);
+        if (!a) { /* what ss_store_apply will need, checked now: a 400, not a failed job */
+            snprintf(err, errlen, "last_result: not a spikeserve.StepResult of model %s",
+                     out->model->name);
+            rc = SS_E_INVALID;
             goto done;
         }
-        spikeserve__step_result__free_unpacked(r, NULL);
+        ss_answer_free(a);
         out->last_pb = malloc(m->last_result.len);
         if (!out->last_pb) goto oom;
         memcpy(out->last_pb, m->last_result.data, m->last_result.len);
@@ -150,23 +159,17 @@ int ss_store_apply(ss_sess *s, const ss_snap *snap, char *err, size_t errlen) {
                  s->model->name);
         return -1;
     }
-    uint8_t *pb = NULL;
-    if (snap->last_pb) {
-        pb = malloc(snap->last_pb_len);
-        if (!pb) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        memcpy(pb, snap->last_pb, snap->last_pb_len);
-    }
-    if (spk_state_restore(s->state, snap->state, snap->state_len, err, errlen) != 0) {
-        free(pb);
+    ss_answer *last = NULL;
+    if (snap->last_pb && !(last = ss_answer_from_pb(snap->last_pb, snap->last_pb_len, s->model,
+                                                    snap->last_outputs))) {
+        snprintf(err, errlen, "last_result: not a StepResult of model %s", s->model->name);
         return -1;
     }
-    free(s->last_pb);
-    s->last_pb = pb;
-    s->last_pb_len = pb ? snap->last_pb_len : 0;
-    s->last_outputs = pb ? snap->last_outputs : 0;
+    if (spk_state_restore(s->state, snap->state, snap->state_len, err, errlen) != 0) {
+        ss_answer_free(last);
+        return -1;
+    }
+    ss_sess_set_last(s, last);
     pthread_mutex_lock(&s->mu);
     s->t = spk_state_t(s->state);
     s->last_seq = snap->last_seq;

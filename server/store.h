@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
 #include "session.h"
 
 typedef struct {
@@ -20,9 +21,9 @@ typedef struct {
     uint8_t *last_pb; /* stored answer, or NULL */
     size_t last_pb_len;
     unsigned last_outputs; /* output mask of that answer (0: unknown) */
-    int64_t created_ms; /* 0: unknown */
-    uint8_t *state;     /* StateSnapshot bytes */
-    uint64_t owner;     /* API key hash from a --state-dir file (0: none) */
+    int64_t created_ms;    /* 0: unknown */
+    uint8_t *state;        /* StateSnapshot bytes */
+    uint64_t owner;        /* API key hash from a --state-dir file (0: none) */
     size_t state_len;
 } ss_snap;
 
@@ -30,7 +31,8 @@ typedef struct {
  * malloc'd. 0 or -1. */
 int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char *err,
                     size_t errlen);
-/* Decode and check against the loaded models. 0; -1 bad bytes (400); -2 unknown model (404). */
+/* Decode and check against the loaded models. 0, SS_E_INVALID (bad bytes) or SS_E_NOT_FOUND
+ * (unknown model). */
 int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, size_t n_models,
                     ss_snap *out, char *err, size_t errlen);
 void ss_store_snap_free(ss_snap *s); /* frees the arrays, not s */

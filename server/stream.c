@@ -56,16 +56,13 @@ void ss_stream_free(ss_stream *s) {
     if (last) destroy(s);
 }
 
-static void record_error(ss_stream *s, uint64_t line, unsigned status, const char *body,
-                         size_t len) {
+/* A failed line (rep holds its error); under s->mu. */
+static void record_error(ss_stream *s, uint64_t line, const ss_reply *rep) {
     s->failed++;
     if (json_array_size(s->errors) >= MAX_ERRORS) return;
-    json_t *e = body ? json_loadb(body, len, 0, NULL) : NULL;
-    json_t *detail = e ? json_incref(json_object_get(e, "error")) : NULL;
-    json_decref(e);
-    if (!detail) detail = json_pack("{s:s,s:s}", "code", ss_wire_code(status), "message", "");
-    json_array_append_new(s->errors, json_pack("{s:I,s:i,s:o}", "line", (json_int_t)line, "status",
-                                               (int)status, "error", detail));
+    json_array_append_new(s->errors, json_pack("{s:I,s:i,s:{s:s,s:s}}", "line", (json_int_t)line,
+                                               "status", (int)rep->status, "error", "code",
+                                               rep->code ? rep->code : "", "message", rep->msg));
 }
 
 /* Worker thread: one line has run. */
@@ -75,7 +72,7 @@ static void line_done(ss_job *j) {
     if (j->reply.status == 200)
         s->ok++;
     else
-        record_error(s, j->tag, j->reply.status, (const char *)j->reply.body, j->reply.len);
+        record_error(s, j->tag, &j->reply);
     s->outstanding--;
     int orphan_done = !s->req && s->outstanding == 0;
     if (s->req && s->wait_done && s->outstanding == 0) {
@@ -99,20 +96,16 @@ static void space_wake(void *arg) {
 }
 
 int ss_stream_begin(ss_req *r) {
-    ss_sess *sess = ss_table_get(r->app->table, r->sid);
-    if (sess && !ss_sess_visible(sess, r->owner)) {
-        ss_sess_unref(sess);
-        sess = NULL;
-    }
+    ss_sess *sess = ss_op_session(&r->op); /* the same lookup as every route: it is activity */
     if (!sess) {
-        ss_http_error(r, 404, NULL, "session %.64s: not found", r->sid);
+        ss_http_send(r, &r->op.reply);
         return -1;
     }
     ss_stream *s = calloc(1, sizeof *s);
     if (!s || !(s->errors = json_array())) {
         free(s);
         ss_sess_unref(sess);
-        ss_http_error(r, 503, NULL, "out of memory");
+        ss_http_fail(r, SS_E_NOMEM, "out of memory");
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
@@ -155,9 +148,10 @@ static int push_blocked(ss_stream *s) {
     }
     s->blocked = NULL;
     if (rc != 0) { /* closed: the line fails */
+        ss_reply_fail(&j->reply, SS_E_UNAVAILABLE, "server is shutting down");
         pthread_mutex_lock(&s->mu);
         s->outstanding--;
-        record_error(s, j->tag, 503, NULL, 0);
+        record_error(s, j->tag, &j->reply);
         pthread_mutex_unlock(&s->mu);
         ss_job_free(j);
     }
@@ -166,34 +160,18 @@ static int push_blocked(ss_stream *s) {
 
 /* One non-blank, trimmed line (lines.h). */
 static void take_line(ss_stream *s, const char *p, size_t n) {
-    ss_req *r = s->req;
-    size_t i = 0;
     uint64_t no = ++s->lines;
-    ss_limits lim = {r->app->cfg.max_steps, r->app->cfg.max_events};
-    char err[512];
-    ss_job *j = ss_job_new(SS_JOB_STEP);
+    ss_reply refusal;
+    memset(&refusal, 0, sizeof refusal);
+    ss_job *j = ss_op_step_job(&s->req->op, s->sess, (const uint8_t *)p, n, &refusal);
     if (!j) {
         pthread_mutex_lock(&s->mu);
-        record_error(s, no, 503, NULL, 0);
+        record_error(s, no, &refusal);
         pthread_mutex_unlock(&s->mu);
+        ss_reply_clear(&refusal);
         return;
     }
-    int rc = ss_batch_from_json(p + i, n - i, s->sess->model, &lim, &j->batch, err, sizeof err);
-    if (rc == 0 && ss_exec_out_bytes(s->sess->model, &j->batch) > r->app->cfg.max_output_bytes) {
-        snprintf(err, sizeof err, "outputs: over the limit %llu bytes (--max-output-bytes)",
-                 (unsigned long long)r->app->cfg.max_output_bytes);
-        rc = SS_ELIMIT;
-    }
-    if (rc != 0) {
-        ss_reply_error(&j->reply, 0, rc == SS_ELIMIT ? 413 : 400, NULL, "%s", err);
-        pthread_mutex_lock(&s->mu);
-        record_error(s, no, j->reply.status, (const char *)j->reply.body, j->reply.len);
-        pthread_mutex_unlock(&s->mu);
-        ss_job_free(j);
-        return;
-    }
-    ss_sess_ref(s->sess);
-    j->sess = s->sess;
+    j->codec = &ss_codec_json;
     j->tag = no;
     j->done = line_done;
     j->ctx = s;
@@ -236,9 +214,9 @@ enum MHD_Result ss_stream_end(ss_req *r) {
     }
     pthread_mutex_unlock(&s->mu);
     if (s->split.too_long)
-        return ss_http_error(r, 413, "line_too_large",
-                             "a line exceeds the limit %llu bytes (--max-body-bytes)",
-                             (unsigned long long)r->app->cfg.max_body_bytes);
+        return ss_http_fail(r, SS_E_LINE_TOO_LARGE,
+                            "a line exceeds the limit %llu bytes (--max-body-bytes)",
+                            (unsigned long long)r->app->cfg.max_body_bytes);
     ss_sess *ss = s->sess;
     pthread_mutex_lock(&ss->mu);
     uint64_t t = ss->t, last_seq = ss->last_seq;
@@ -249,7 +227,7 @@ enum MHD_Result ss_stream_end(ss_req *r) {
                   "t", (json_int_t)t, "last_seq", (json_int_t)last_seq, "errors", s->errors);
     char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!txt) return ss_http_error(r, 503, NULL, "out of memory");
+    if (!txt) return ss_http_fail(r, SS_E_NOMEM, "out of memory");
     ss_reply rep;
     memset(&rep, 0, sizeof rep);
     ss_reply_set(&rep, 200, SS_CT_JSON, txt, strlen(txt));

@@ -16,7 +16,9 @@
 #include <zlib.h>
 
 #include "api.pb-c.h"
+#include "apply.h"
 #include "exec.h"
+#include "log.h"
 
 enum { REC_STEP = 1, REC_RESET = 2, REC_CLOSE = 3, REC_SNAP = 4 };
 #define REC_MAX ((size_t)1 << 30)
@@ -300,30 +302,35 @@ int ss_wal_sync(ss_wal *w, uint32_t worker, char *err, size_t errlen) {
     return rc;
 }
 
-int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, char *err,
-                      size_t errlen) {
+int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, size_t *failed,
+                      char *err, size_t errlen) {
     ss_sess **all;
     size_t n;
     if (ss_table_list(table, &all, &n) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    int rc = 0;
+    size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         ss_sess *s = all[i];
-        if (rc == 0 && s->worker == worker && s->wal_dirty) {
+        if (s->worker == worker && s->wal_dirty) {
             pthread_mutex_lock(&s->mu);
             int closed = s->closed;
             pthread_mutex_unlock(&s->mu);
-            if (!closed && ss_store_save(dir, s, err, errlen) != 0)
-                rc = -1;
-            else
+            char msg[256];
+            if (!closed && ss_store_save(dir, s, msg, sizeof msg) != 0) {
+                if (!bad) snprintf(err, errlen, "session %s: %s", s->id, msg);
+                bad++; /* the others are still saved; the log keeps this one's changes */
+            } else {
                 s->wal_dirty = 0;
+            }
         }
         ss_sess_unref(s);
     }
     free(all);
-    if (rc != 0) return -1;
+    if (failed) *failed = bad;
+    if (bad) return -1;
+    int rc = 0;
     /* every change in the log is in a session file now (closed sessions' files are gone) */
     wal_file *f = &w->f[worker % w->n];
     pthread_mutex_lock(&f->mu);
@@ -347,45 +354,7 @@ uint64_t ss_wal_size(ss_wal *w, uint32_t worker) {
 
 /* ---- replay ---- */
 
-static size_t al16(size_t n) {
-    return (n + 15) & ~(size_t)15;
-}
-
-/* One allocation: [layer buffers][spikes][readout], each part 16-byte aligned. */
-static void replay_outputs(const spk_model *m, unsigned outputs, uint32_t steps, spk_output *o,
-                           void **mem) {
-    uint32_t last = m->layers[m->n_layers - 1].n;
-    memset(o, 0, sizeof *o);
-    size_t ns = spk_max_spikes(last, steps), total = ns;
-    if (outputs & SS_OUT_LAYERS)
-        for (uint32_t l = 0; l < m->n_layers; l++)
-            total += spk_max_spikes(m->layers[l].n, steps);
-    size_t nro =
-        m->has_readout ? (size_t)m->readout.n * ((outputs & SS_OUT_READOUT_ALL) ? steps : 1) : 0;
-    size_t off_sp = al16(m->n_layers * sizeof(spk_spike_buf)),
-           off_ro = off_sp + al16(total * sizeof(spk_spike));
-    uint8_t *p = malloc(off_ro + (nro + 1) * sizeof(float));
-    *mem = p;
-    if (!p) return;
-    spk_spike_buf *lb = (spk_spike_buf *)(void *)p;
-    spk_spike *sp = (spk_spike *)(void *)(p + off_sp);
-    o->spikes = (spk_spike_buf){sp, ns, 0};
-    sp += ns;
-    if (outputs & SS_OUT_LAYERS) {
-        o->layers = lb;
-        for (uint32_t l = 0; l < m->n_layers; l++) {
-            size_t c = spk_max_spikes(m->layers[l].n, steps);
-            lb[l] = (spk_spike_buf){sp, c, 0};
-            sp += c;
-        }
-    }
-    if (m->has_readout) {
-        o->readout_every_step = (outputs & SS_OUT_READOUT_ALL) != 0;
-        o->readout = (float *)(void *)(p + off_ro);
-    }
-}
-
-static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, size_t max_out, char *err,
+static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, const ss_limits *lim, char *err,
                        size_t errlen) {
     ss_batch b;
     memset(&b, 0, sizeof b);
@@ -393,17 +362,15 @@ static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, size_t max_out, cha
     b.seq = get_u64(r);
     uint64_t t0 = get_u64(r);
     b.steps = get_u32(r);
-    b.outputs = get_u32(r);
+    b.outputs = get_u32(r) & SS_OUT_ALL;
     uint32_t ne = get_u32(r);
     int dense = get_u8(r);
     if (r->bad || (size_t)ne * 12 > r->len - r->off) {
         snprintf(err, errlen, "bad step record");
         return -1;
     }
-    if (b.steps == 0 || b.steps > (1u << 24) || ss_exec_out_bytes(s->model, &b) > max_out) {
-        snprintf(err, errlen, "step record: %u steps over the limits", b.steps);
-        return -1;
-    }
+    /* the limits of this start (the log's batches were held to those of the last one) */
+    if (ss_batch_check_limits(s->model, &b, lim, err, errlen) != 0) return -1;
     if (spk_state_t(s->state) != t0) return 1; /* already in the session file */
     int rc = -1;
     b.events = malloc(((size_t)ne + 1) * sizeof *b.events);
@@ -414,8 +381,11 @@ static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, size_t max_out, cha
         return -1;
     }
     if (dense) b.dense = malloc(nd * sizeof(float) + 1);
-    void *mem = NULL;
-    if (!b.events || (dense && !b.dense)) goto oom;
+    void *mem = malloc(ss_batch_out_bytes(s->model, &b));
+    if (!b.events || (dense && !b.dense) || !mem) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
     for (uint32_t i = 0; i < ne; i++) {
         b.events[i].step = get_u32(r);
         b.events[i].input = get_u32(r);
@@ -425,28 +395,8 @@ static int replay_step(rbuf *r, ss_sess *s, spk_scratch *sc, size_t max_out, cha
     for (size_t i = 0; i < nd; i++)
         b.dense[i] = get_f32(r);
     spk_output o;
-    replay_outputs(s->model, b.outputs, b.steps, &o, &mem);
-    if (!mem) goto oom;
-    spk_input in = ss_batch_input(&b);
-    if (spk_step(s->state, &in, &o, sc, err, errlen) != 0) goto done;
-    if (b.has_seq) {
-        ss_result res = {s->id, 1, b.seq, t0, b.steps, b.outputs, s->model, &o};
-        size_t len;
-        uint8_t *pb = ss_result_pb(&res, &len);
-        if (!pb) goto oom;
-        free(s->last_pb);
-        s->last_pb = pb;
-        s->last_pb_len = len;
-        s->last_outputs = b.outputs;
-    }
-    pthread_mutex_lock(&s->mu);
-    s->t = spk_state_t(s->state);
-    if (b.has_seq) s->last_seq = b.seq;
-    pthread_mutex_unlock(&s->mu);
-    rc = 0;
-    goto done;
-oom:
-    snprintf(err, errlen, "out of memory");
+    uint64_t start;
+    rc = ss_apply_run(s, &b, sc, mem, &o, &start, err, errlen) == 0 ? 0 : -1;
 done:
     free(mem);
     ss_batch_free(&b);
@@ -455,12 +405,12 @@ done:
 
 static int replay_file(const char *path, ss_table *table, spk_model *const *models, size_t n_models,
                        spk_scratch **scratch, uint32_t (*pick)(void *), void *arg, ss_wal_stats *st,
-                       const char *dir, size_t max_out) {
+                       const char *dir, const ss_limits *lim) {
     uint8_t *buf;
     size_t len;
     char err[512];
     if (ss_util_read_file(path, (size_t)1 << 40, &buf, &len, err, sizeof err) != 0) {
-        fprintf(stderr, "spikeserve: %s: %s\n", path, err);
+        ss_log(SS_LOG_ERROR, "%s: %s", path, err);
         return -1;
     }
     size_t off = 0;
@@ -523,15 +473,9 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
         } else if (!s) {
             rc = 1; /* closed before its last save, or never saved: nothing to apply to */
         } else if (kind == REC_STEP) {
-            rc = replay_step(&r, s, scratch[s->model_idx], max_out, err, sizeof err);
+            rc = replay_step(&r, s, scratch[s->model_idx], lim, err, sizeof err);
         } else if (kind == REC_RESET) {
-            spk_state_reset(s->state);
-            free(s->last_pb);
-            s->last_pb = NULL;
-            s->last_pb_len = 0;
-            pthread_mutex_lock(&s->mu);
-            s->t = s->last_seq = 0;
-            pthread_mutex_unlock(&s->mu);
+            ss_apply_reset(s);
             rc = 0;
         } else if (kind == REC_CLOSE) {
             pthread_mutex_lock(&s->mu);
@@ -547,7 +491,7 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
             if (s) s->wal_dirty = 1;
         } else {
             st->skipped++;
-            if (rc < 0) fprintf(stderr, "spikeserve: %s: session %s: %s\n", path, id, err);
+            if (rc < 0) ss_log(SS_LOG_WARN, "%s: session %s: %s", path, id, err);
         }
         ss_sess_unref(s);
     }
@@ -556,7 +500,7 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
 }
 
 int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  size_t max_output_bytes, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
+                  const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
                   char *err, size_t errlen) {
     memset(st, 0, sizeof *st);
     spk_scratch **scratch = calloc(n_models + 1, sizeof *scratch);
@@ -568,7 +512,7 @@ int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, si
         char path[1100];
         file_name(dir, i, path, sizeof path);
         if (access(path, F_OK) != 0) break;
-        replay_file(path, table, models, n_models, scratch, pick, arg, st, dir, max_output_bytes);
+        replay_file(path, table, models, n_models, scratch, pick, arg, st, dir, lim);
     }
     for (size_t i = 0; i < n_models; i++)
         spk_scratch_free(scratch[i]);

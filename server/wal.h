@@ -49,22 +49,24 @@ int ss_wal_snap(ss_wal *w, uint32_t worker, const char *id, const uint8_t *snap,
 /* Make everything appended to worker's file durable. 0 or -1 with err. */
 int ss_wal_sync(ss_wal *w, uint32_t worker, char *err, size_t errlen);
 /* Worker only: save every session of this worker with records in the log (sessions of
- * table whose wal_dirty is set), then empty the log. 0, or -1 (the log is kept). */
-int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, char *err,
-                      size_t errlen);
+ * table whose wal_dirty is set), then empty the log. 0, or -1 when a session could not be
+ * saved (the others are; the log is kept, so nothing is lost): *failed (if not NULL) gets
+ * how many, err names the first. */
+int ss_wal_checkpoint(ss_wal *w, uint32_t worker, ss_table *table, const char *dir, size_t *failed,
+                      char *err, size_t errlen);
 /* Bytes in worker's log now (since it was last emptied). */
 uint64_t ss_wal_size(ss_wal *w, uint32_t worker);
 /* Bytes appended since the start (for /metrics and the benchmark). */
 uint64_t ss_wal_bytes(const ss_wal *w);
 
 /* Start-up replay of every wal-*.log of dir into table (before any worker runs). New
- * sessions go to worker pick(arg). A step record whose outputs would need more than
- * max_output_bytes is refused (skipped). Counts what it applied and skipped. */
+ * sessions go to worker pick(arg). Step records are applied through apply.h, held to lim
+ * (ss_batch_check_limits: one over them is skipped). Counts what it applied and skipped. */
 typedef struct {
     size_t records, applied, skipped, created, closed, torn;
 } ss_wal_stats;
 int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  size_t max_output_bytes, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
+                  const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
                   char *err, size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "api.pb-c.h"
 #include "batch.h"
+#include "codec.h"
 #include "model.pb-c.h"
 #include "state.h"
 #include "step.h"
@@ -119,7 +120,7 @@ static void fz_exercise(const ss_batch *b) {
     spk_state_reset(fz_state);
     spk_input in = ss_batch_input(b);
     if (spk_step(fz_state, &in, &out, fz_scratch, err, sizeof err)) fz_die("step", err);
-    ss_result r = {"fuzz-session", b->has_seq, b->seq, 0, b->steps, b->outputs, m, &out};
+    ss_result r = {"fuzz-session", b->has_seq, b->seq, 0, b->steps, b->outputs, m, &out, NULL};
     size_t len;
     char *j = ss_result_json(&r, &len);
     if (!j) fz_die("json encoder", "NULL");
@@ -173,7 +174,7 @@ static void fz_differential(const char *name, int rc, const char *err, const ss_
 }
 
 static void fz_check_rc(int rc, const char *err) {
-    if (rc != 0 && rc != SS_EBAD && rc != SS_ELIMIT) fz_die("unexpected return code", err);
+    if (rc != 0 && rc != SS_E_INVALID && rc != SS_E_LIMIT) fz_die("unexpected return code", err);
     if (rc != 0 && err[0] == '\0') fz_die("error without a message", NULL);
 }
 

@@ -66,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     spk_model *ms[1] = {fz_model};
     ss_wal_stats st;
     char err[256];
-    CHECK(ss_wal_replay(fz_dir, t, ms, 1, 1u << 20, pick, NULL, &st, err, sizeof err) == 0);
+    ss_limits lim = {1u << 24, UINT32_MAX, 1u << 20};
+    CHECK(ss_wal_replay(fz_dir, t, ms, 1, &lim, pick, NULL, &st, err, sizeof err) == 0);
     CHECK(st.applied + st.skipped == st.records && st.torn <= 1);
     ss_sess **all;
     size_t n;

@@ -13,10 +13,11 @@
 #include "../support/testmodel.h"
 #include "../tap.h"
 #include "batch.h"
+#include "codec.h"
 #include "jsonscan.h"
 
 static spk_model *M;
-static const ss_limits LIM = {1000, 5000};
+static const ss_limits LIM = {1000, 5000, 0};
 
 static int same_batch(const ss_batch *a, const ss_batch *b) {
     if (a->has_seq != b->has_seq || a->seq != b->seq || a->steps != b->steps ||

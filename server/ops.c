@@ -1,0 +1,377 @@
+/* ops.c: one function per operation of SPEC.md section 3. Everything that touches a
+ * session's state becomes a job for the session's worker; the rest answers at once. The
+ * rules (lookup, ownership, limits, seq) live here and in apply.c, never in a front end. */
+#include "ops.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/encode.h"
+#include "store.h"
+
+static int now_fail(ss_op *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int now_fail(ss_op *o, int err, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ss_reply_fail(&o->reply, err, "%s", msg);
+    return SS_OP_NOW;
+}
+
+static int now_body(ss_op *o, unsigned status, uint8_t *body, size_t len) {
+    ss_codec_reply(&o->reply, o->out, status, body, len);
+    return SS_OP_NOW;
+}
+
+static int now_json(ss_op *o, unsigned status, const char *text) {
+    char *b = strdup(text);
+    if (!b) return now_fail(o, SS_E_NOMEM, "out of memory");
+    ss_reply_set(&o->reply, status, SS_CT_JSON, b, strlen(b));
+    return SS_OP_NOW;
+}
+
+static ss_limits limits(const ss_app *a) {
+    ss_limits lim = {a->cfg.max_steps, a->cfg.max_events, a->cfg.max_output_bytes};
+    return lim;
+}
+
+ss_sess *ss_op_session(ss_op *o) {
+    ss_sess *s = ss_table_get(o->app->table, o->sid);
+    if (s) {
+        pthread_mutex_lock(&s->mu);
+        int closed = s->closed;
+        pthread_mutex_unlock(&s->mu);
+        if (!closed && ss_sess_visible(s, o->owner)) {
+            ss_sess_touch(s);
+            return s;
+        }
+        ss_sess_unref(s);
+    }
+    ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "session %.64s: not found", o->sid);
+    return NULL;
+}
+
+/* The model {model}: its index, or -1 with o->reply set. */
+static int find_model(ss_op *o) {
+    int i = ss_app_model(o->app, o->model);
+    if (i < 0) ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "model %s: not found", o->model);
+    return i;
+}
+
+int ss_op_submit(ss_op *o, ss_job *j, uint32_t w) {
+    j->codec = o->out;
+    j->done = o->done;
+    j->ctx = o->ctx;
+    o->job = j;
+    if (o->queuing) o->queuing(o); /* before the worker can answer */
+    int rc = ss_pool_submit(o->app->pool, w, j, j->kind == SS_JOB_CLOSE);
+    if (rc == SS_POOL_EFULL)
+        ss_reply_fail(&j->reply, SS_E_QUEUE_FULL,
+                      "worker %u queue is full (--queue-depth %u); retry later", w,
+                      o->app->cfg.queue_depth);
+    else if (rc != 0)
+        ss_reply_fail(&j->reply, SS_E_UNAVAILABLE, "server is shutting down");
+    if (rc != 0) j->done(j); /* answered as a worker would */
+    return SS_OP_QUEUED;
+}
+
+/* ---- at once ---- */
+
+int ss_op_healthz(ss_op *o) {
+    return now_json(o, 200, "{\"status\":\"ok\"}");
+}
+
+int ss_op_readyz(ss_op *o) {
+    if (__atomic_load_n(&o->app->draining, __ATOMIC_RELAXED)) {
+        now_json(o, 503, "{\"status\":\"draining\"}");
+        o->reply.retry_after = 1;
+        return SS_OP_NOW;
+    }
+    char b[64];
+    snprintf(b, sizeof b, "{\"status\":\"ready\",\"models\":%zu}", o->app->n_models);
+    return now_json(o, 200, b);
+}
+
+int ss_op_metrics(ss_op *o) {
+    size_t len;
+    char *text = ss_metrics_render(o->app->metrics, &len);
+    if (!text) return now_fail(o, SS_E_NOMEM, "out of memory");
+    ss_reply_set(&o->reply, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    return SS_OP_NOW;
+}
+
+int ss_op_models(ss_op *o) {
+    size_t len = 0;
+    uint8_t *b = o->out->models(o->app->models, o->app->n_models, &len);
+    return now_body(o, 200, b, len);
+}
+
+int ss_op_model(ss_op *o) {
+    int mi = find_model(o);
+    if (mi < 0) return SS_OP_NOW;
+    size_t len = 0;
+    uint8_t *b = o->out->model(o->app->models[mi], &len);
+    return now_body(o, 200, b, len);
+}
+
+int ss_op_session_get(ss_op *o) {
+    ss_sess *s = ss_op_session(o);
+    if (!s) return SS_OP_NOW;
+    ss_codec_session_reply(&o->reply, o->out, 200, s);
+    ss_sess_unref(s);
+    return SS_OP_NOW;
+}
+
+int ss_op_subscribe(ss_op *o, ss_sse *sub) {
+    ss_sess *s = ss_op_session(o);
+    if (!s) return SS_E_NOT_FOUND;
+    int rc = ss_sess_subscribe(s, sub, o->app->cfg.max_subscribers);
+    ss_sess_unref(s);
+    if (rc == SS_E_NOT_FOUND)
+        ss_reply_fail(&o->reply, rc, "session %s: not found", o->sid);
+    else if (rc != 0)
+        ss_reply_fail(&o->reply, rc, "events: %u subscribers already (--max-subscribers)",
+                      o->app->cfg.max_subscribers);
+    return rc;
+}
+
+/* ---- new sessions ---- */
+
+/* With --wal, a new session is on disk before it is announced: its file (so a log
+ * checkpoint racing with this cannot lose it) and, for an id a client chose (PUT), a record
+ * in its worker's log after any earlier close of that id. 0 or -1 with err. */
+static int durable_new(ss_app *a, ss_sess *s, int logged, char *err, size_t errlen) {
+    if (!a->wal) return 0;
+    if (ss_store_save(a->cfg.state_dir, s, err, errlen) != 0) return -1;
+    if (!logged) return 0;
+    uint8_t *buf;
+    size_t len;
+    if (ss_store_encode(s, 1, &buf, &len, err, errlen) != 0) return -1;
+    int rc = ss_wal_snap(a->wal, s->worker, s->id, buf, len, err, errlen);
+    free(buf);
+    return rc == 0 ? ss_wal_sync(a->wal, s->worker, err, errlen) : -1;
+}
+
+/* Publish s (durable first) and answer 201 with it: SS_OP_NOW. With replaced set, an
+ * existing id is not an error (the caller goes through that session's worker instead):
+ * then 1 and nothing is answered. */
+static int announce(ss_op *o, ss_sess *s, int logged, int *taken) {
+    ss_app *a = o->app;
+    char err[256];
+    if (durable_new(a, s, logged, err, sizeof err) != 0) {
+        ss_sess_unref(s);
+        return now_fail(o, SS_E_UNAVAILABLE, "%s", err);
+    }
+    int rc = ss_table_insert(a->table, s);
+    if (rc == SS_E_EXISTS && taken) { /* created meanwhile */
+        ss_sess_unref(s);
+        *taken = 1;
+        return SS_OP_NOW;
+    }
+    if (rc != 0) {
+        if (a->wal) ss_store_remove(a->cfg.state_dir, s->id);
+        ss_sess_unref(s);
+        if (rc == SS_E_SESSIONS)
+            return now_fail(o, rc, "sessions: %zu open, the limit (--max-sessions %u)",
+                            ss_table_count(a->table), a->cfg.max_sessions);
+        return now_fail(o, SS_E_UNAVAILABLE, "session id collision; retry");
+    }
+    ss_metrics_session_open(a->metrics);
+    snprintf(o->sid, sizeof o->sid, "%s", s->id);
+    ss_codec_session_reply(&o->reply, o->out, 201, s);
+    snprintf(o->reply.location, sizeof o->reply.location, "/v1/sessions/%s", s->id);
+    return SS_OP_NOW;
+}
+
+int ss_op_open(ss_op *o) {
+    ss_app *a = o->app;
+    int mi = find_model(o);
+    if (mi < 0) return SS_OP_NOW;
+    char err[256];
+    ss_open_req q;
+    int rc = o->in->open_req(o->body, o->len, &q, err, sizeof err);
+    if (rc != 0) return now_fail(o, rc, "%s", err);
+    uint32_t timeout = q.idle_timeout_s;
+    if (!q.has_timeout || (a->cfg.idle_timeout && (timeout == 0 || timeout > a->cfg.idle_timeout)))
+        timeout = a->cfg.idle_timeout; /* clients may only shorten it */
+    size_t open = ss_table_count(a->table);
+    if (open >= a->cfg.max_sessions)
+        return now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
+                        a->cfg.max_sessions);
+    char id[SS_ID_LEN + 1];
+    if (ss_util_new_id(id) != 0) return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+    ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
+    if (!s) return now_fail(o, SS_E_NOMEM, "out of memory for a session");
+    s->owner = o->owner;
+    return announce(o, s, 0, NULL);
+}
+
+/* ---- jobs ---- */
+
+static int session_job(ss_op *o, ss_job_kind k) {
+    ss_sess *s = ss_op_session(o);
+    if (!s) return SS_OP_NOW;
+    ss_job *j = ss_job_new(k);
+    if (!j) {
+        ss_sess_unref(s);
+        return now_fail(o, SS_E_NOMEM, "out of memory");
+    }
+    j->sess = s;
+    return ss_op_submit(o, j, s->worker);
+}
+
+int ss_op_close(ss_op *o) {
+    return session_job(o, SS_JOB_CLOSE);
+}
+
+int ss_op_reset(ss_op *o) {
+    return session_job(o, SS_JOB_RESET);
+}
+
+int ss_op_state_get(ss_op *o) {
+    return session_job(o, SS_JOB_STATE_GET);
+}
+
+ss_job *ss_op_step_job(ss_op *o, ss_sess *s, const uint8_t *buf, size_t len, ss_reply *reply) {
+    ss_job *j = ss_job_new(SS_JOB_STEP);
+    if (!j) {
+        ss_reply_fail(reply, SS_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    ss_limits lim = limits(o->app);
+    char err[512];
+    int rc = o->in->batch(buf, len, s->model, &lim, &j->batch, err, sizeof err);
+    if (rc != 0) {
+        ss_reply_fail(reply, rc, "%s", err);
+        ss_job_free(j);
+        return NULL;
+    }
+    ss_sess_ref(s);
+    j->sess = s;
+    return j;
+}
+
+int ss_op_step(ss_op *o) {
+    ss_sess *s = ss_op_session(o);
+    if (!s) return SS_OP_NOW;
+    ss_job *j = ss_op_step_job(o, s, o->body, o->len, &o->reply);
+    ss_sess_unref(s);
+    if (!j) return SS_OP_NOW;
+    return ss_op_submit(o, j, j->sess->worker);
+}
+
+int ss_op_infer(ss_op *o) {
+    int mi = find_model(o);
+    if (mi < 0) return SS_OP_NOW;
+    const spk_model *m = o->app->models[mi];
+    ss_job *j = ss_job_new(SS_JOB_INFER);
+    if (!j) return now_fail(o, SS_E_NOMEM, "out of memory");
+    ss_limits lim = limits(o->app);
+    char err[512];
+    int rc = o->in->batch(o->body, o->len, m, &lim, &j->batch, err, sizeof err);
+    if (rc != 0) {
+        ss_job_free(j);
+        return now_fail(o, rc, "%s", err);
+    }
+    j->model = m;
+    j->model_idx = (uint32_t)mi;
+    return ss_op_submit(o, j, ss_app_pick_worker(o->app));
+}
+
+int ss_op_classify(ss_op *o) {
+    int mi = find_model(o);
+    if (mi < 0) return SS_OP_NOW;
+    const spk_model *m = o->app->models[mi];
+    char err[512];
+    if (m->encoding.kind == SPK_ENC_NONE)
+        return now_fail(o, SS_E_INVALID, "model %s has no input encoding; use /infer", m->name);
+    ss_classify_req q;
+    int rc = o->in->classify_req(o->body, o->len, m, &q, err, sizeof err);
+    if (rc != 0) return now_fail(o, rc, "%s", err);
+    /* the encoding's steps and outputs are held to the limits like any batch's, before
+     * anything is allocated from them */
+    ss_limits lim = limits(o->app);
+    ss_batch probe = {.steps = spk_encode_steps(&m->encoding), .outputs = q.outputs};
+    if ((rc = ss_batch_check_limits(m, &probe, &lim, err, sizeof err)) != 0) {
+        free(q.values);
+        return now_fail(o, rc, "the model's encoding: %s", err);
+    }
+    ss_job *j = ss_job_new(SS_JOB_INFER);
+    size_t cap = spk_encode_max_events(&m->encoding, m->n_in);
+    spk_event *ev = malloc((cap ? cap : 1) * sizeof *ev);
+    if (!j || !ev) {
+        free(q.values);
+        free(ev);
+        ss_job_free(j);
+        return now_fail(o, SS_E_NOMEM, "out of memory");
+    }
+    spk_rng rng;
+    spk_rng_seed(&rng, q.seed);
+    size_t n_ev = 0;
+    rc = spk_encode(&m->encoding, q.values, q.n_values, &rng, ev, cap, &n_ev, err, sizeof err);
+    free(q.values);
+    j->batch.steps = probe.steps;
+    j->batch.events = ev;
+    j->batch.n_events = n_ev;
+    j->batch.outputs = q.outputs;
+    if (rc != 0) {
+        ss_job_free(j);
+        return now_fail(o, SS_E_INVALID, "%s", err);
+    }
+    j->model = m;
+    j->model_idx = (uint32_t)mi;
+    return ss_op_submit(o, j, ss_app_pick_worker(o->app));
+}
+
+int ss_op_state_put(ss_op *o) {
+    ss_app *a = o->app;
+    char err[512];
+    if (!ss_util_valid_id(o->sid, strlen(o->sid)))
+        return now_fail(o, SS_E_INVALID, "id: use 1..%d characters of [A-Za-z0-9_-]", SS_ID_MAX);
+    ss_job *j = ss_job_new(SS_JOB_STATE_PUT);
+    if (!j) return now_fail(o, SS_E_NOMEM, "out of memory");
+    int rc = ss_store_decode(o->body, o->len, a->models, a->n_models, &j->snap, err, sizeof err);
+    if (rc != 0) {
+        ss_job_free(j);
+        return now_fail(o, rc, "%s", err);
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        ss_sess *s = ss_table_get(a->table, o->sid);
+        if (s) {
+            if (!ss_sess_visible(s, o->owner)) {
+                ss_sess_unref(s);
+                ss_job_free(j);
+                return now_fail(o, SS_E_FORBIDDEN, "session %s belongs to another API key", o->sid);
+            }
+            if (s->model != j->snap.model) {
+                now_fail(o, SS_E_CONFLICT, "session %s runs model %s; the snapshot is of %s",
+                         o->sid, s->model->name, j->snap.model->name);
+                ss_sess_unref(s);
+                ss_job_free(j);
+                return SS_OP_NOW;
+            }
+            j->sess = s;
+            return ss_op_submit(o, j, s->worker);
+        }
+        uint32_t idle = j->snap.has_idle ? j->snap.idle_timeout_s : a->cfg.idle_timeout;
+        s = ss_sess_create(o->sid, j->snap.model, j->snap.model_idx, ss_app_pick_worker(a), idle);
+        if (!s) break;
+        s->owner = o->owner;
+        if (ss_store_apply(s, &j->snap, err, sizeof err) != 0) {
+            ss_sess_unref(s);
+            ss_job_free(j);
+            return now_fail(o, SS_E_INVALID, "%s", err);
+        }
+        int taken = 0;
+        announce(o, s, 1, &taken);
+        if (taken) continue; /* created meanwhile: replace it through its worker */
+        ss_job_free(j);
+        return SS_OP_NOW;
+    }
+    ss_job_free(j);
+    return now_fail(o, SS_E_NOMEM, "out of memory");
+}
