@@ -307,13 +307,30 @@ static void test_threads(void) {
     ss_table_free(t);
 }
 
+/* Failing today; see the report of issue 11. Run with SPIKESERVE_TEST_KNOWN_BUGS=1. */
+static void known_bugs(void) {
+    /* session.h ss_sess_visible(): the header lists "no keys" among the cases that may see a
+     * session, but the code returns s->owner == 0 || s->owner == owner, so a request of a
+     * server without keys (owner 0) cannot see a session a key opened (one restored from
+     * --state-dir after a restart without --api-keys: 404 to everyone) */
+    ss_sess *s = sess("known");
+    s->owner = 77;
+    ok(ss_sess_visible(s, 0), "KNOWN BUG: no keys (owner 0) sees a session a key opened");
+    ss_sess_unref(s);
+}
+
 int main(void) {
+    const char *kb = getenv("SPIKESERVE_TEST_KNOWN_BUGS");
     model = tm_load(&SPEC);
     test_create_and_refs();
     test_table();
     test_subscribers();
     test_visibility();
     test_threads();
+    if (kb && *kb == '1')
+        known_bugs();
+    else
+        diag("known bugs not checked (SPIKESERVE_TEST_KNOWN_BUGS=1 checks them)");
     spk_model_free(model);
     return done_testing();
 }

@@ -245,6 +245,22 @@ static void test_stream(unsigned port) {
     client_close(&c);
 }
 
+/* Failing today; see the report of issue 11. Run with SPIKESERVE_TEST_KNOWN_BUGS=1. */
+static void known_bugs(void) {
+    /* sse.c ss_sse_event(): an event name that does not fit its 96-byte header buffer gets
+     * -1 while the subscriber stays open; the header promises -1 only for a closed one, and
+     * ss_sess_publish() then detaches the subscriber without ending it, so its stream stays
+     * open with no more events and no `end` (names are the server's own, "step" today) */
+    ss_sse *s = ss_sse_create(4096);
+    char name[100];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = 0;
+    int rc = ss_sse_event(s, name, "{}", 2);
+    ok(rc == 0 || ss_sse_closed(s), "KNOWN BUG: a 99-character event name: 0, or -1 and closed");
+    ss_sse_unref(s);
+    ss_sse_unref(s);
+}
+
 int main(void) {
     test_buffer();
     struct sockaddr_in sa;
@@ -257,5 +273,10 @@ int main(void) {
     const union MHD_DaemonInfo *info = d ? MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (ok(d && info && info->port, "a libmicrohttpd daemon on loopback")) test_stream(info->port);
     if (d) MHD_stop_daemon(d);
+    const char *kb = getenv("SPIKESERVE_TEST_KNOWN_BUGS");
+    if (kb && *kb == '1')
+        known_bugs();
+    else
+        diag("known bugs not checked (SPIKESERVE_TEST_KNOWN_BUGS=1 checks them)");
     return done_testing();
 }

@@ -501,7 +501,31 @@ static void test_restart(void) {
     rmdir_all(dir);
 }
 
+/* ss_wal_open(dir, 0 workers) and a use of the log, in a child */
+static char zero_dir[512];
+static void open_zero(void) {
+    ss_wal *w = NULL;
+    char err[256];
+    if (ss_wal_open(zero_dir, 0, &w, err, sizeof err) == 0) {
+        (void)ss_wal_size(w, 0);
+        ss_wal_free(w);
+    }
+}
+
+/* Failing today; see the report of issue 11. Run with SPIKESERVE_TEST_KNOWN_BUGS=1. */
+static void known_bugs(void) {
+    /* wal.c ss_wal_open(): with workers == 0 it succeeds with no file (w->n = 0), and every
+     * later call divides by w->n (worker % w->n): SIGFPE. The app resolves --workers 0 to the
+     * core count first, so the server does not reach it; the API should refuse 0 (or open
+     * one log, as ss_pool_create treats 0 as 1). */
+    tmpdir(zero_dir, sizeof zero_dir);
+    ok(runs_cleanly(open_zero),
+       "KNOWN BUG: ss_wal_open with 0 workers, then ss_wal_size: no crash");
+    rmdir_all(zero_dir);
+}
+
 int main(void) {
+    const char *kb = getenv("SPIKESERVE_TEST_KNOWN_BUGS");
     ok(runs_cleanly(free_null), "ss_wal_free(NULL) is a no-op (a child calling it exits 0)");
     model = tm_load(&SPEC);
     scratch = spk_scratch_create(model);
@@ -509,6 +533,10 @@ int main(void) {
     test_replay();
     test_crc();
     test_restart();
+    if (kb && *kb == '1')
+        known_bugs();
+    else
+        diag("known bugs not checked (SPIKESERVE_TEST_KNOWN_BUGS=1 checks them)");
     spk_scratch_free(scratch);
     spk_model_free(model);
     return done_testing();
