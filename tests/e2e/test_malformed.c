@@ -107,7 +107,7 @@ static void raw_case(const char *name, const void *buf, size_t len, int want) {
              (int)strcspn(r.head, "\r\n"), r.head);
     ts_resp h;
     ts_http(&s, "GET", "/healthz", NULL, NULL, 0, NULL, &h);
-    is_int(h.status, 200, "after it, /healthz answers 200");
+    if (!ok(h.status == 200, "after %s: /healthz answers 200", name)) diag("  got %ld", h.status);
     ts_resp_free(&h);
 }
 
@@ -115,7 +115,8 @@ int main(void) {
     curl_global_init(CURL_GLOBAL_ALL);
     char dir[256];
     if (ts_tmpdir(dir, sizeof dir, "models") || ts_make_model(dir, "tiny", NULL)) return 1;
-    /* a connection the server keeps waiting on is closed after 5 s of silence */
+    /* a connection the server keeps waiting on is closed after 5 s of silence (with the epoll
+     * loop, a half-closed request whose body was cut short is sometimes dropped only then) */
     const char *extra[] = {"--connection-timeout", "5", NULL};
     if (!ok(ts_server_start(&s, dir, extra) == 0, "server starts")) return done_testing();
     char sid[80], p_steps[160], p_stream[160], p_state[160];
