@@ -1,0 +1,336 @@
+/* test_session.c: sessions and their table (server/session.h) on a real small model:
+ * creation, reference counts (a session frees itself, ending its subscribers, when the last
+ * reference goes), the table's insert (full, duplicate), put (replace), get, remove, count
+ * and list, subscriber limits and publishing, visibility by owner, and the table used from
+ * several threads at once.
+ *
+ * A session's release is observed through a subscriber the test keeps a reference to:
+ * freeing the session ends it (ss_sse_closed). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../support/testmodel.h"
+#include "../tap.h"
+#include "session.h"
+#include "sse.h"
+#include "util.h"
+
+static const tm_spec SPEC = {
+    .n_in = 6, .n_layers = 2, .n = {8, 4}, .readout = 3, .init_state = 1, .seed = 5};
+
+static spk_model *model;
+
+static int refs(ss_sess *s) {
+    return __atomic_load_n(&s->refs, __ATOMIC_RELAXED);
+}
+
+static void unref_null(void) {
+    ss_sess_unref(NULL);
+}
+
+/* 1 when fn() returns normally in a child process. */
+static int runs_cleanly(void (*fn)(void)) {
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) return 0;
+    if (pid == 0) {
+        fn();
+        _exit(0);
+    }
+    int st;
+    return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static ss_sess *sess(const char *id) {
+    ss_sess *s = ss_sess_create(id, model, 0, 1, 30);
+    if (!s) {
+        printf("# ss_sess_create failed\n");
+        exit(2);
+    }
+    return s;
+}
+
+static void test_create_and_refs(void) {
+    int64_t before = ss_util_now_ms();
+    ss_sess *s = ss_sess_create("abc-1_Z", model, 7, 3, 42);
+    int64_t after = ss_util_now_ms();
+    ok(s != NULL, "create");
+    is_str(s->id, "abc-1_Z", "id copied");
+    ok(s->model == model && s->model_idx == 7 && s->worker == 3 && s->idle_timeout_s == 42,
+       "model, model_idx, worker, idle timeout as given");
+    ok(s->t == 0 && s->last_seq == 0 && !s->closed && s->n_subs == 0 && s->pending == 0 &&
+           s->owner == 0 && s->last_pb == NULL,
+       "t 0, last_seq 0, open, no subscribers, unowned, no stored answer");
+    ok(s->created_ms >= before && s->created_ms <= after && s->active_ms == s->created_ms,
+       "created_ms = active_ms = now");
+    is_int(s->saved_ms, -1, "saved_ms -1 (never saved)");
+    spk_state *fresh = spk_state_create(model);
+    ok(tm_state_equal(s->state, fresh), "state: the model's initial state");
+    spk_state_free(fresh);
+    is_int(refs(s), 1, "one reference");
+
+    ss_sse *sub = ss_sse_create(4096); /* two references: one for the session, one ours */
+    is_int(ss_sess_subscribe(s, sub, 4), 0, "a subscriber attached");
+    ss_sess_ref(s);
+    ss_sess_ref(s);
+    is_int(refs(s), 3, "ref, ref: three references");
+    ss_sess_unref(s);
+    ss_sess_unref(s);
+    ok(refs(s) == 1 && !ss_sse_closed(sub), "unref, unref: one left, the session lives");
+    int64_t a0 = s->active_ms;
+    ss_sess_touch(s);
+    ok(s->active_ms >= a0, "touch: active_ms moves forward (or stays)");
+    ss_sess_unref(s);
+    ok(ss_sse_closed(sub), "the last unref frees the session, which ends its subscriber");
+    ss_sse_unref(sub);
+    ok(runs_cleanly(unref_null), "ss_sess_unref(NULL) is a no-op (a child calling it exits 0)");
+}
+
+static void test_table(void) {
+    ss_table *t = ss_table_create(3);
+    ss_sess *a = sess("a"), *b = sess("b"), *c = sess("c"), *d = sess("d"), *a2 = sess("a");
+    /* the table takes over one reference; the test keeps one of its own on each */
+    ss_sess_ref(a), ss_sess_ref(b), ss_sess_ref(c);
+    is_int(ss_table_insert(t, a), 0, "insert a");
+    is_int(ss_table_insert(t, b), 0, "insert b");
+    is_int(ss_table_insert(t, a2), -2, "insert another \"a\": -2 (the id exists)");
+    is_int(ss_table_insert(t, c), 0, "insert c");
+    is_int(ss_table_count(t), 3, "count 3");
+    is_int(ss_table_insert(t, d), -1, "insert d into a table of 3: -1 (full)");
+    is_int(ss_table_count(t), 3, "count still 3");
+
+    ss_sess *g = ss_table_get(t, "b");
+    ok(g == b && refs(b) == 3, "get b: the same session, with a reference for the caller");
+    ss_sess_unref(g);
+    ok(ss_table_get(t, "nope") == NULL, "get of an unknown id: NULL");
+    ok(ss_table_get(t, "") == NULL, "get of the empty id: NULL");
+
+    /* put replaces and hands back the old entry with the table's reference */
+    ss_sess *old = (ss_sess *)1;
+    ss_sess_ref(a2);
+    is_int(ss_table_put(t, a2, &old), 0, "put a second \"a\": 0");
+    ok(old == a && refs(a) == 2, "the old \"a\" comes back with the table's reference");
+    ss_sess_unref(old);
+    is_int(ss_table_count(t), 3, "replacing does not change the count");
+    g = ss_table_get(t, "a");
+    ok(g == a2, "get a: the new session");
+    ss_sess_unref(g);
+    old = (ss_sess *)1;
+    is_int(ss_table_put(t, d, &old), -1, "put a new id into the full table: -1");
+    ok(old == NULL, "(old set to NULL)");
+
+    /* remove only the current entry of an id */
+    is_int(ss_table_remove(t, a), 0, "remove the replaced \"a\": 0 (not there)");
+    is_int(ss_table_remove(t, a2), 1, "remove the current \"a\": 1");
+    is_int(ss_table_count(t), 2, "count 2");
+    is_int(ss_table_remove(t, a2), 0, "remove it again: 0");
+    ok(ss_table_get(t, "a") == NULL, "get a after remove: NULL");
+    is_int(refs(a2), 2, "the removed session: the table's reference passed to the caller");
+    ss_sess_unref(a2); /* the table's */
+
+    /* put a new id where there is room */
+    old = (ss_sess *)1;
+    is_int(ss_table_put(t, d, &old), 0, "put a new id with room: 0");
+    ok(old == NULL && ss_table_count(t) == 3, "nothing replaced; count 3");
+
+    ss_sess **all = NULL;
+    size_t n = 0;
+    is_int(ss_table_list(t, &all, &n), 0, "list");
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (all[i] == b || all[i] == c || all[i] == d) found++;
+    }
+    ok(n == 3 && found == 3, "list: b, c and d");
+    ok(refs(b) == 3 && refs(c) == 3, "list: each with a reference for the caller");
+    for (size_t i = 0; i < n; i++)
+        ss_sess_unref(all[i]);
+    free(all);
+
+    ss_sse *sub = ss_sse_create(4096);
+    ss_sess_subscribe(d, sub, 4);
+    ss_table_free(t);
+    ok(refs(a) == 1 && refs(b) == 1 && refs(c) == 1 && refs(a2) == 1,
+       "ss_table_free drops the table's references (the test's remain)");
+    ok(ss_sse_closed(sub), "and frees a session only the table held (its subscriber ended)");
+    ss_sse_unref(sub);
+    ss_sess_unref(a), ss_sess_unref(b), ss_sess_unref(c), ss_sess_unref(a2);
+    ss_table_free(NULL);
+
+    /* many entries: every one found (hash chains) */
+    t = ss_table_create(5000);
+    int rc = 0;
+    for (int i = 0; i < 5000; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s%d", i);
+        rc |= ss_table_insert(t, sess(id));
+    }
+    is_int(rc, 0, "5000 inserts into a table of 5000");
+    int hits = 0;
+    for (int i = 0; i < 5000; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "s%d", i);
+        ss_sess *x = ss_table_get(t, id);
+        if (x && !strcmp(x->id, id)) hits++;
+        ss_sess_unref(x);
+    }
+    is_int(hits, 5000, "each of them found by its id");
+    ss_sess *one = sess("one-more");
+    is_int(ss_table_insert(t, one), -1, "the 5001st: full");
+    ss_sess_unref(one);
+    ss_table_free(t);
+}
+
+static void test_subscribers(void) {
+    ss_sess *s = sess("subs");
+    ss_sse *x = ss_sse_create(4096), *y = ss_sse_create(4096), *z = ss_sse_create(4096);
+    ok(!ss_sess_has_subs(s), "no subscribers at first");
+    is_int(ss_sess_subscribe(s, x, 2), 0, "subscribe 1 of 2");
+    is_int(ss_sess_subscribe(s, y, 2), 0, "subscribe 2 of 2");
+    is_int(ss_sess_subscribe(s, z, 2), -1, "a third with max 2: -1");
+    ok(ss_sess_has_subs(s), "has subscribers");
+    is_int(ss_sess_publish(s, "step", "{\"t\":1}", 7), 0, "publish: none dropped");
+    ok(!ss_sse_closed(x) && !ss_sse_closed(y), "both still open");
+    ss_sse_end(x, "gone"); /* its connection went away */
+    is_int(ss_sess_subscribe(s, z, 2), 0, "a closed subscriber no longer counts: the third fits");
+    ss_sse_unref(x);
+
+    /* a subscriber that never reads is dropped once its buffer would pass the capacity */
+    char big[1000];
+    memset(big, 'x', sizeof big);
+    int dropped = 0, publishes = 0;
+    while (!ss_sse_dropped(y) && publishes < 100) {
+        dropped += ss_sess_publish(s, "step", big, sizeof big);
+        publishes++;
+    }
+    ok(ss_sse_dropped(y) && ss_sse_closed(y), "a subscriber that does not read is dropped");
+    is_int(dropped, 2, "publish counted the two slow subscribers (y and z) as dropped");
+    /* 33 bytes of opening comment + 3 x 1020 fit in 4096, a fourth does not */
+    is_int(publishes, 4, "dropped at the fourth 1000-byte event (capacity 4096)");
+    is_int(ss_sess_publish(s, "step", "{}", 2), 0, "the next publish drops nobody again");
+    ok(!ss_sess_has_subs(s), "dropped subscribers are detached");
+    ss_sse_unref(y);
+    ss_sse_unref(z);
+
+    ss_sse *e1 = ss_sse_create(4096), *e2 = ss_sse_create(4096);
+    ss_sess_subscribe(s, e1, 8);
+    ss_sess_subscribe(s, e2, 8);
+    ss_sess_keepalive(s);
+    ok(!ss_sse_closed(e1) && ss_sess_has_subs(s), "keepalive keeps them");
+    ss_sess_end_subs(s, "reset");
+    ok(ss_sse_closed(e1) && ss_sse_closed(e2) && !ss_sess_has_subs(s),
+       "end_subs: every subscriber ended and detached");
+    ss_sse_unref(e1);
+    ss_sse_unref(e2);
+
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    pthread_mutex_unlock(&s->mu);
+    ss_sse *late = ss_sse_create(4096);
+    is_int(ss_sess_subscribe(s, late, 8), -2, "subscribe to a closed session: -2");
+    ss_sse_unref(late);
+    ss_sse_unref(late); /* not taken over: both references are ours */
+    ss_sess_unref(s);
+}
+
+static void test_visibility(void) {
+    ss_sess *s = sess("vis");
+    ok(ss_sess_visible(s, 0) && ss_sess_visible(s, 77), "an unowned session: visible to anyone");
+    s->owner = 77;
+    ok(ss_sess_visible(s, 77), "an owned session: visible to its owner");
+    ok(!ss_sess_visible(s, 78), "and not to another key");
+    ss_sess_unref(s);
+}
+
+/* ---- several threads on one table ---- */
+
+typedef struct {
+    ss_table *t;
+    int id, errors;
+} th_arg;
+
+static void *churn(void *arg) {
+    th_arg *a = arg;
+    for (int i = 0; i < 300; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "t%d-%d", a->id, i);
+        ss_sess *s = sess(id);
+        ss_sess_ref(s);
+        if (ss_table_insert(a->t, s) != 0) a->errors++;
+        ss_sess *g = ss_table_get(a->t, id);
+        if (g != s) a->errors++;
+        ss_sess_unref(g);
+        if (i % 2 == 0) {
+            if (ss_table_remove(a->t, s) != 1) a->errors++;
+            ss_sess_unref(s); /* the table's */
+        }
+        ss_sess_unref(s);
+    }
+    return NULL;
+}
+
+static void *lister(void *arg) {
+    th_arg *a = arg;
+    for (int i = 0; i < 200; i++) {
+        ss_sess **all;
+        size_t n;
+        if (ss_table_list(a->t, &all, &n) != 0) {
+            a->errors++;
+            continue;
+        }
+        for (size_t k = 0; k < n; k++)
+            ss_sess_unref(all[k]);
+        free(all);
+        (void)ss_table_count(a->t);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    ss_table *t = ss_table_create(10000);
+    pthread_t th[5];
+    th_arg a[5];
+    for (int i = 0; i < 5; i++) {
+        a[i] = (th_arg){t, i, 0};
+        pthread_create(&th[i], NULL, i < 4 ? churn : lister, &a[i]);
+    }
+    int errors = 0;
+    for (int i = 0; i < 5; i++) {
+        pthread_join(th[i], NULL);
+        errors += a[i].errors;
+    }
+    is_int(errors, 0, "4 threads inserting, getting, removing and one listing: no error");
+    is_int(ss_table_count(t), 4 * 150, "600 sessions left (half of each thread's removed)");
+    ss_table_free(t);
+}
+
+/* Failing today; see the report of issue 11. Run with SPIKESERVE_TEST_KNOWN_BUGS=1. */
+static void known_bugs(void) {
+    /* session.h ss_sess_visible(): the header lists "no keys" among the cases that may see a
+     * session, but the code returns s->owner == 0 || s->owner == owner, so a request of a
+     * server without keys (owner 0) cannot see a session a key opened (one restored from
+     * --state-dir after a restart without --api-keys: 404 to everyone) */
+    ss_sess *s = sess("known");
+    s->owner = 77;
+    ok(ss_sess_visible(s, 0), "KNOWN BUG: no keys (owner 0) sees a session a key opened");
+    ss_sess_unref(s);
+}
+
+int main(void) {
+    const char *kb = getenv("SPIKESERVE_TEST_KNOWN_BUGS");
+    model = tm_load(&SPEC);
+    test_create_and_refs();
+    test_table();
+    test_subscribers();
+    test_visibility();
+    test_threads();
+    if (kb && *kb == '1')
+        known_bugs();
+    else
+        diag("known bugs not checked (SPIKESERVE_TEST_KNOWN_BUGS=1 checks them)");
+    spk_model_free(model);
+    return done_testing();
+}
