@@ -208,4 +208,8 @@ docker-test:
 clean:
 	rm -rf build build-*
 
+# object files are kept between builds (make would delete them as intermediates and rebuild
+# every test program next time)
+.SECONDARY:
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -85,7 +85,9 @@ static int set(ss_config *c, const opt *o, const char *v, const char *from, char
     char *end;
     errno = 0;
     unsigned long long x = strtoull(v, &end, 10);
-    if (errno || end == v || *end || v[0] == '-' || (o->type == OPT_U32 && x > UINT32_MAX)) {
+    /* digits only: strtoull would skip blanks and take "-5" as 2^64 - 5 */
+    if (errno || end == v || *end || v[0] < '0' || v[0] > '9' ||
+        (o->type == OPT_U32 && x > UINT32_MAX)) {
         snprintf(err, errlen, "%s %s: \"%s\" is not a valid number", from, o->name, v);
         return -1;
     }

@@ -6,6 +6,7 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,7 +90,9 @@ static void end_locked(ss_sse *s, const char *reason) {
     if (s->closed) return;
     char ev[END_SLACK];
     int n = snprintf(ev, sizeof ev, "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason);
-    if (n > 0 && (size_t)n < sizeof ev && reserve(s, (size_t)n, s->cap + END_SLACK) == 0)
+    /* no limit for the last few bytes: after an event larger than the capacity the unread
+     * bytes may be past it, and a stream must not close without its `end` */
+    if (n > 0 && (size_t)n < sizeof ev && reserve(s, (size_t)n, SIZE_MAX) == 0)
         append(s, ev, (size_t)n);
     s->closed = 1;
     wake(s);
@@ -119,7 +122,10 @@ static int push(ss_sse *s, const char *a, size_t an, const char *b, size_t bn, c
 int ss_sse_event(ss_sse *s, const char *name, const char *data, size_t len) {
     char head[96];
     int n = snprintf(head, sizeof head, "event: %s\ndata: ", name);
-    if (n <= 0 || (size_t)n >= sizeof head) return -1;
+    if (n <= 0 || (size_t)n >= sizeof head) { /* our own names are short: end it, not hang */
+        ss_sse_end(s, "error");
+        return -1;
+    }
     return push(s, head, (size_t)n, data, len, "\n\n", 2);
 }
 

@@ -124,6 +124,10 @@ static void file_name(const char *dir, uint32_t i, char *out, size_t len) {
 
 int ss_wal_open(const char *dir, uint32_t workers, ss_wal **out, char *err, size_t errlen) {
     *out = NULL;
+    if (workers == 0) {
+        snprintf(err, errlen, "--wal: no workers to log for");
+        return -1;
+    }
     ss_wal *w = calloc(1, sizeof *w);
     if (!w || !(w->f = calloc(workers ? workers : 1, sizeof *w->f))) {
         free(w);

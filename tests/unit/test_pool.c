@@ -414,7 +414,7 @@ static void test_many_threads(void) {
 }
 
 int main(void) {
-    metrics = ss_metrics_create(8);
+    metrics = ss_metrics_create(8, 1);
     table = ss_table_create(16);
     if (!metrics || !table) return 2;
     /* before any thread exists */

@@ -21,6 +21,7 @@
 
 #include "../support/testmodel.h"
 #include "../tap.h"
+#include "answer.h"
 #include "api.pb-c.h"
 #include "batch.h"
 #include "session.h"
@@ -113,7 +114,7 @@ static void live_snap(ss_wal *w, ss_sess *s) {
 }
 
 static void decode(const char *json, ss_batch *b) {
-    ss_limits lim = {100000, 1000000};
+    ss_limits lim = {100000, 1000000, 0};
     char err[256];
     memset(b, 0, sizeof *b);
     must(ss_batch_from_json(json, strlen(json), model, &lim, b, err, sizeof err) == 0, json, err);
@@ -160,7 +161,8 @@ static ss_table *replay(const char *dir, ss_table *into, size_t max_out, ss_wal_
     ss_table *t = into ? into : ss_table_create(100);
     spk_model *models[1] = {model};
     char err[256];
-    must(ss_wal_replay(dir, t, models, 1, max_out, pick, NULL, st, err, sizeof err) == 0,
+    ss_limits lim = {1u << 24, UINT32_MAX, max_out};
+    must(ss_wal_replay(dir, t, models, 1, &lim, pick, NULL, st, err, sizeof err) == 0,
          "ss_wal_replay", err);
     return t;
 }
@@ -254,7 +256,7 @@ static void test_files(void) {
 
     /* checkpoint worker 0: its dirty sessions saved, its log emptied, worker 1's kept */
     uint64_t size1 = ss_wal_size(w, 1), bytes = ss_wal_bytes(w);
-    is_int(ss_wal_checkpoint(w, 0, t, dir, err, sizeof err), 0, "checkpoint worker 0");
+    is_int(ss_wal_checkpoint(w, 0, t, dir, NULL, err, sizeof err), 0, "checkpoint worker 0");
     ok(ss_wal_size(w, 0) == 0 && file_len(dir, "wal-0.log") == 0, "worker 0's log is empty");
     ok(ss_wal_size(w, 1) == size1 && file_len(dir, "wal-1.log") == (long)size1,
        "worker 1's log is untouched");
@@ -357,11 +359,8 @@ static void test_replay(void) {
     ss_sess_unref(x);
     /* a's stored answer of last_seq, for a retry after the restart */
     x = ss_table_get(r, "sess-a");
-    Spikeserve__StepResult *res =
-        x && x->last_pb ? spikeserve__step_result__unpack(NULL, x->last_pb_len, x->last_pb) : NULL;
-    ok(res && res->seq == 2 && res->t0 == 5 && res->steps == 7,
+    ok(x && x->last && x->last->seq == 2 && x->last->t0 == 5 && x->last->steps == 7,
        "a's stored answer is seq 2's (t0 5, 7 steps)");
-    if (res) spikeserve__step_result__free_unpacked(res, NULL);
     ok(x && x->wal_dirty, "replayed sessions are marked dirty (to be saved)");
     ss_sess_unref(x);
 
@@ -474,7 +473,7 @@ static void test_restart(void) {
     live_snap(w, q);
     live_step(w, p, "{\"seq\":1,\"steps\":3,\"events\":[[0,1]]}");
     live_step(w, q, "{\"seq\":1,\"steps\":3,\"events\":[[0,2]]}");
-    must(ss_wal_checkpoint(w, 0, t, dir, err, sizeof err) == 0, "checkpoint", err);
+    must(ss_wal_checkpoint(w, 0, t, dir, NULL, err, sizeof err) == 0, "checkpoint", err);
     live_step(w, p, "{\"seq\":2,\"steps\":4,\"events\":[[1,1],[3,0]]}");
     live_step(w, q, "{\"seq\":2,\"steps\":4,\"events\":[[1,4]]}");
     live_reset(w, q);
@@ -512,20 +511,19 @@ static void open_zero(void) {
     }
 }
 
-/* Failing today; see the report of issue 11. Run with SPIKESERVE_TEST_KNOWN_BUGS=1. */
-static void known_bugs(void) {
+/* Defects found by these tests (issue 11) and fixed: each check failed before its fix. */
+static void fixed_defects(void) {
     /* wal.c ss_wal_open(): with workers == 0 it succeeds with no file (w->n = 0), and every
      * later call divides by w->n (worker % w->n): SIGFPE. The app resolves --workers 0 to the
      * core count first, so the server does not reach it; the API should refuse 0 (or open
      * one log, as ss_pool_create treats 0 as 1). */
     tmpdir(zero_dir, sizeof zero_dir);
     ok(runs_cleanly(open_zero),
-       "KNOWN BUG: ss_wal_open with 0 workers, then ss_wal_size: no crash");
+       "fixed: ss_wal_open with 0 workers, then ss_wal_size: no crash");
     rmdir_all(zero_dir);
 }
 
 int main(void) {
-    const char *kb = getenv("SPIKESERVE_TEST_KNOWN_BUGS");
     ok(runs_cleanly(free_null), "ss_wal_free(NULL) is a no-op (a child calling it exits 0)");
     model = tm_load(&SPEC);
     scratch = spk_scratch_create(model);
@@ -533,10 +531,7 @@ int main(void) {
     test_replay();
     test_crc();
     test_restart();
-    if (kb && *kb == '1')
-        known_bugs();
-    else
-        diag("known bugs not checked (SPIKESERVE_TEST_KNOWN_BUGS=1 checks them)");
+    fixed_defects();
     spk_scratch_free(scratch);
     spk_model_free(model);
     return done_testing();
