@@ -74,6 +74,9 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
 
+# the raster page is assembled into ui.o (.incbin, a path relative to the repository root)
+$(BUILD)/obj/server/ui.o: server/ui/index.html
+
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^

@@ -8,6 +8,7 @@
 #include "../engine/encode.h"
 #include "http.h"
 #include "store.h"
+#include "ui.h"
 
 static enum MHD_Result send_json(ss_req *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -320,6 +321,23 @@ static enum MHD_Result session_job(ss_req *r) {
     return ss_http_submit(r, j, s->worker);
 }
 
+/* ui.c's routes: the page, and a test image of --ui-dataset-dir */
+static enum MHD_Result ui_route(ss_req *r) {
+    char err[512];
+    uint32_t index = 0;
+    ss_reply rep;
+    memset(&rep, 0, sizeof rep);
+    if (r->route == SS_R_UI_PAGE) {
+        if (ss_ui_page(&rep, err, sizeof err) != 0) return ss_http_error(r, 503, NULL, "%s", err);
+        return ss_http_send(r, &rep);
+    }
+    if (ss_ui_index(r->path + strlen("/ui/fmnist/"), &index, err, sizeof err) != 0)
+        return ss_http_error(r, 400, NULL, "%s", err);
+    if (ss_ui_image(&rep, r->app->cfg.ui_dataset_dir, index, err, sizeof err) != 0)
+        return ss_http_error(r, rep.status, NULL, "%s", err);
+    return ss_http_send(r, &rep);
+}
+
 enum MHD_Result ss_api_dispatch(ss_req *r) {
     ss_app *a = r->app;
     switch (r->route) {
@@ -354,6 +372,9 @@ enum MHD_Result ss_api_dispatch(ss_req *r) {
             return ss_http_error(r, 503, NULL, "out of memory");
         return ss_http_send(r, &rep);
     }
+    case SS_R_UI_PAGE:  /* ui.c */
+    case SS_R_UI_IMAGE: /* ui.c */
+        return ui_route(r);
     case SS_R_OPEN:
         return open_session(r);
     case SS_R_INFER:

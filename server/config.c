@@ -63,6 +63,8 @@ static const opt opts[] = {
     {"event-loop", OPT_STR, S(event_loop), "epoll",
      "epoll: scales to many connections; poll: less work per request with few busy "
      "connections (no epoll_ctl per suspended request), but each wakeup scans them all"},
+    {"ui-dataset-dir", OPT_STR, S(ui_dataset_dir), "/usr/share/datasets/fashion-mnist",
+     "Fashion-MNIST IDX files for the page at / (Debian's dataset-fashion-mnist)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -37,6 +37,7 @@ typedef struct {
     uint32_t max_header_bytes;   /* request line + headers (then 431/closed) */
     uint32_t max_conn_per_ip;    /* 0: no per-address limit */
     char event_loop[8];          /* "epoll" or "poll" */
+    char ui_dataset_dir[1024];   /* ui.c: Fashion-MNIST test images for the page */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

@@ -47,6 +47,11 @@ static int route(const char *method, const char *url, ss_req *r, char *allow, si
     if (!strcmp(url, "/healthz")) ONLY("GET", get, SS_R_HEALTHZ);
     if (!strcmp(url, "/readyz")) ONLY("GET", get, SS_R_READYZ);
     if (!strcmp(url, "/metrics")) ONLY("GET", get, SS_R_METRICS);
+    /* ui.c: the raster page and its test images (ss_ui_page, ss_ui_image) */
+    if (!strcmp(url, "/") || !strcmp(url, "/ui") || !strcmp(url, "/ui/"))
+        ONLY("GET", get, SS_R_UI_PAGE);
+    if (!strncmp(url, "/ui/fmnist/", 11) && url[11] && !strchr(url + 11, '/'))
+        ONLY("GET", get, SS_R_UI_IMAGE);
     if (!strcmp(url, "/v1/models") || !strcmp(url, "/v1/models/")) ONLY("GET", get, SS_R_MODELS);
     if (!strncmp(url, "/v1/models/", 11)) {
         p = url + 10;
@@ -225,7 +230,7 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     char allow[48] = "";
     int rc = route(method, url, r, allow, sizeof allow);
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
-    int neg = negotiate(accept, r->route);
+    int neg = r->route == SS_R_UI_PAGE ? 0 : negotiate(accept, r->route); /* ui.c: HTML */
     r->out_pb = neg == 1;
     if (rc == 404) return ss_http_error(r, 404, NULL, "no route %s %s", method, url);
     if (rc == 405) {
@@ -238,7 +243,7 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (neg < 0)
         return ss_http_error(r, 406, NULL, "cannot answer in any type of Accept: %.200s", accept);
-    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ &&
+    if (r->route != SS_R_HEALTHZ && r->route != SS_R_READYZ && r->route != SS_R_UI_PAGE &&
         (r->route != SS_R_METRICS || a->cfg.metrics_auth)) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
         int rc_auth = ss_auth_check(a->auth, h, &r->owner);

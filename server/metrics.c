@@ -27,6 +27,8 @@ static const struct {
     [SS_R_STATE_PUT] = {"PUT", "/v1/sessions/{id}/state"},
     [SS_R_INFER] = {"POST", "/v1/models/{model}/infer"},
     [SS_R_CLASSIFY] = {"POST", "/v1/models/{model}/classify"},
+    [SS_R_UI_PAGE] = {"GET", "/ui"},                 /* ui.c */
+    [SS_R_UI_IMAGE] = {"GET", "/ui/fmnist/{index}"}, /* ui.c */
     [SS_R_OTHER] = {"other", "other"},
 };
 

@@ -25,6 +25,8 @@ typedef enum {
     SS_R_STATE_PUT,
     SS_R_INFER,
     SS_R_CLASSIFY,
+    SS_R_UI_PAGE,  /* ui.c: the raster page */
+    SS_R_UI_IMAGE, /* ui.c: a Fashion-MNIST test image */
     SS_R_OTHER,
     SS_R_COUNT
 } ss_route;
