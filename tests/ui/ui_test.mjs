@@ -219,12 +219,20 @@ async function run(srv, browser) {
   const seed = 7, sent = [], answers = [];
   page.on('request', (r) => { if (r.method() === 'POST' && /\/steps$/.test(r.url())) sent.push(JSON.parse(r.postData())); });
   page.on('response', async (r) => {
-    if (r.request().method() === 'POST' && /\/steps$/.test(r.url())) answers.push({ status: r.status(), body: await r.json().catch(() => null) });
+    if (r.request().method() !== 'POST' || !/\/steps$/.test(r.url())) return;
+    const k = answers.length; // in the order the answers came (the page sends one at a time)
+    answers.push(null);
+    answers[k] = { status: r.status(), body: await r.json().catch(() => null) };
   });
   await page.fill('#seed', String(seed)); await page.fill('#chunk', '5');
   await page.uncheck('#reset'); // a new session: no reset (a reset would end this script's stream)
   await page.click('#stream');
   await waitFor(page, () => document.body.dataset.busy === '0' && !document.getElementById('stream').disabled, null, 'the stream to finish');
+  // the response handler reads each body asynchronously: let the last ones land
+  const settle = async () => {
+    for (let i = 0; i < 100 && (answers.length < sent.length || answers.includes(null)); i++) await new Promise((r) => setTimeout(r, 50));
+  };
+  await settle();
   const model = (await call(srv, 'GET', '/v1/models/fmnist')).json;
   const total = model.encoding.warmup_steps + model.encoding.steps;
   is(sent.length, Math.ceil(total / 5), `the page sent ${total} steps in batches of 5`);
@@ -288,6 +296,7 @@ async function run(srv, browser) {
   const before = sent.length;
   await page.click('#stream');
   await waitFor(page, (k) => +document.body.dataset.exported >= k && document.body.dataset.busy === '0', before * 2, 'the second image');
+  await settle();
   const d2 = await rasterData(page);
   is(d2.t_end, 2 * total, 'without a reset the session goes on (t_end doubles)');
   is(sent[before].seq, before + 1, 'the page continues the session\'s seq');
@@ -299,6 +308,7 @@ async function run(srv, browser) {
   await page.click('#stream');
   await waitFor(page, (k) => document.body.dataset.busy === '0' && +document.body.dataset.exported === k,
     Math.ceil(total / 5), 'the image after a reset');
+  await settle();
   const d3 = await rasterData(page);
   ok(d3.t_start === 0 && d3.t_end === total && d3.batches === Math.ceil(total / 5),
     'after a reset the plots start over at step 0', JSON.stringify([d3.t_start, d3.t_end, d3.batches]));
