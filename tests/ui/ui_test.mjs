@@ -343,8 +343,9 @@ async function run(srv, browser) {
     why = sameSpikes(w.inputs, client.flatMap((c) => c.req.map(([s, i]) => [c.res.t0 + s, i, 1])));
     ok(!why, 'the follower draws the client\'s inputs from the events', why);
   } else {
-    ok(w.input_source === 'none' && w.n_inputs === 0, 'without `inputs` in the events the follower draws no inputs (and says so)',
-      JSON.stringify([w.input_source, w.n_inputs]));
+    const note = await watcher.textContent('#in-note');
+    ok(w.input_source === 'none' && w.n_inputs === 0 && /carry no inputs/.test(note),
+      'without `inputs` in the events the follower draws no inputs, and says so', JSON.stringify([w.input_source, w.n_inputs, note]));
   }
   is(+(await watcher.getAttribute('#prediction', 'data-index')), client[3].res.prediction.index, 'the follower shows the client\'s last prediction');
   ok(/fmnist-wide/.test(await watcher.textContent('#status')), 'the follower names the session\'s model');
