@@ -319,6 +319,12 @@ async function run(srv, browser) {
   is(+(await page.getAttribute('#prediction', 'data-index')), lastAnswer.prediction.index,
     'after a reset the prediction is the last answer\'s');
 
+  await page.click('#random');
+  await waitFor(page, () => /^Test image \d+ of 10000/.test(document.getElementById('img-info').textContent), null, 'a random image');
+  const rnd = +(await page.inputValue('#index'));
+  const rimg = await call(srv, 'GET', `/ui/fmnist/${rnd}`);
+  is(+(await page.getAttribute('#img', 'data-sum')), rimg.json.pixels.reduce((a, b) => a + b, 0), `Random loads a test image (${rnd})`);
+
   /* ---- follow a session that a client drives ---- */
   const outside2 = [];
   const watcher = await newPage(browser, srv, outside2);
@@ -374,6 +380,12 @@ async function run(srv, browser) {
   await waitFor(p3, () => !document.getElementById('error').hidden, null, 'the missing-dataset error');
   ok(/not installed.*dataset-fashion-mnist/.test(await errorText(p3)), 'no dataset: the page says it is not installed and which package', await errorText(p3));
   is((await call(bare, 'GET', '/ui/fmnist/0', undefined, null)).status, 404, 'no dataset: 404');
+  // an uploaded picture (this test's own screenshot: dark, so not inverted), then cleared
+  await p3.setInputFiles('#upload', path.join(BUILD, 'ui-test.png'));
+  await waitFor(p3, () => /Uploaded ui-test\.png/.test(document.getElementById('img-info').textContent), null, 'the upload');
+  ok(+(await p3.getAttribute('#img', 'data-sum')) > 0, 'an uploaded picture becomes the image');
+  await p3.click('#clear');
+  is(+(await p3.getAttribute('#img', 'data-sum')), 0, 'Clear blanks it');
   // a drawn image streams without the dataset
   await p3.click('#open');
   await waitFor(p3, () => document.getElementById('conn').textContent === 'live', null, 'a session on the bare server');
