@@ -230,7 +230,9 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     char allow[48] = "";
     int rc = route(method, url, r, allow, sizeof allow);
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
-    int neg = r->route == SS_R_UI_PAGE ? 0 : negotiate(accept, r->route); /* ui.c: HTML */
+    int neg = r->route == SS_R_UI_PAGE || r->route == SS_R_UI_IMAGE /* ui.c: HTML, JSON */
+                  ? 0
+                  : negotiate(accept, r->route);
     r->out_pb = neg == 1;
     if (rc == 404) return ss_http_error(r, 404, NULL, "no route %s %s", method, url);
     if (rc == 405) {
