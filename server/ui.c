@@ -65,8 +65,8 @@ int ss_ui_index(const char *seg, uint32_t *index, char *err, size_t errlen) {
 static struct {
     pthread_mutex_t mu;
     char dir[1024];
-    int state; /* 0: not loaded, 1: loaded, -1: corrupt (err says why) */
-    char err[2600]; /* room for two paths of --ui-dataset-dir */
+    int state;       /* 0: not loaded, 1: loaded, -1: corrupt (err says why) */
+    char err[2600];  /* room for two paths of --ui-dataset-dir */
     uint8_t *pixels; /* n x 784 */
     uint8_t *labels; /* n */
     uint32_t n;
