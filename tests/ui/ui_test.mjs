@@ -334,6 +334,7 @@ async function run(srv, browser) {
   const csid = opened.json.session_id;
   await watcher.fill('#sid', csid); await watcher.click('#attach');
   await waitFor(watcher, () => document.getElementById('conn').textContent === 'live', null, 'following the client\'s session');
+  ok(!(await watcher.isChecked('#reset')), 'following a session by id unticks "reset before the image" (it is not ours to reset)');
   const client = [];
   for (let b = 1; b <= 4; b++) {
     const events = [];
