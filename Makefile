@@ -63,7 +63,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
 .PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
-        bench-wal soak \
+        bench-wal bench-ui soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -73,6 +73,9 @@ $(BUILD)/obj/proto/%.o: proto/%.c
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
+
+# the raster page is assembled into ui.o (.incbin, a path relative to the repository root)
+$(BUILD)/obj/server/ui.o: server/ui/index.html
 
 $(LIB_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	@mkdir -p $(dir $@)
@@ -130,7 +133,7 @@ all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_ENGINE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_ENGINE) $(PB_LIBS) $(LDLIBS)
-bench: bench-engine bench-server bench-wal
+bench: bench-engine bench-server bench-wal bench-ui
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all
@@ -138,6 +141,11 @@ bench-server: all
 # what --wal costs: /steps requests/s without a state directory, with checkpoints, with --wal
 bench-wal: all
 	tests/bench/bench_wal.sh $(BUILD)
+# the raster page in headless Chromium: draw time per frame by spikes in view, ingest, a live
+# session followed (tests/ui's npm packages: npm ci there first)
+bench-ui: $(BUILD)/spikeserve
+	cd tests/ui && { [ -e node_modules/.package-lock.json ] || npm ci --no-audit --no-fund; }
+	SPIKESERVE_BUILD=$(BUILD) node tests/bench/bench_ui.mjs
 # ten minutes (SOAK_SECONDS) of mixed load with SIGKILLs and restarts; not part of make test
 soak: all
 	tests/soak/soak.sh $(BUILD)

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "routes.h"
 #include "store.h"
+#include "ui.h"
 
 static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -367,6 +368,7 @@ void ss_app_free(ss_app *a) {
     free(a->models);
     ss_metrics_free(a->metrics);
     ss_auth_free(a->auth);
+    ss_ui_release();
     pthread_mutex_destroy(&a->jmu);
     pthread_cond_destroy(&a->jcv);
     memset(a, 0, sizeof *a);

@@ -68,6 +68,8 @@ static const opt opts[] = {
     {"log-level", OPT_STR, S(log_level), "info",
      "error, warn, info or debug: lines above it are not written (info: start, stop, access "
      "log)"},
+    {"ui-dataset-dir", OPT_STR, S(ui_dataset_dir), "/usr/share/datasets/fashion-mnist",
+     "Fashion-MNIST IDX files for the page at / (Debian's dataset-fashion-mnist)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 

@@ -38,6 +38,7 @@ typedef struct {
     uint32_t max_conn_per_ip;    /* 0: no per-address limit */
     char event_loop[8];          /* "epoll" or "poll" */
     char log_level[8];           /* "error", "warn", "info", "debug" */
+    char ui_dataset_dir[1024];   /* ui.c: Fashion-MNIST test images for the page */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

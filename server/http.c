@@ -29,6 +29,7 @@ static int media_is(const char *s, size_t n, const char *type) {
 /* The codec for an Accept header among the formats a route answers (routes.h), or NULL
  * when nothing acceptable. Without Accept: JSON, or protobuf for a protobuf-only route. */
 static const ss_codec *negotiate(const char *accept, unsigned out) {
+    if (out & SS_FMT_ANY) return &ss_codec_json; /* for its errors */
     int pb_only = !(out & SS_FMT_JSON);
     if (!accept || !*accept) return pb_only ? &ss_codec_pb : &ss_codec_json;
     const char *p = accept;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "ui.h"
 
 #define J SS_FMT_JSON
 #define P SS_FMT_PB
@@ -18,6 +19,9 @@ const ss_route_def ss_routes[] = {
     {"GET",    "/healthz",                       ss_op_healthz, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    SS_RF_DRAINING},
     {"GET",    "/readyz",                        ss_op_readyz, NULL,               SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    0},
     {"GET",    "/metrics",                       ss_op_metrics, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_METRICS, SS_RF_DRAINING},
+    {"GET",    "/",                              ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   0},
+    {"GET",    "/ui",                            ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   SS_RF_SLASH},
+    {"GET",    "/ui/fmnist/{index}",             ss_ui_op_image, NULL,             SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_KEY,    0},
     {"GET",    "/v1/models",                     ss_op_models, NULL,               SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     SS_RF_SLASH},
     {"GET",    "/v1/models/{model}",             ss_op_model, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0},
     {"POST",   "/v1/models/{model}/sessions",    ss_op_open, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},

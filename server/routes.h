@@ -26,6 +26,7 @@ enum {
     SS_FMT_PB = 1u << 1,     /* application/x-protobuf (and application/protobuf) */
     SS_FMT_NDJSON = 1u << 2, /* in: application/x-ndjson, application/jsonl, text/plain */
     SS_FMT_BYTES = 1u << 3,  /* protobuf only: octet-stream too, and the default */
+    SS_FMT_ANY = 1u << 5,    /* out: the handler picks (a page); Accept is not checked */
     SS_FMT_TEXT = 1u << 4,   /* out: text/plain, text/event-stream and text/(any) too */
 };
 
@@ -41,9 +42,10 @@ enum {
 };
 
 typedef struct ss_route_def {
-    const char *method;  /* GET (HEAD matches it too), POST, PUT, DELETE */
-    const char *pattern; /* "/v1/sessions/{id}/steps": {model} and {id} capture a segment */
-    ss_op_fn op;         /* a transport-neutral operation (ops.h), or */
+    const char *method;            /* GET (HEAD matches it too), POST, PUT, DELETE */
+    const char *pattern;           /* "/v1/sessions/{id}/steps": {model} captures a segment into the
+                                      operation's model, any other {name} into its sid */
+    ss_op_fn op;                   /* a transport-neutral operation (ops.h), or */
     int (*http)(struct ss_req *r); /* an HTTP-only handler (event streams, uploads) */
     ss_body_mode body;
     unsigned in, out; /* SS_FMT_* */

@@ -221,7 +221,10 @@ int main(void) {
         {"GET", "/v1/models/..%2f..%2fetc", 404},
         {"GET", "/v1//sessions", 404},
         {"GET", "/v1/sessions/", 404},
-        {"GET", "/", 404},
+        {"GET", "/nothing-here", 404}, /* "/" is the raster page (ui.c) */
+        {"POST", "/", 405},
+        {"GET", "/ui/fmnist/1/2", 404},
+        {"GET", "/ui/fmnist/-1", 400},
         {"BREW", "/healthz", 405},
         {"DELETE", "/v1/models", 405},
         {"POST", "/healthz", 405},
