@@ -7,13 +7,18 @@
 
 #include "../engine/output.h"
 
-ss_answer *ss_answer_alloc(size_t spikes, uint32_t layers, size_t readout) {
+ss_answer *ss_answer_alloc(const ss_answer *head, size_t spikes, uint32_t layers, size_t readout) {
     size_t off_lb = spk_align16(sizeof(ss_answer));
     size_t off_sp = off_lb + spk_align16(layers * sizeof(spk_spike_buf));
     size_t off_ro = off_sp + spk_align16(spikes * sizeof(spk_spike));
     uint8_t *p = calloc(1, off_ro + readout * sizeof(float));
     if (!p) return NULL;
     ss_answer *a = (ss_answer *)(void *)p;
+    a->has_seq = head->has_seq;
+    a->seq = head->seq;
+    a->t0 = head->t0;
+    a->steps = head->steps;
+    a->outputs = head->outputs;
     a->out.layers = layers ? (spk_spike_buf *)(void *)(p + off_lb) : NULL;
     a->out.spikes.buf = (spk_spike *)(void *)(p + off_sp);
     a->out.spikes.cap = spikes;
@@ -40,13 +45,10 @@ ss_answer *ss_answer_make(const ss_result *r) {
                   : every                   ? (size_t)r->steps * m->readout.n
                   : (outs & SS_OUT_READOUT) ? m->readout.n
                                             : 0;
-    ss_answer *a = ss_answer_alloc(total, layers ? m->n_layers : 0, ro_n);
+    ss_answer head = {
+        .has_seq = r->has_seq, .seq = r->seq, .t0 = r->t0, .steps = r->steps, .outputs = outs};
+    ss_answer *a = ss_answer_alloc(&head, total, layers ? m->n_layers : 0, ro_n);
     if (!a) return NULL;
-    a->has_seq = r->has_seq;
-    a->seq = r->seq;
-    a->t0 = r->t0;
-    a->steps = r->steps;
-    a->outputs = outs;
     spk_spike *sp = a->out.spikes.buf;
     memcpy(sp, o->spikes.buf, n_sp * sizeof *sp);
     a->out.spikes.len = a->out.spikes.cap = n_sp;

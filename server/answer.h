@@ -21,9 +21,10 @@ typedef struct ss_answer {
 
 /* A copy of what r answers (only the outputs r->outputs asked). NULL when out of memory. */
 ss_answer *ss_answer_make(const ss_result *r);
-/* An empty answer with room for spikes spikes (all layers together), layers (0 or the
- * model's layer count) and readout floats; for decoders that fill one in. */
-ss_answer *ss_answer_alloc(size_t spikes, uint32_t layers, size_t readout);
+/* An answer with head's seq, t0, steps and outputs and empty room for spikes spikes (all
+ * layers together), layers (0 or the model's layer count) and readout floats; for decoders
+ * that fill one in. */
+ss_answer *ss_answer_alloc(const ss_answer *head, size_t spikes, uint32_t layers, size_t readout);
 void ss_answer_free(ss_answer *a); /* NULL is a no-op */
 /* The result to encode again for session_id of model m. */
 ss_result ss_answer_result(const ss_answer *a, const char *session_id, const spk_model *m);

@@ -232,19 +232,23 @@ static void jb_str(jbuf *b, const char *s) {
     b->len = (size_t)(d - b->p);
 }
 
+/* One [step, index, value] (after a comma unless first). */
+static void jb_triple(jbuf *b, int first, uint32_t step, uint32_t idx, float v) {
+    if (jb_reserve(b, 80)) return;
+    if (!first) JB_LIT(b, ",");
+    JB_LIT(b, "[");
+    jb_u64(b, step);
+    JB_LIT(b, ",");
+    jb_u64(b, idx);
+    JB_LIT(b, ",");
+    jb_float(b, v);
+    JB_LIT(b, "]");
+}
+
 static void jb_spikes(jbuf *b, const spk_spike_buf *sb) {
     JB_LIT(b, "[");
-    for (size_t i = 0; i < sb->len; i++) {
-        if (jb_reserve(b, 80)) return;
-        if (i) JB_LIT(b, ",");
-        JB_LIT(b, "[");
-        jb_u64(b, sb->buf[i].step);
-        JB_LIT(b, ",");
-        jb_u64(b, sb->buf[i].neuron);
-        JB_LIT(b, ",");
-        jb_float(b, sb->buf[i].value);
-        JB_LIT(b, "]");
-    }
+    for (size_t i = 0; i < sb->len; i++)
+        jb_triple(b, i == 0, sb->buf[i].step, sb->buf[i].neuron, sb->buf[i].value);
     JB_LIT(b, "]");
 }
 
@@ -260,35 +264,19 @@ static void jb_floats(jbuf *b, const float *v, size_t n) {
 /* A batch's input as events: its events, then its dense rows' non-zero values (each step's
  * events first, as the engine adds them). */
 static void jb_inputs(jbuf *b, const ss_batch *in, uint32_t n_in) {
-    JB_LIT(b, "[");
-    int first = 1;
     size_t e = 0;
+    int first = 1;
+    JB_LIT(b, "[");
     for (uint32_t st = 0; st < in->steps; st++) {
         for (; e < in->n_events && in->events[e].step == st; e++) {
-            if (jb_reserve(b, 80)) return;
-            if (!first) JB_LIT(b, ",");
+            jb_triple(b, first, st, in->events[e].input, in->events[e].value);
             first = 0;
-            JB_LIT(b, "[");
-            jb_u64(b, st);
-            JB_LIT(b, ",");
-            jb_u64(b, in->events[e].input);
-            JB_LIT(b, ",");
-            jb_float(b, in->events[e].value);
-            JB_LIT(b, "]");
         }
         for (uint32_t k = 0; in->dense && k < n_in; k++) {
             float v = in->dense[(size_t)st * n_in + k];
             if (v == 0) continue;
-            if (jb_reserve(b, 80)) return;
-            if (!first) JB_LIT(b, ",");
+            jb_triple(b, first, st, k, v);
             first = 0;
-            JB_LIT(b, "[");
-            jb_u64(b, st);
-            JB_LIT(b, ",");
-            jb_u64(b, k);
-            JB_LIT(b, ",");
-            jb_float(b, v);
-            JB_LIT(b, "]");
         }
     }
     JB_LIT(b, "]");

@@ -125,13 +125,10 @@ ss_answer *ss_answer_from_pb(const uint8_t *buf, size_t len, const spk_model *m,
         total += r->layers[l]->n_spikes;
     size_t ro_n = !nro ? 0 : r->n_readout_steps ? nro * r->n_readout_steps : r->n_readout ? nro : 0;
     int layers = (outs & SS_OUT_LAYERS) != 0;
-    ss_answer *a = ss_answer_alloc(total, layers ? m->n_layers : 0, ro_n);
+    ss_answer head = {
+        .has_seq = r->has_seq, .seq = r->seq, .t0 = r->t0, .steps = r->steps, .outputs = outs};
+    ss_answer *a = ss_answer_alloc(&head, total, layers ? m->n_layers : 0, ro_n);
     if (!a) goto done;
-    a->has_seq = r->has_seq;
-    a->seq = r->seq;
-    a->t0 = r->t0;
-    a->steps = r->steps;
-    a->outputs = outs;
     spk_spike *sp = a->out.spikes.buf;
     for (size_t i = 0; i < r->n_spikes; i++)
         sp[i] = (spk_spike){r->spikes[i]->step, r->spikes[i]->neuron, r->spikes[i]->value};

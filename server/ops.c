@@ -264,6 +264,17 @@ int ss_op_step(ss_op *o) {
     return ss_op_submit(o, j, j->sess->worker);
 }
 
+/* A run of model mi on a fresh state (j's batch decoded with rc, err): queued, or refused. */
+static int stateless(ss_op *o, ss_job *j, int mi, int rc, const char *err) {
+    if (rc != 0) {
+        ss_job_free(j);
+        return now_fail(o, rc, "%s", err);
+    }
+    j->model = o->app->models[mi];
+    j->model_idx = (uint32_t)mi;
+    return ss_op_submit(o, j, ss_app_pick_worker(o->app));
+}
+
 int ss_op_infer(ss_op *o) {
     int mi = find_model(o);
     if (mi < 0) return SS_OP_NOW;
@@ -273,13 +284,7 @@ int ss_op_infer(ss_op *o) {
     ss_limits lim = limits(o->app);
     char err[512];
     int rc = o->in->batch(o->body, o->len, m, &lim, &j->batch, err, sizeof err);
-    if (rc != 0) {
-        ss_job_free(j);
-        return now_fail(o, rc, "%s", err);
-    }
-    j->model = m;
-    j->model_idx = (uint32_t)mi;
-    return ss_op_submit(o, j, ss_app_pick_worker(o->app));
+    return stateless(o, j, mi, rc, err);
 }
 
 int ss_op_classify(ss_op *o) {
@@ -318,13 +323,7 @@ int ss_op_classify(ss_op *o) {
     j->batch.events = ev;
     j->batch.n_events = n_ev;
     j->batch.outputs = q.outputs;
-    if (rc != 0) {
-        ss_job_free(j);
-        return now_fail(o, SS_E_INVALID, "%s", err);
-    }
-    j->model = m;
-    j->model_idx = (uint32_t)mi;
-    return ss_op_submit(o, j, ss_app_pick_worker(o->app));
+    return stateless(o, j, mi, rc ? SS_E_INVALID : 0, err);
 }
 
 int ss_op_state_put(ss_op *o) {
