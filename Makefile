@@ -82,7 +82,7 @@ $(LIB_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	rm -f $@ && ar rcs $@ $^
 $(SO_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PB_LIBS) $(LDLIBS)
-$(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c)
+$(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 # the client library carries its protobuf code, so an installed libspikeclient.a links alone
@@ -167,8 +167,10 @@ fuzz: $(FUZZ_BINS)
 	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n \
 	  || exit 1; done
 
+PROTOS := model.proto api.proto service.proto health.proto
 proto:
-	cd proto && protoc-c --c_out=. model.proto api.proto && protoc --python_out=. model.proto api.proto
+	cd proto && protoc-c --c_out=. $(PROTOS) && protoc --python_out=. $(PROTOS) && \
+	  $(PYTHON) -m grpc_tools.protoc -I. --grpc_python_out=. service.proto health.proto
 
 # builds just the server (a newcomer's first command should not wait for the test programs)
 run: $(BUILD)/spikeserve

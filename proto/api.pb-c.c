@@ -830,7 +830,7 @@ const ProtobufCMessageDescriptor spikeserve__dense_row__descriptor =
   (ProtobufCMessageInit) spikeserve__dense_row__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__spike_batch__field_descriptors[5] =
+static const ProtobufCFieldDescriptor spikeserve__spike_batch__field_descriptors[7] =
 {
   {
     "seq",
@@ -892,18 +892,44 @@ static const ProtobufCFieldDescriptor spikeserve__spike_batch__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "session_id",
+    6,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__SpikeBatch, session_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model",
+    7,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__SpikeBatch, model),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__spike_batch__field_indices_by_name[] = {
   3,   /* field[3] = dense */
   2,   /* field[2] = events */
+  6,   /* field[6] = model */
   4,   /* field[4] = outputs */
   0,   /* field[0] = seq */
+  5,   /* field[5] = session_id */
   1,   /* field[1] = steps */
 };
 static const ProtobufCIntRange spikeserve__spike_batch__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor spikeserve__spike_batch__descriptor =
 {
@@ -913,7 +939,7 @@ const ProtobufCMessageDescriptor spikeserve__spike_batch__descriptor =
   "Spikeserve__SpikeBatch",
   "spikeserve",
   sizeof(Spikeserve__SpikeBatch),
-  5,
+  7,
   spikeserve__spike_batch__field_descriptors,
   spikeserve__spike_batch__field_indices_by_name,
   1,  spikeserve__spike_batch__number_ranges,
@@ -1086,7 +1112,7 @@ const ProtobufCMessageDescriptor spikeserve__prediction__descriptor =
   (ProtobufCMessageInit) spikeserve__prediction__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__step_result__field_descriptors[9] =
+static const ProtobufCFieldDescriptor spikeserve__step_result__field_descriptors[11] =
 {
   {
     "session_id",
@@ -1196,8 +1222,33 @@ static const ProtobufCFieldDescriptor spikeserve__step_result__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "status",
+    10,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Spikeserve__StepResult, has_status),
+    offsetof(Spikeserve__StepResult, status),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    11,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__StepResult, error),
+    &spikeserve__error_detail__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__step_result__field_indices_by_name[] = {
+  10,   /* field[10] = error */
   8,   /* field[8] = layers */
   7,   /* field[7] = prediction */
   5,   /* field[5] = readout */
@@ -1205,13 +1256,14 @@ static const unsigned spikeserve__step_result__field_indices_by_name[] = {
   1,   /* field[1] = seq */
   0,   /* field[0] = session_id */
   4,   /* field[4] = spikes */
+  9,   /* field[9] = status */
   3,   /* field[3] = steps */
   2,   /* field[2] = t0 */
 };
 static const ProtobufCIntRange spikeserve__step_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor spikeserve__step_result__descriptor =
 {
@@ -1221,14 +1273,14 @@ const ProtobufCMessageDescriptor spikeserve__step_result__descriptor =
   "Spikeserve__StepResult",
   "spikeserve",
   sizeof(Spikeserve__StepResult),
-  9,
+  11,
   spikeserve__step_result__field_descriptors,
   spikeserve__step_result__field_indices_by_name,
   1,  spikeserve__step_result__number_ranges,
   (ProtobufCMessageInit) spikeserve__step_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__classify_request__field_descriptors[3] =
+static const ProtobufCFieldDescriptor spikeserve__classify_request__field_descriptors[4] =
 {
   {
     "values",
@@ -1266,8 +1318,21 @@ static const ProtobufCFieldDescriptor spikeserve__classify_request__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model",
+    4,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__ClassifyRequest, model),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__classify_request__field_indices_by_name[] = {
+  3,   /* field[3] = model */
   2,   /* field[2] = outputs */
   1,   /* field[1] = seed */
   0,   /* field[0] = values */
@@ -1275,7 +1340,7 @@ static const unsigned spikeserve__classify_request__field_indices_by_name[] = {
 static const ProtobufCIntRange spikeserve__classify_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor spikeserve__classify_request__descriptor =
 {
@@ -1285,14 +1350,14 @@ const ProtobufCMessageDescriptor spikeserve__classify_request__descriptor =
   "Spikeserve__ClassifyRequest",
   "spikeserve",
   sizeof(Spikeserve__ClassifyRequest),
-  3,
+  4,
   spikeserve__classify_request__field_descriptors,
   spikeserve__classify_request__field_indices_by_name,
   1,  spikeserve__classify_request__number_ranges,
   (ProtobufCMessageInit) spikeserve__classify_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_descriptors[1] =
+static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_descriptors[2] =
 {
   {
     "idle_timeout_s",
@@ -1306,14 +1371,27 @@ static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model",
+    2,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__OpenSessionRequest, model),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__open_session_request__field_indices_by_name[] = {
   0,   /* field[0] = idle_timeout_s */
+  1,   /* field[1] = model */
 };
 static const ProtobufCIntRange spikeserve__open_session_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor spikeserve__open_session_request__descriptor =
 {
@@ -1323,7 +1401,7 @@ const ProtobufCMessageDescriptor spikeserve__open_session_request__descriptor =
   "Spikeserve__OpenSessionRequest",
   "spikeserve",
   sizeof(Spikeserve__OpenSessionRequest),
-  1,
+  2,
   spikeserve__open_session_request__field_descriptors,
   spikeserve__open_session_request__field_indices_by_name,
   1,  spikeserve__open_session_request__number_ranges,

@@ -87,10 +87,16 @@ struct  Spikeserve__SpikeBatch
    */
   size_t n_outputs;
   char **outputs;
+  /*
+   * gRPC only (HTTP names them in the path and ignores these): the session of Step and
+   * StreamSteps, the model of Infer.
+   */
+  char *session_id;
+  char *model;
 };
 #define SPIKESERVE__SPIKE_BATCH__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__spike_batch__descriptor) \
-    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, NULL, NULL }
 
 
 struct  Spikeserve__OutputSpike
@@ -161,10 +167,16 @@ struct  Spikeserve__StepResult
    */
   size_t n_layers;
   Spikeserve__LayerSpikes **layers;
+  /*
+   * gRPC StreamSteps only: a refused batch's HTTP status and error (no outputs then).
+   */
+  protobuf_c_boolean has_status;
+  uint32_t status;
+  Spikeserve__ErrorDetail *error;
 };
 #define SPIKESERVE__STEP_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__step_result__descriptor) \
-    , NULL, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, NULL, 0,NULL }
+    , NULL, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, NULL, 0,NULL, 0, 0, NULL }
 
 
 /*
@@ -182,10 +194,14 @@ struct  Spikeserve__ClassifyRequest
   uint64_t seed;
   size_t n_outputs;
   char **outputs;
+  /*
+   * gRPC only (HTTP: the path's)
+   */
+  char *model;
 };
 #define SPIKESERVE__CLASSIFY_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__classify_request__descriptor) \
-    , 0,NULL, 0, 0, 0,NULL }
+    , 0,NULL, 0, 0, 0,NULL, NULL }
 
 
 struct  Spikeserve__OpenSessionRequest
@@ -193,10 +209,14 @@ struct  Spikeserve__OpenSessionRequest
   ProtobufCMessage base;
   protobuf_c_boolean has_idle_timeout_s;
   uint32_t idle_timeout_s;
+  /*
+   * gRPC only (HTTP: the path's)
+   */
+  char *model;
 };
 #define SPIKESERVE__OPEN_SESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__open_session_request__descriptor) \
-    , 0, 0 }
+    , 0, 0, NULL }
 
 
 struct  Spikeserve__SessionInfo

@@ -109,6 +109,8 @@ int ss_batch_pb_fast(const uint8_t *buf, size_t len, const spk_model *m, const s
             if ((bit & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) && !m->has_readout) goto declined;
             mask |= bit;
             n_outputs++;
+        } else if ((field == 6 || field == 7) && wt == 2) {
+            if (!body(&r, &sub)) goto declined; /* gRPC's session_id and model: not ours */
         } else {
             goto declined; /* dense rows, unknown fields, other wire types */
         }
