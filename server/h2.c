@@ -74,6 +74,7 @@ struct ss_h2_call {
     /* loop thread only */
     int32_t stream_id;
     ss_h2_call *prev, *next; /* the connection's calls */
+    ss_h2_call *run_next;    /* run_ready's private copy of the ready list */
     char *hdrs;              /* "name\0value\0"... */
     size_t hdrs_len, hdrs_cap, hdrs_size;
     int hdrs_over, hdrs_done;
@@ -1001,15 +1002,19 @@ close:
 /* ready calls: what other threads asked for */
 static void run_ready(ss_h2 *h) {
     pthread_mutex_lock(&h->mu);
-    ss_h2_call *list = h->ready;
+    /* copied to run_next: once ready is 0 a sender may put c on the list again */
+    ss_h2_call *list = NULL;
+    for (ss_h2_call *c = h->ready; c; c = c->ready_next) {
+        c->ready = 0;
+        c->run_next = list;
+        list = c;
+    }
     h->ready = NULL;
     h->woken = 0;
-    for (ss_h2_call *c = list; c; c = c->ready_next)
-        c->ready = 0;
     pthread_mutex_unlock(&h->mu);
     while (list) {
         ss_h2_call *c = list;
-        list = c->ready_next;
+        list = c->run_next;
         pthread_mutex_lock(&c->mu);
         conn *cn = c->conn;
         int resume = c->resume_req;
