@@ -968,7 +968,12 @@ static int conn_input(conn *cn, const uint8_t *d, size_t n) {
     if (r < 0) {
         if (!cn->error_counted) atomic_fetch_add(&cn->h->st_conn_errors, 1);
         cn->error_counted = 1;
-        if (r != NGHTTP2_ERR_BAD_CLIENT_MAGIC) conn_flush(cn); /* the GOAWAY, if it fits */
+        if (r != NGHTTP2_ERR_BAD_CLIENT_MAGIC) { /* tell why, if the socket takes it */
+            nghttp2_session_terminate_session(cn->s, r == NGHTTP2_ERR_FLOODED
+                                                         ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                         : NGHTTP2_PROTOCOL_ERROR);
+            conn_flush(cn);
+        }
         return -1;
     }
     conn_settle(cn);

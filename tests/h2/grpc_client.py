@@ -5,7 +5,7 @@ observation; test_h2.c reads them and holds them to what they must be. Exits 0 u
 scenario raised something unexpected (printed as error=...).
 
 Scenarios: unary, bidi, sstream, deadline, cancel, gzip, zipbomb, toobig, refused, many,
-goaway (waits for "go" on stdin between starting its calls and checking them).
+slowcall, goaway (waits for "go" on stdin between starting its calls and checking them).
 """
 import sys
 import threading
@@ -136,6 +136,17 @@ def s_goaway():
     out("goaway.completed", good)
     c, _ = code_of(lambda: unary(chan(9))(b"late", timeout=3))
     out("goaway.late", c)
+
+
+def s_slowcall():
+    ch = chan()
+    fut = unary(ch, "/test.Echo/Sleep").future(b"8000", timeout=30)
+    out("slowcall.started", 1)
+    try:
+        fut.result()
+        out("slowcall.code", "OK")
+    except grpc.RpcError as e:
+        out("slowcall.code", e.code().name)
 
 
 for name in sys.argv[2:]:

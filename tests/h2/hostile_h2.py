@@ -180,6 +180,8 @@ def c_headers_flood():
         pass
     fr = r.frames(3)
     refused = sum(1 for c in rst_codes(fr) if c == 7)  # REFUSED_STREAM
+    out("headers_flood.refused_streams", refused)
+    out("headers_flood.goaway", goaway_code(fr))
     out("headers_flood.stopped", int(refused > 0 or goaway_code(fr) > 0))
 
 
@@ -195,6 +197,7 @@ def c_continuation():
         pass
     r = Reader(s)
     fr = r.frames(3)
+    out("continuation.goaway", goaway_code(fr))
     out("continuation.stopped", int(goaway_code(fr) > 0 or r.closed))
 
 
