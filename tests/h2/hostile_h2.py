@@ -6,7 +6,7 @@ one good call: "CASE.fresh=HELLO" says the server still serves others. Prints "k
 lines that test_h2.c checks.
 
 Cases: bad_preface, oversized, malformed, headers_stream0, headers_flood, continuation,
-rapid_reset, hpack_bomb, hpack_size, deadline_raw, short_body, huge_prefix, bidi_noread, window0, noread.
+rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
 """
 import socket
 import struct
@@ -279,6 +279,36 @@ def c_deadline_raw():
     s.sendall(frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(hs)) +
               frame(DATA, END_STREAM, 1, grpc_msg(b"3000")))
     out("deadline_raw.status", trailers_status(Reader(s).frames(3, stop=ended), 1))
+
+
+def headers_by_stream(fr):
+    """Every HEADERS block in order through one HPACK decoder: {stream: {name: value}}."""
+    d, got = hpack.Decoder(), {}
+    for t, _, sid, p in fr:
+        if t == HEADERS:
+            got.setdefault(sid, {}).update(dict(d.decode(p)))
+    return got
+
+
+def c_bad_requests():
+    """Requests the transport refuses before the service sees them."""
+    s = open_conn()
+    e = hpack.Encoder()
+
+    def hs(sid, k, v):  # the request with header k set to v (in place, or added last)
+        h = [(n, v if n == k else x) for n, x in req_headers()]
+        h += [] if any(n == k for n, _ in h) else [(k, v)]
+        return frame(HEADERS, END_HEADERS | END_STREAM, sid, e.encode(h))
+    s.sendall(hs(1, "content-type", "text/plain") + hs(3, "grpc-encoding", "br") +
+              hs(5, "grpc-timeout", "soon") + hs(7, ":method", "GET") +
+              hs(9, "content-type", "application/grpc+proto"))
+    got = headers_by_stream(Reader(s).frames(2))
+    out("bad_requests.content_type", got.get(1, {}).get(":status"))
+    out("bad_requests.encoding", got.get(3, {}).get("grpc-status"))
+    out("bad_requests.accept_encoding", got.get(3, {}).get("grpc-accept-encoding"))
+    out("bad_requests.timeout", got.get(5, {}).get("grpc-status"))
+    out("bad_requests.method", got.get(7, {}).get(":status"))
+    out("bad_requests.proto_suffix", got.get(9, {}).get("grpc-status"))
 
 
 def c_short_body():

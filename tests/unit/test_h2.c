@@ -602,7 +602,7 @@ int main(void) {
     ss_h2_get_stats(h, &st0);
     rc = run(&p, "hostile_h2.py", port,
              "bad_preface oversized malformed headers_stream0 headers_flood continuation "
-             "rapid_reset hpack_bomb hpack_size short_body huge_prefix");
+             "rapid_reset hpack_bomb hpack_size bad_requests short_body huge_prefix");
     is_int(rc, 0, "hostile client ran");
     is_str(val(&p, "bad_preface.closed"), "1", "bad preface: connection closed");
     is_str(val(&p, "oversized.goaway"), "6", "oversized frame: GOAWAY FRAME_SIZE_ERROR");
@@ -615,11 +615,19 @@ int main(void) {
     is_str(val(&p, "hpack_bomb.reset"), "1", "HPACK header-list bomb: the stream is reset");
     is_str(val(&p, "hpack_bomb.alive"), "1", "HPACK header-list bomb: the connection lives");
     is_str(val(&p, "hpack_size.goaway"), "9", "HPACK table size over SETTINGS: COMPRESSION_ERROR");
+    is_str(val(&p, "bad_requests.content_type"), "415", "content-type text/plain: HTTP 415");
+    is_str(val(&p, "bad_requests.encoding"), "12", "grpc-encoding br: UNIMPLEMENTED");
+    is_str(val(&p, "bad_requests.accept_encoding"), "identity,gzip",
+           "... with grpc-accept-encoding identity,gzip");
+    is_str(val(&p, "bad_requests.timeout"), "13", "a malformed grpc-timeout: INTERNAL");
+    is_str(val(&p, "bad_requests.method"), "405", "GET: HTTP 405");
+    is_str(val(&p, "bad_requests.proto_suffix"), "0",
+           "application/grpc+proto is gRPC (an empty unary call answered OK)");
     is_str(val(&p, "short_body.status"), "13", "length prefix beyond the body: INTERNAL");
     is_str(val(&p, "huge_prefix.status"), "8", "a 4 GB length prefix: RESOURCE_EXHAUSTED");
     const char *cases[] = {"bad_preface",   "oversized",    "malformed",   "headers_stream0",
                            "headers_flood", "continuation", "rapid_reset", "hpack_bomb",
-                           "hpack_size",    "short_body",   "huge_prefix"};
+                           "hpack_size",    "bad_requests", "short_body",  "huge_prefix"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char k[64];
         snprintf(k, sizeof k, "%s.fresh", cases[i]);
