@@ -79,7 +79,7 @@ struct ss_h2_call {
     size_t hdrs_len, hdrs_cap, hdrs_size;
     int hdrs_over, hdrs_done;
     const char *path;
-    int64_t deadline_us;
+    int64_t deadline_us, created_us;
     int accepted, end_called, responded, headers_sent, deferred, trailers_sent;
     int client_eos, half_close_told, svc_paused, out_paused, gzip, in_dead, peer_reset;
     uint8_t *in;
@@ -632,6 +632,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     pthread_mutex_init(&c->mu, NULL);
     c->conn = cn;
     c->stream_id = f->hd.stream_id;
+    c->created_us = now_us();
     c->next = cn->calls;
     if (cn->calls) cn->calls->prev = c;
     cn->calls = c;
@@ -1043,9 +1044,15 @@ static void scan_timers(ss_h2 *h, int64_t t) {
     uint64_t stall = (uint64_t)h->p.stall_timeout_s * 1000000;
     for (conn *cn = h->conns, *cnext; cn; cn = cnext) {
         cnext = cn->next;
+        /* a header block left unfinished holds the whole connection (HPACK state): a
+         * client that stalls inside one loses the connection */
+        int hdr_stall = 0;
+        for (ss_h2_call *c = cn->calls; c && !hdr_stall; c = c->next)
+            hdr_stall = !c->hdrs_done && (uint64_t)(t - c->created_us) > stall;
         if (cn->fd >= 0 &&
             ((!cn->ncalls && t - cn->idle_since_us > (int64_t)h->p.idle_timeout_s * 1000000) ||
-             (cn->write_stall_since_us && (uint64_t)(t - cn->write_stall_since_us) > stall))) {
+             (cn->write_stall_since_us && (uint64_t)(t - cn->write_stall_since_us) > stall) ||
+             hdr_stall)) {
             nghttp2_session_terminate_session(cn->s, NGHTTP2_NO_ERROR);
             conn_flush(cn);
             conn_close(cn);

@@ -6,7 +6,7 @@ one good call: "CASE.fresh=HELLO" says the server still serves others. Prints "k
 lines that test_h2.c checks.
 
 Cases: bad_preface, oversized, malformed, headers_stream0, headers_flood, continuation,
-rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
+headers_stall, rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
 """
 import socket
 import struct
@@ -199,6 +199,16 @@ def c_continuation():
     fr = r.frames(3)
     out("continuation.goaway", goaway_code(fr))
     out("continuation.stopped", int(goaway_code(fr) > 0 or r.closed))
+
+
+def c_headers_stall():
+    """A header block begun and never finished (slowloris inside HTTP/2)."""
+    s = open_conn()
+    block = hpack.Encoder().encode(req_headers())
+    s.sendall(frame(HEADERS, 0, 1, block[:10]))
+    r = Reader(s)
+    fr = r.frames(6)
+    out("headers_stall.closed", int(r.closed))
 
 
 def c_rapid_reset():
