@@ -376,6 +376,18 @@ def c_bidi_noread():
     s.close()
 
 
+def c_window0_two():
+    """Two server streams on one connection whose windows never open."""
+    s = open_conn(initial_window_size=0)
+    e = hpack.Encoder()
+    for sid in (1, 3):
+        s.sendall(frame(HEADERS, END_HEADERS, sid, e.encode(req_headers("/test.Echo/ServerStream"))) +
+                  frame(DATA, END_STREAM, sid, grpc_msg(b"100000 1000")))
+    seen = set()
+    fr = Reader(s).frames(8, stop=lambda f: f[0] == RST and (seen.add(f[2]) or len(seen) == 2))
+    out("window0_two.rsts", len({sid for t, _, sid, _ in fr if t == RST}))
+
+
 def c_noread():
     # big windows so only the socket holds the server back; then never read
     s = open_conn(rcvbuf=4096, initial_window_size=(1 << 31) - 1)

@@ -43,13 +43,14 @@ typedef struct tcall {
     size_t len;
     atomic_int ended;
     int64_t due_us;
+    long maxbuf;        /* ServerStream: the most bytes its call held queued at an EFULL */
     struct tcall *next; /* timer list */
     ss_h2_call *c;
 } tcall;
 
 /* what the service saw */
 static atomic_int ends[20], n_open, max_open, n_gzip, n_accepted, n_frees, n_msgs_bidi;
-static atomic_long max_buffered, n_efull, n_produced;
+static atomic_long max_buffered, n_efull, n_produced, sum_maxbuf, n_full_producers;
 static atomic_llong last_deadline_delta;
 
 static int64_t mono_us(void) {
@@ -169,6 +170,7 @@ static void *producer(void *arg) {
         while ((rc = ss_h2_send(tc->c, m, (size_t)size)) == SS_H2_EFULL) {
             atomic_fetch_add(&n_efull, 1);
             long b = (long)ss_h2_call_buffered(tc->c);
+            if (b > tc->maxbuf) tc->maxbuf = b;
             long cur = atomic_load(&max_buffered);
             while (b > cur && !atomic_compare_exchange_weak(&max_buffered, &cur, b)) {
             }
@@ -177,6 +179,8 @@ static void *producer(void *arg) {
         if (rc == 0) atomic_fetch_add(&n_produced, 1);
     }
     free(m);
+    atomic_fetch_add(&sum_maxbuf, tc->maxbuf);
+    if (tc->maxbuf) atomic_fetch_add(&n_full_producers, 1);
     ss_h2_finish(tc->c, 0, NULL);
     ss_h2_call_unref(tc->c);
     return NULL;
@@ -441,6 +445,27 @@ static void limits(void) {
     is_str(val(&p, "slowcall.code"), "UNAVAILABLE", "drain timed out: the client sees UNAVAILABLE");
     ss_h2_get_stats(h, &st);
     is_int(st.connections_open, 0, "drain timed out: connections closed");
+    ss_h2_free(h);
+
+    /* the connection's bound on queued response bytes, shared by its calls */
+    ss_h2_params pc = prm;
+    pc.max_connections = 0;
+    pc.idle_timeout_s = 30;
+    pc.stall_timeout_s = 2;
+    pc.max_call_buffer_bytes = 64 * 1024;
+    pc.max_conn_buffer_bytes = 100000;
+    if (!ok(ss_h2_start(&h, &pc, err, sizeof err) == 0, "third transport starts %s", err)) return;
+    atomic_store(&sum_maxbuf, 0);
+    atomic_store(&n_full_producers, 0);
+    run(&p, "hostile_h2.py", ss_h2_port(h), "window0_two");
+    is_str(val(&p, "window0_two.rsts"), "2", "two stalled streams on one connection: both reset");
+    wait_for(&n_open, 0, 5000);
+    for (int i = 0; i < 100 && atomic_load(&n_full_producers) < 2; i++)
+        usleep(20000);
+    is_int(atomic_load(&n_full_producers), 2, "both producers met SS_H2_EFULL");
+    long sum = atomic_load(&sum_maxbuf);
+    ok(sum > 64 * 1024 && sum <= 100000 + 2 * 1005,
+       "their queues together stayed under the connection's 100,000 bytes (%ld)", sum);
     ss_h2_free(h);
 }
 
