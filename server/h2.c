@@ -79,9 +79,9 @@ struct ss_h2_call {
     size_t hdrs_len, hdrs_cap, hdrs_size;
     int hdrs_over, hdrs_done;
     const char *path;
-    int64_t deadline_us, created_us;
+    int64_t deadline_us, created_us, ended_us;
     int accepted, end_called, responded, headers_sent, deferred, trailers_sent;
-    int client_eos, half_close_told, svc_paused, out_paused, gzip, in_dead, peer_reset;
+    int client_eos, half_close_told, svc_paused, out_paused, gzip, in_dead, peer_reset, rst_sent;
     uint8_t *in;
     size_t in_len, in_cap;
     size_t unconsumed; /* received bytes not yet credited to the windows */
@@ -442,6 +442,7 @@ static void end_call(ss_h2_call *c, int reason) {
     ss_h2 *h = c->h;
     if (!c->accepted || c->end_called) return;
     c->end_called = 1;
+    c->ended_us = now_us();
     pthread_mutex_lock(&c->mu);
     c->ended = 1;
     pthread_mutex_unlock(&c->mu);
@@ -1059,7 +1060,18 @@ static void scan_timers(ss_h2 *h, int64_t t) {
             continue;
         }
         for (ss_h2_call *c = cn->calls; c; c = c->next) {
-            if (!c->accepted || c->end_called) continue;
+            if (!c->accepted) continue;
+            if (c->end_called) {
+                /* ended (deadline, limit) but its trailers cannot get out: a window that
+                 * never opens. The stream must not hold the connection forever */
+                if (!c->rst_sent && (uint64_t)(t - c->ended_us) > stall) {
+                    c->rst_sent = 1;
+                    nghttp2_submit_rst_stream(cn->s, NGHTTP2_FLAG_NONE, c->stream_id,
+                                              NGHTTP2_CANCEL);
+                    cn->dirty = 1;
+                }
+                continue;
+            }
             if (c->deadline_us && c->deadline_us <= t) {
                 fail_call(cn, c, 4, "deadline exceeded");
                 continue;
@@ -1069,7 +1081,7 @@ static void scan_timers(ss_h2 *h, int64_t t) {
             int stalled = c->oq_bytes && (uint64_t)(t - c->last_progress_us) > stall;
             pthread_mutex_unlock(&c->mu);
             if (stalled) {
-                c->in_dead = 1;
+                c->in_dead = c->rst_sent = 1;
                 nghttp2_submit_rst_stream(cn->s, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_CANCEL);
                 end_call(c, 8);
                 cn->dirty = 1;

@@ -376,6 +376,16 @@ def c_bidi_noread():
     s.close()
 
 
+def c_window0_deadline():
+    """A deadline passes while the window is shut: the trailers cannot get out either."""
+    s = open_conn(initial_window_size=0)
+    hs = req_headers("/test.Echo/ServerStream") + [("grpc-timeout", "500m")]
+    s.sendall(frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(hs)) +
+              frame(DATA, END_STREAM, 1, grpc_msg(b"100000 1000")))
+    fr = Reader(s).frames(8, stop=lambda f: f[0] == RST)
+    out("window0_deadline.rst", (rst_codes(fr, 1) or [-1])[0])
+
+
 def c_window0_two():
     """Two server streams on one connection whose windows never open."""
     s = open_conn(initial_window_size=0)

@@ -712,6 +712,15 @@ int main(void) {
         }
     }
 
+    ends_snapshot(e0);
+    run(&p, "hostile_h2.py", port, "window0_deadline");
+    is_str(val(&p, "window0_deadline.rst"), "8",
+           "deadline behind a shut window: the stream is reset when its trailers stall");
+    is_str(val(&p, "window0_deadline.fresh"), "HELLO", "window0_deadline.fresh");
+    wait_for(&n_open, 0, 3000);
+    ends_snapshot(e1);
+    is_int(e1[4] - e0[4], 1, "deadline behind a shut window: on_end(4)");
+
     /* ---- GOAWAY at stop: calls in flight complete ---- */
     ends_snapshot(e0);
     spawn(&p, "grpc_client.py", port, "goaway");
