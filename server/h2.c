@@ -66,6 +66,7 @@ struct ss_h2_call {
     char *fin_msg; /* percent-encoded */
     int ended;     /* over (or finished): sends fail */
     int full;      /* a send met SS_H2_EFULL; cleared when the queue drains to half */
+    int notify_writable;
     int resume_req;
     int64_t last_progress_us;
     /* under h->mu */
@@ -97,7 +98,7 @@ struct conn {
     uint32_t ncalls;
     uint8_t *wbuf;
     size_t wlen, woff, wcap;
-    int dead, dirty, events, error_counted;
+    int dead, dirty, events, error_counted, has_writable;
     int64_t idle_since_us, write_stall_since_us;
     atomic_uint_fast64_t out_bytes; /* queued response bytes of its calls */
     uint64_t in_bytes;              /* request bytes held by its calls */
@@ -393,7 +394,11 @@ static ssize_t read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len
         }
     }
     c->oq_bytes -= n;
-    if (c->oq_bytes <= c->h->p.max_call_buffer_bytes / 2) c->full = 0;
+    if (c->full && c->oq_bytes <= c->h->p.max_call_buffer_bytes / 2) {
+        c->full = 0;
+        c->notify_writable = 1; /* on_writable runs from conn_settle, outside nghttp2 */
+        if (c->conn) c->conn->has_writable = 1;
+    }
     if (c->conn) atomic_fetch_sub(&c->conn->out_bytes, n);
     if (n) c->last_progress_us = now_us();
     if (!c->oq_head && c->finish_req) {
@@ -899,6 +904,17 @@ static void conn_settle(conn *cn) {
         nghttp2_session_consume_connection(cn->s, cn->conn_consume);
         cn->conn_consume = 0;
         cn->dirty = 1;
+    }
+    if (cn->has_writable) {
+        cn->has_writable = 0;
+        for (ss_h2_call *c = cn->calls; c; c = c->next) {
+            pthread_mutex_lock(&c->mu);
+            int w = c->notify_writable;
+            c->notify_writable = 0;
+            pthread_mutex_unlock(&c->mu);
+            if (w && c->accepted && !c->end_called && cn->h->p.on_writable)
+                cn->h->p.on_writable(cn->h->p.ctx, c);
+        }
     }
     if (!cn->n_out_paused && !cn->has_unconsumed) return;
     cn->has_unconsumed = 0;

@@ -70,6 +70,9 @@ typedef struct {
      * 8 RESOURCE_EXHAUSTED (request message over the limit, or a stalled reader),
      * 13 INTERNAL (bad request framing), 14 UNAVAILABLE (connection lost or closed). */
     void (*on_end)(void *ctx, ss_h2_call *c, int reason);
+    /* loop thread (may be NULL): a send on this call met SS_H2_EFULL and its queue has since
+     * drained to half its bound: a streaming producer may send again. */
+    void (*on_writable)(void *ctx, ss_h2_call *c);
     /* any thread (whoever drops the last reference; may be NULL): the call is being freed,
      * free what ss_h2_set_call_data holds. Runs for refused calls too (data NULL then). */
     void (*on_free)(void *ctx, ss_h2_call *c);
@@ -109,9 +112,10 @@ uint64_t ss_h2_call_buffered(ss_h2_call *c);
 
 /* Any thread: queue one response message (copied, framed uncompressed). 0, SS_H2_EFULL
  * when the call's queued bytes are over max_call_buffer_bytes or its connection's over
- * max_conn_buffer_bytes (not queued: a streaming producer treats it as a slow consumer;
- * a message is always accepted into an empty call buffer), SS_H2_ECLOSED when the call is
- * over or finished, -1 out of memory. */
+ * max_conn_buffer_bytes (not queued: a streaming producer waits for on_writable, or treats
+ * it as a slow consumer; a message is always accepted into an empty call buffer; while a
+ * call is full its request messages are held back), SS_H2_ECLOSED when the call is over or
+ * finished, -1 out of memory. */
 int ss_h2_send(ss_h2_call *c, const uint8_t *msg, size_t len);
 /* Any thread: end the call after the queued messages with trailers grpc-status (0 OK) and
  * grpc-message (message may be NULL; percent-encoded here). Once: then SS_H2_ECLOSED. */

@@ -4,7 +4,7 @@ python3-grpcio (Debian), generic calls carrying raw bytes. Prints one "key=value
 observation; test_h2.c reads them and holds them to what they must be. Exits 0 unless a
 scenario raised something unexpected (printed as error=...).
 
-Scenarios: unary, bidi, sstream, deadline, cancel, gzip, zipbomb, toobig, refused, many,
+Scenarios: unary, bidi, sstream, sstream_big, deadline, cancel, gzip, zipbomb, toobig, refused, many,
 slowcall, goaway (waits for "go" on stdin between starting its calls and checking them).
 """
 import sys
@@ -68,6 +68,18 @@ def s_sstream():
     out("sstream.count", n)
     out("sstream.bytes", total)
     out("sstream.in_order", int(ok == n))
+
+
+def s_sstream_big():
+    ch = chan()
+    f = ch.unary_stream("/test.Echo/ServerStream", request_serializer=None,
+                        response_deserializer=None)
+    n = ok = 0
+    for r in f(b"2000 1000", timeout=60):
+        ok += r == (b"%d" % n).ljust(1000, b".")
+        n += 1
+    out("sstream_big.count", n)
+    out("sstream_big.in_order", int(ok == n))
 
 
 def s_deadline():

@@ -44,6 +44,7 @@ typedef struct tcall {
     atomic_int ended;
     int64_t due_us;
     long maxbuf;        /* ServerStream: the most bytes its call held queued at an EFULL */
+    int writable;       /* on_writable came (under pmu) */
     struct tcall *next; /* timer list */
     ss_h2_call *c;
 } tcall;
@@ -51,6 +52,9 @@ typedef struct tcall {
 /* what the service saw */
 static atomic_int ends[20], n_open, max_open, n_gzip, n_accepted, n_frees, n_msgs_bidi;
 static atomic_long max_buffered, n_efull, n_produced, sum_maxbuf, n_full_producers;
+static atomic_long n_writable, n_wait_timeouts;
+static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pcv = PTHREAD_COND_INITIALIZER;
 static atomic_llong last_deadline_delta;
 
 static int64_t mono_us(void) {
@@ -174,7 +178,20 @@ static void *producer(void *arg) {
             long cur = atomic_load(&max_buffered);
             while (b > cur && !atomic_compare_exchange_weak(&max_buffered, &cur, b)) {
             }
-            usleep(1000);
+            /* wait for on_writable (or on_end); a second without either is counted */
+            pthread_mutex_lock(&pmu);
+            if (!tc->writable) {
+                struct timespec dl;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_sec += 1;
+                while (!tc->writable)
+                    if (pthread_cond_timedwait(&pcv, &pmu, &dl) == ETIMEDOUT) {
+                        atomic_fetch_add(&n_wait_timeouts, 1);
+                        break;
+                    }
+            }
+            tc->writable = 0;
+            pthread_mutex_unlock(&pmu);
         }
         if (rc == 0) atomic_fetch_add(&n_produced, 1);
     }
@@ -269,9 +286,23 @@ static void on_half_close(void *ctx, ss_h2_call *c) {
     }
 }
 
+static void on_writable(void *ctx, ss_h2_call *c) {
+    (void)ctx;
+    tcall *tc = ss_h2_call_data(c);
+    atomic_fetch_add(&n_writable, 1);
+    pthread_mutex_lock(&pmu);
+    tc->writable = 1;
+    pthread_cond_broadcast(&pcv);
+    pthread_mutex_unlock(&pmu);
+}
+
 static void on_end(void *ctx, ss_h2_call *c, int reason) {
     (void)ctx;
     tcall *tc = ss_h2_call_data(c);
+    pthread_mutex_lock(&pmu);
+    tc->writable = 1; /* a waiting producer finds the call over */
+    pthread_cond_broadcast(&pcv);
+    pthread_mutex_unlock(&pmu);
     atomic_store(&tc->ended, 1);
     atomic_fetch_add(&ends[reason >= 0 && reason < 20 ? reason : 19], 1);
     atomic_fetch_sub(&n_open, 1);
@@ -411,6 +442,7 @@ static void limits(void) {
                         .on_message = on_message,
                         .on_half_close = on_half_close,
                         .on_end = on_end,
+                        .on_writable = on_writable,
                         .on_free = on_free};
     ss_h2 *h = NULL;
     char err[256] = "";
@@ -506,6 +538,7 @@ int main(void) {
                         .on_message = on_message,
                         .on_half_close = on_half_close,
                         .on_end = on_end,
+                        .on_writable = on_writable,
                         .on_free = on_free};
     ss_h2 *h = NULL;
     char err[256] = "";
@@ -544,6 +577,19 @@ int main(void) {
     ends_snapshot(e1);
     is_int(e1[0] - e0[0], 6, "on_end(0) once for each of the 6 accepted calls");
     is_int(atomic_load(&n_open), 0, "no call left open");
+
+    /* ---- a server stream larger than the call's buffer, read by a live client ---- */
+    atomic_store(&n_efull, 0);
+    atomic_store(&n_writable, 0);
+    atomic_store(&n_wait_timeouts, 0);
+    rc = run(&p, "grpc_client.py", port, "sstream_big");
+    is_str(val(&p, "sstream_big.count"), "2000", "2,000 messages of 1,000 bytes streamed");
+    is_str(val(&p, "sstream_big.in_order"), "1", "... in order");
+    ok(atomic_load(&n_efull) > 0 && atomic_load(&n_writable) > 0,
+       "the producer met SS_H2_EFULL (%ld) and on_writable woke it (%ld)", atomic_load(&n_efull),
+       atomic_load(&n_writable));
+    is_int(atomic_load(&n_wait_timeouts), 0, "no wait for on_writable went unanswered");
+    wait_for(&n_open, 0, 3000);
 
     /* ---- deadlines, cancellation, limits ---- */
     ends_snapshot(e0);
