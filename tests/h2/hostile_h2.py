@@ -6,7 +6,7 @@ one good call: "CASE.fresh=HELLO" says the server still serves others. Prints "k
 lines that test_h2.c checks.
 
 Cases: bad_preface, oversized, malformed, headers_stream0, headers_flood, continuation,
-headers_stall, rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
+headers_stall, ping_flood, rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
 """
 import socket
 import struct
@@ -209,6 +209,26 @@ def c_headers_stall():
     r = Reader(s)
     fr = r.frames(6)
     out("headers_stall.closed", int(r.closed))
+
+
+def c_ping_flood():
+    """PINGs sent without ever reading the ACKs (CVE-2019-9512)."""
+    s = open_conn(rcvbuf=4096)
+    burst = frame(PING, 0, 0, b"12345678") * 1000
+    s.settimeout(1)
+    end, blocked = time.time() + 10, 0
+    try:
+        while time.time() < end:
+            s.sendall(burst)
+    except socket.timeout:  # the server stopped reading: its ACKs have nowhere to go
+        blocked = 1
+    except OSError:
+        pass
+    out("ping_flood.blocked", blocked)
+    time.sleep(4)  # past the server's 2 s write stall timeout, still not reading
+    r = Reader(s)
+    r.frames(8)
+    out("ping_flood.closed", int(r.closed))
 
 
 def c_rapid_reset():
