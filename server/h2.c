@@ -724,9 +724,20 @@ static void start_call(conn *cn, ss_h2_call *c) {
     if (c->deadline_us && c->deadline_us < h->next_scan_us) h->next_scan_us = c->deadline_us;
 }
 
+/* frames that cost us work and carry nothing: client RST_STREAMs (rapid reset,
+ * CVE-2023-44487) and empty DATA frames (CVE-2019-9518); past the limit per 10 s: GOAWAY */
+static void idle_frame(conn *cn) {
+    int64_t t = now_us();
+    if (t - cn->rst_window_us > 10000000) {
+        cn->rst_window_us = t;
+        cn->rst_count = 0;
+    }
+    if (++cn->rst_count == cn->h->p.max_resets_per_10s + 1)
+        nghttp2_session_terminate_session(cn->s, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     conn *cn = ud;
-    ss_h2 *h = cn->h;
     ss_h2_call *c = call_of(s, f->hd.stream_id);
     switch (f->hd.type) {
     case NGHTTP2_HEADERS:
@@ -734,19 +745,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST && !c->hdrs_done) start_call(cn, c);
         break;
     case NGHTTP2_DATA:
+        if (f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) idle_frame(cn);
         break;
-    case NGHTTP2_RST_STREAM: {
+    case NGHTTP2_RST_STREAM:
         if (c) c->peer_reset = 1;
-        int64_t t = now_us();
-        if (t - cn->rst_window_us > 10000000) {
-            cn->rst_window_us = t;
-            cn->rst_count = 0;
-        }
-        if (++cn->rst_count > h->p.max_resets_per_10s) {
-            nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
-        }
+        idle_frame(cn);
         return 0;
-    }
     default:
         return 0;
     }

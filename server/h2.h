@@ -53,7 +53,8 @@ typedef struct {
     uint64_t max_conn_buffer_bytes; /* per connection, in + out; 0: max(16 MiB, 2 messages) */
     uint32_t idle_timeout_s;        /* a connection with no open stream closes; 0: 300 */
     uint32_t stall_timeout_s;       /* queued response bytes making no progress; 0: 60 */
-    uint32_t max_resets_per_10s;    /* client RST_STREAMs per connection in 10 s; 0: 200 */
+    uint32_t max_resets_per_10s;    /* client RST_STREAMs and empty DATA frames per
+                                     * connection in 10 s, then GOAWAY; 0: 200 */
     void *ctx;                      /* passed to the callbacks */
     /* loop thread: a call's request headers are in. Return 0 to accept, or a grpc status
      * code (e.g. 12 UNIMPLEMENTED) with a NUL-terminated message written into msg (msglen

@@ -6,7 +6,7 @@ one good call: "CASE.fresh=HELLO" says the server still serves others. Prints "k
 lines that test_h2.c checks.
 
 Cases: bad_preface, oversized, malformed, headers_stream0, headers_flood, continuation,
-headers_stall, ping_flood, rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
+headers_stall, ping_flood, empty_data, rapid_reset, hpack_bomb, hpack_size, deadline_raw, bad_requests, short_body, huge_prefix, bidi_noread, window0, noread.
 """
 import socket
 import struct
@@ -229,6 +229,17 @@ def c_ping_flood():
     r = Reader(s)
     r.frames(8)
     out("ping_flood.closed", int(r.closed))
+
+
+def c_empty_data():
+    """Empty DATA frames on an open stream, endlessly (CVE-2019-9518)."""
+    s = open_conn()
+    s.sendall(frame(HEADERS, END_HEADERS, 1, hpack.Encoder().encode(req_headers())))
+    try:
+        s.sendall(frame(DATA, 0, 1) * 5000)
+    except OSError:
+        pass
+    out("empty_data.goaway", goaway_code(Reader(s).frames(3, stop=lambda f: f[0] == GOAWAY)))
 
 
 def c_rapid_reset():

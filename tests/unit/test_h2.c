@@ -673,7 +673,8 @@ int main(void) {
     ss_h2_get_stats(h, &st0);
     rc = run(&p, "hostile_h2.py", port,
              "bad_preface oversized malformed headers_stream0 headers_flood continuation "
-             "headers_stall ping_flood rapid_reset hpack_bomb hpack_size bad_requests short_body "
+             "headers_stall ping_flood empty_data rapid_reset hpack_bomb hpack_size bad_requests "
+             "short_body "
              "huge_prefix");
     is_int(rc, 0, "hostile client ran");
     is_str(val(&p, "bad_preface.closed"), "1", "bad preface: connection closed");
@@ -688,6 +689,7 @@ int main(void) {
     is_str(val(&p, "ping_flood.blocked"), "1",
            "PING flood never reading the ACKs: the server stops reading it");
     is_str(val(&p, "ping_flood.closed"), "1", "... and closes it once its writes stall");
+    is_str(val(&p, "empty_data.goaway"), "11", "empty DATA flood: GOAWAY ENHANCE_YOUR_CALM");
     is_str(val(&p, "rapid_reset.goaway"), "11", "rapid reset: GOAWAY ENHANCE_YOUR_CALM");
     is_str(val(&p, "hpack_bomb.reset"), "1", "HPACK header-list bomb: the stream is reset");
     is_str(val(&p, "hpack_bomb.alive"), "1", "HPACK header-list bomb: the connection lives");
@@ -704,8 +706,8 @@ int main(void) {
     is_str(val(&p, "huge_prefix.status"), "8", "a 4 GB length prefix: RESOURCE_EXHAUSTED");
     const char *cases[] = {"bad_preface",   "oversized",    "malformed",     "headers_stream0",
                            "headers_flood", "continuation", "headers_stall", "ping_flood",
-                           "rapid_reset",   "hpack_bomb",   "hpack_size",    "bad_requests",
-                           "short_body",    "huge_prefix"};
+                           "empty_data",    "rapid_reset",  "hpack_bomb",    "hpack_size",
+                           "bad_requests",  "short_body",   "huge_prefix"};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char k[64];
         snprintf(k, sizeof k, "%s.fresh", cases[i]);
