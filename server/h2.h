@@ -6,9 +6,10 @@
  * status through the functions below.
  *
  * Threads. One event-loop thread owns the listener, every connection and every nghttp2
- * session. The callbacks in ss_h2_params run on it and must not block (hand work to a
- * worker). ss_h2_send, ss_h2_finish, ss_h2_resume and the accessors may be called from any
- * thread by a holder of a reference; they queue and wake the loop (an eventfd).
+ * session. The callbacks in ss_h2_params run on it (on_free excepted) and must not block
+ * (hand work to a worker) nor call ss_h2_stop_accepting/drain/free. ss_h2_send,
+ * ss_h2_finish, ss_h2_resume and the accessors may be called from any thread, callbacks
+ * included, by a holder of a reference; they queue and wake the loop (an eventfd).
  *
  * Calls. One RPC is one HTTP/2 stream and one ss_h2_call, reference counted. The transport
  * holds a reference while the stream lives; a service that keeps a call past a callback
@@ -101,7 +102,8 @@ void ss_h2_get_stats(const ss_h2 *h, ss_h2_stats *out);
 
 /* Call accessors (any thread while the caller holds a reference). */
 const char *ss_h2_path(const ss_h2_call *c); /* ":path", e.g. "/spikeserve.v1.Spikeserve/Step" */
-/* A request header by lowercase name (the first if repeated); NULL if absent. */
+/* A request header by lowercase name (the first if repeated; pseudo-headers too, e.g.
+ * ":authority"); NULL if absent. Valid from on_call on. */
 const char *ss_h2_header(const ss_h2_call *c, const char *lowercase_name);
 int64_t ss_h2_deadline_us(const ss_h2_call *c); /* CLOCK_MONOTONIC microseconds, 0 none */
 void ss_h2_call_ref(ss_h2_call *c);
