@@ -86,8 +86,9 @@ uint16_t ss_h2_port(const ss_h2 *h);
 /* Any thread but the loop's. Close the listener and send GOAWAY to every connection (new
  * streams are refused, those started go on). Returns once done. */
 void ss_h2_stop_accepting(ss_h2 *h);
-/* Wait until no call is open (or timeout_ms passed), then close every connection; calls
- * still open end with 14. Calls ss_h2_stop_accepting first if it was not. */
+/* Any thread but the loop's. Wait until every connection has finished its calls and
+ * closed after the GOAWAY (or timeout_ms passed), then close those left; their calls end
+ * with 14. Calls ss_h2_stop_accepting first if it was not. */
 void ss_h2_drain(ss_h2 *h, uint32_t timeout_ms);
 /* Stop (as ss_h2_drain(h, 0)), join the thread, free. NULL is a no-op. Calls the service
  * still holds stay valid (ended) until it unrefs them. */
