@@ -7,7 +7,8 @@ FROM debian:12 AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libmicrohttpd-dev \
-      libjansson-dev libprotobuf-c-dev libcurl4-openssl-dev zlib1g-dev dataset-fashion-mnist \
+      libjansson-dev libprotobuf-c-dev libcurl4-openssl-dev zlib1g-dev libnghttp2-dev \
+      dataset-fashion-mnist python3 python3-grpcio python3-h2 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -19,7 +20,7 @@ FROM debian:12-slim
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libmicrohttpd12 libjansson4 libprotobuf-c1 \
-      libcurl4 zlib1g \
+      libcurl4 zlib1g libnghttp2-14 \
  && apt-get clean && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
  && groupadd --system --gid 10001 spikeserve \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/spikeserve --no-create-home \

@@ -31,7 +31,7 @@ CPPFLAGS += -D'target_clones(...)='
 endif
 
 PB_LIBS := -lprotobuf-c
-HTTP_LIBS := -lmicrohttpd -ljansson
+HTTP_LIBS := -lmicrohttpd -ljansson -lnghttp2
 CURL_LIBS := -lcurl
 
 # Sources by folder. Programs have a main and are listed explicitly; everything else in a
@@ -179,7 +179,7 @@ run: $(BUILD)/spikeserve
 # ---- Debian packages: `make`, `make run` and `make test` first check what they need and
 # install what is missing (as root) or print the exact apt-get command and stop ----
 DEPS_BUILD := build-essential pkg-config libmicrohttpd-dev libjansson-dev libprotobuf-c-dev \
-              libcurl4-openssl-dev zlib1g-dev
+              libcurl4-openssl-dev zlib1g-dev libnghttp2-dev
 DEPS_GOALS := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
 ifneq ($(filter test test-% bench% fuzz%,$(DEPS_GOALS)),)
 DEPS_NEEDED := $(shell grep -v '^\#' .ci/packages)
