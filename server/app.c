@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "grpc.h"
 #include "http.h"
 #include "log.h"
 #include "routes.h"
@@ -279,6 +280,7 @@ static void *janitor(void *arg) {
 
 int ss_app_start(ss_app *a, char *err, size_t errlen) {
     if (ss_http_start(a, err, errlen) != 0) return -1;
+    if (ss_grpc_start(a, err, errlen) != 0) return -1;
     if (pthread_create(&a->janitor, NULL, janitor, a) != 0) {
         snprintf(err, errlen, "cannot start the housekeeping thread");
         return -1;
@@ -306,6 +308,7 @@ void ss_app_stop_accepting(ss_app *a) {
         MHD_socket fd = MHD_quiesce_daemon(a->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
     }
+    ss_grpc_stop_accepting(a);                /* GOAWAY: calls already started go on */
     if (a->pool) ss_pool_close_gate(a->pool); /* also wakes paused uploads */
 }
 
@@ -314,6 +317,8 @@ void ss_app_finish_queued(ss_app *a) {
 }
 
 void ss_app_resume_all(ss_app *a) {
+    /* gRPC calls still open (their batches now answered 503) get a moment to end */
+    ss_grpc_drain(a, 3000);
     ss_sess **all;
     size_t n;
     if (!a->table || ss_table_list(a->table, &all, &n) != 0) return;
@@ -359,6 +364,7 @@ void ss_app_stop_http(ss_app *a) {
 
 void ss_app_free(ss_app *a) {
     stop_janitor(a);
+    ss_grpc_free(a);
     ss_app_stop_http(a);
     ss_pool_free(a->pool);
     ss_wal_free(a->wal);

@@ -27,6 +27,8 @@ typedef struct ss_app {
     ss_wal *wal; /* NULL without --wal */
     struct MHD_Daemon *daemon;
     uint16_t port;
+    struct ss_h2 *h2; /* the gRPC listener (grpc.h), NULL when off */
+    uint16_t grpc_port;
     int draining;          /* atomic: /readyz 503, new work 503 */
     uint32_t next_worker;  /* atomic: round-robin session placement */
     int64_t inflight;      /* atomic: requests not yet completed */

@@ -65,6 +65,14 @@ static const opt opts[] = {
     {"event-loop", OPT_STR, S(event_loop), "epoll",
      "epoll: scales to many connections; poll: less work per request with few busy "
      "connections (no epoll_ctl per suspended request), but each wakeup scans them all"},
+    {"grpc-port", OPT_STR, S(grpc_port), "8081",
+     "gRPC port (HTTP/2 cleartext, the service spikeserve.v1.Spikeserve and grpc.health.v1); "
+     "0: off; any: a free port"},
+    {"grpc-port-file", OPT_STR, S(grpc_port_file), "", "write the bound gRPC port to this file"},
+    {"grpc-max-connections", OPT_U32, S(grpc_max_connections), "1024",
+     "concurrent gRPC (HTTP/2) connections"},
+    {"grpc-max-streams", OPT_U32, S(grpc_max_streams), "1000",
+     "concurrent calls per gRPC connection (SETTINGS_MAX_CONCURRENT_STREAMS)"},
     {"log-level", OPT_STR, S(log_level), "info",
      "error, warn, info or debug: lines above it are not written (info: start, stop, access "
      "log)"},

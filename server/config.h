@@ -37,6 +37,10 @@ typedef struct {
     uint32_t max_header_bytes;   /* request line + headers (then 431/closed) */
     uint32_t max_conn_per_ip;    /* 0: no per-address limit */
     char event_loop[8];          /* "epoll" or "poll" */
+    char grpc_port[16];           /* "8081", "0" (off) or "any" */
+    char grpc_port_file[1024];
+    uint32_t grpc_max_connections;
+    uint32_t grpc_max_streams;
     char log_level[8];           /* "error", "warn", "info", "debug" */
     char ui_dataset_dir[1024];   /* ui.c: Fashion-MNIST test images for the page */
 } ss_config;

@@ -123,14 +123,10 @@ static int arena_fit(ss_exec *x, size_t need) {
 
 static void publish(ss_exec *x, ss_sess *s, const ss_result *res, const ss_batch *input) {
     ss_result ev = *res;
-    ev.input = input; /* events show what went in too */
-    size_t len;
-    char *json = ss_result_json(&ev, &len); /* compact: one line */
-    if (!json) return;
-    int dropped = ss_sess_publish(s, "step", json, len);
+    ev.input = input; /* event streams show what went in too */
+    int dropped = ss_sess_publish(s, &ev);
     while (dropped-- > 0)
         ss_metrics_sse_dropped(x->env.metrics);
-    free(json);
 }
 
 static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0) {
@@ -451,6 +447,11 @@ void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n) {
     group g = {.n = 0};
     for (size_t i = 0; i < n; i++) {
         ss_job *j = jobs[i];
+        if (__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
+            ss_reply_fail(&j->reply, SS_E_UNAVAILABLE, "cancelled by the client before it ran");
+            defer(x, j);
+            continue;
+        }
         int step = j->kind == SS_JOB_STEP || j->kind == SS_JOB_INFER;
         if (!step || !joins(&g, j)) group_flush(x, &g);
         if (!step) {

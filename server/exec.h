@@ -45,6 +45,8 @@ struct ss_job {
     ss_snap snap;          /* STATE_PUT */
     uint64_t tag;          /* the submitter's (stream: line number) */
     int logged;            /* its change is in the write-ahead log (answered after the sync) */
+    int cancelled;         /* atomic: the caller is gone (gRPC cancel, deadline): a job that
+                              has not started is answered without running */
     ss_reply reply;
     void (*done)(ss_job *j); /* called by the worker when the reply is ready */
     void *ctx;

@@ -69,6 +69,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < app.n_models; i++)
         ss_log(SS_LOG_INFO, "model %s v%u (%u inputs, %u layers)", app.models[i]->name,
                app.models[i]->version, app.models[i]->n_in, app.models[i]->n_layers);
+    if (app.h2) ss_log(SS_LOG_INFO, "gRPC on %s:%u", app.cfg.bind, (unsigned)app.grpc_port);
+    if (cfg.grpc_port_file[0] && app.h2 && write_port_file(cfg.grpc_port_file, app.grpc_port) != 0)
+        ss_log(SS_LOG_ERROR, "cannot write --grpc-port-file %s", cfg.grpc_port_file);
     if (cfg.port_file[0] && write_port_file(cfg.port_file, app.port) != 0)
         ss_log(SS_LOG_ERROR, "cannot write --port-file %s", cfg.port_file);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc.h"
 #include "routes.h"
 
 static const unsigned statuses[] = {200, 201, 204, 400, 401, 403, 404, 405,
@@ -28,6 +29,8 @@ struct ss_metrics {
     uint64_t grp[N_GRP + 1], grp_count, grp_sum;
     uint64_t batches, steps, events, spikes;
     uint64_t created, restored, closed, expired, sse_dropped, paused;
+    int64_t grpc_streams;
+    uint64_t grpc[SS_METRICS_GRPC_METHODS][17]; /* calls by method and gRPC status 0..16 */
     int64_t open;
     uint32_t n_workers;
     int wal;         /* 1: render the write-ahead log sizes */
@@ -112,6 +115,15 @@ void ss_metrics_wal_size(ss_metrics *m, uint32_t w, uint64_t bytes) {
 void ss_metrics_sse_dropped(ss_metrics *m) {
     ADD(&m->sse_dropped, 1);
 }
+void ss_metrics_grpc_call(ss_metrics *m, size_t method, int status) {
+    if (method < SS_METRICS_GRPC_METHODS && status >= 0 && status <= 16)
+        ADD(&m->grpc[method][status], 1);
+}
+
+void ss_metrics_grpc_streams(ss_metrics *m, int64_t delta) {
+    ADD(&m->grpc_streams, delta);
+}
+
 void ss_metrics_stream_paused(ss_metrics *m) {
     ADD(&m->paused, 1);
 }
@@ -211,6 +223,21 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
     counter(&b, "spikeserve_stream_pauses_total",
             "Times a /stream upload was paused because its worker's queue was full.",
             GET(&m->paused));
+    size_t n_methods;
+    const char *const *methods = ss_grpc_labels(&n_methods);
+    put(&b, "# HELP spikeserve_grpc_calls_total gRPC calls ended, by method and status code.\n"
+            "# TYPE spikeserve_grpc_calls_total counter\n");
+    for (size_t i = 0; i < n_methods && i < SS_METRICS_GRPC_METHODS; i++)
+        for (int c = 0; c <= 16; c++) {
+            uint64_t v = GET(&m->grpc[i][c]);
+            if (v)
+                put(&b, "spikeserve_grpc_calls_total{method=\"%s\",code=\"%d\"} %llu\n", methods[i],
+                    c, (unsigned long long)v);
+        }
+    put(&b,
+        "# HELP spikeserve_grpc_streams_open gRPC calls (HTTP/2 streams) open now.\n"
+        "# TYPE spikeserve_grpc_streams_open gauge\nspikeserve_grpc_streams_open %lld\n",
+        (long long)GET(&m->grpc_streams));
     put(&b, "# HELP spikeserve_worker_queue_depth Jobs queued or running per worker.\n"
             "# TYPE spikeserve_worker_queue_depth gauge\n");
     for (uint32_t w = 0; w < m->n_workers; w++)

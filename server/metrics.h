@@ -25,7 +25,11 @@ void ss_metrics_queue_depth(ss_metrics *m, uint32_t worker, int64_t delta);
 void ss_metrics_wal_enable(ss_metrics *m); /* --wal: render the log sizes */
 void ss_metrics_wal_size(ss_metrics *m, uint32_t worker, uint64_t bytes);
 void ss_metrics_sse_dropped(ss_metrics *m);
-void ss_metrics_stream_paused(ss_metrics *m); /* a /stream upload waited for queue room */
+void ss_metrics_stream_paused(ss_metrics *m);
+/* gRPC: a call ended with a status (method: its index in grpc.c's table); calls open. */
+#define SS_METRICS_GRPC_METHODS 32
+void ss_metrics_grpc_call(ss_metrics *m, size_t method, int status);
+void ss_metrics_grpc_streams(ss_metrics *m, int64_t delta); /* a /stream upload waited for queue room */
 int64_t ss_metrics_sessions_open(const ss_metrics *m);
 
 /* The Prometheus text; malloc'd, NUL-terminated. NULL when out of memory. */

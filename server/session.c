@@ -3,6 +3,7 @@
 #include "session.h"
 
 #include "answer.h"
+#include "codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,14 +95,26 @@ int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max) {
     return rc;
 }
 
-int ss_sess_publish(ss_sess *s, const char *name, const char *data, size_t len) {
+int ss_sess_publish(ss_sess *s, const ss_result *res) {
     int dropped = 0;
+    char *json = NULL;
+    uint8_t *pb = NULL;
+    size_t jlen = 0, pblen = 0;
     pthread_mutex_lock(&s->mu);
     uint32_t k = 0;
     for (uint32_t i = 0; i < s->n_subs; i++) {
         ss_sse *sub = s->subs[i];
-        if (ss_sse_event(sub, name, data, len) != 0) {
+        int rc;
+        if (ss_sse_wants_pb(sub)) { /* each format encoded once, for the first that needs it */
+            if (!pb) pb = ss_result_pb(res, &pblen);
+            rc = pb ? ss_sse_event_pb(sub, "step", pb, pblen) : -1;
+        } else {
+            if (!json) json = ss_result_json(res, &jlen); /* compact: one line */
+            rc = json ? ss_sse_event(sub, "step", json, jlen) : -1;
+        }
+        if (rc != 0) {
             if (ss_sse_dropped(sub)) dropped++;
+            if (!ss_sse_closed(sub)) ss_sse_end(sub, "error"); /* out of memory */
             ss_sse_unref(sub);
         } else {
             s->subs[k++] = sub;
@@ -109,6 +122,8 @@ int ss_sess_publish(ss_sess *s, const char *name, const char *data, size_t len) 
     }
     s->n_subs = k;
     pthread_mutex_unlock(&s->mu);
+    free(json);
+    free(pb);
     return dropped;
 }
 

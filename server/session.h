@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../engine/state.h"
+#include "batch.h"
 #include "err.h"
 #include "sse.h"
 #include "util.h"
@@ -66,9 +67,9 @@ void ss_sess_unref(ss_sess *s); /* frees at zero; NULL is a no-op */
  * memory is short), SS_E_NOT_FOUND when the session is closed;
  * the session takes over one reference of sub on success. */
 int ss_sess_subscribe(ss_sess *s, ss_sse *sub, uint32_t max);
-/* Publish an event to every subscriber (dropping slow ones); returns how many were
- * dropped. */
-int ss_sess_publish(ss_sess *s, const char *name, const char *data, size_t len);
+/* Publish a `step` event of res to every subscriber (dropping slow ones): JSON for event
+ * streams, protobuf for sinks, each encoded once. Returns how many were dropped. */
+int ss_sess_publish(ss_sess *s, const ss_result *res);
 void ss_sess_keepalive(ss_sess *s);
 /* `end` with reason to every subscriber and detach them. */
 void ss_sess_end_subs(ss_sess *s, const char *reason);

@@ -20,6 +20,7 @@ struct ss_sse {
     int refs;
     int closed, dropped, suspended;
     struct MHD_Connection *conn;
+    ss_sse_sink sink; /* sink.event != NULL: a sink, not an HTTP event stream */
 };
 
 static const char hello[] = ": spikeserve events\nretry: 1000\n\n";
@@ -41,12 +42,23 @@ ss_sse *ss_sse_create(size_t cap) {
     return s;
 }
 
+ss_sse *ss_sse_create_sink(const ss_sse_sink *sink) {
+    ss_sse *s = ss_sse_create(4096);
+    if (s) s->sink = *sink;
+    return s;
+}
+
+int ss_sse_wants_pb(ss_sse *s) {
+    return s->sink.event != NULL; /* fixed at creation */
+}
+
 void ss_sse_unref(ss_sse *s) {
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     int left = --s->refs;
     pthread_mutex_unlock(&s->mu);
     if (left) return;
+    if (s->sink.release) s->sink.release(s->sink.arg);
     pthread_mutex_destroy(&s->mu);
     free(s->buf);
     free(s);
@@ -88,6 +100,11 @@ static void append(ss_sse *s, const char *p, size_t n) {
 
 static void end_locked(ss_sse *s, const char *reason) {
     if (s->closed) return;
+    if (s->sink.event) {
+        s->closed = 1;
+        s->sink.end(s->sink.arg, reason);
+        return;
+    }
     char ev[END_SLACK];
     int n = snprintf(ev, sizeof ev, "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason);
     /* no limit for the last few bytes: after an event larger than the capacity the unread
@@ -119,6 +136,20 @@ static int push(ss_sse *s, const char *a, size_t an, const char *b, size_t bn, c
     return 0;
 }
 
+int ss_sse_event_pb(ss_sse *s, const char *name, const uint8_t *pb, size_t len) {
+    pthread_mutex_lock(&s->mu);
+    int rc = -1;
+    if (!s->closed && s->sink.event) {
+        rc = s->sink.event(s->sink.arg, name, pb, len);
+        if (rc != 0) {
+            s->dropped = 1;
+            end_locked(s, "slow_consumer");
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 int ss_sse_event(ss_sse *s, const char *name, const char *data, size_t len) {
     char head[96];
     int n = snprintf(head, sizeof head, "event: %s\ndata: ", name);
@@ -130,6 +161,7 @@ int ss_sse_event(ss_sse *s, const char *name, const char *data, size_t len) {
 }
 
 int ss_sse_comment(ss_sse *s, const char *text) {
+    if (s->sink.event) return ss_sse_closed(s) ? -1 : 0; /* a sink has its own keep-alives */
     return push(s, ": ", 2, text, strlen(text), "\n\n", 2);
 }
 

@@ -14,6 +14,7 @@
 #define SS_SSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct MHD_Connection;
 struct MHD_Response;
@@ -21,6 +22,23 @@ typedef struct ss_sse ss_sse;
 
 /* New subscriber with two references, its buffer primed with a comment. */
 ss_sse *ss_sse_create(size_t cap);
+
+/* A subscriber that is not an HTTP event stream (a gRPC Events call): its events go to the
+ * sink in protobuf (ss_sse_event_pb), under the subscriber's lock, so one at a time. event
+ * returns 0, or -1 when its consumer is too slow: the subscriber is then dropped and end()
+ * gets "slow_consumer". end() runs once with the reason; release() when the subscriber is
+ * freed. Two references, like ss_sse_create. */
+typedef struct {
+    int (*event)(void *arg, const char *name, const uint8_t *pb, size_t len);
+    void (*end)(void *arg, const char *reason);
+    void (*release)(void *arg);
+    void *arg;
+} ss_sse_sink;
+ss_sse *ss_sse_create_sink(const ss_sse_sink *sink);
+/* 1 for a sink (events in protobuf), 0 for an event stream (JSON). */
+int ss_sse_wants_pb(ss_sse *s);
+/* A sink's event: 0, or -1 when it is closed (ended before, or dropped now). */
+int ss_sse_event_pb(ss_sse *s, const char *name, const uint8_t *pb, size_t len);
 void ss_sse_unref(ss_sse *s);
 /* The chunked response that streams this subscriber to conn; it holds one reference. */
 struct MHD_Response *ss_sse_response(ss_sse *s, struct MHD_Connection *conn);

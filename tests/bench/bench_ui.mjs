@@ -29,7 +29,7 @@ const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikeserve-bench-ui-'));
 const portFile = path.join(dir, 'port');
 const server = spawn(path.join(BUILD, 'spikeserve'), ['--model-dir', path.join(ROOT, 'models/zoo'),
-  '--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, '--workers', '1', '--access-log', '0'],
+  '--bind', '127.0.0.1', '--port', '0', '--port-file', portFile, '--grpc-port', '0', '--workers', '1', '--access-log', '0'],
 { stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'server.log'), 'w')] });
 let browser;
 const stop = async () => {

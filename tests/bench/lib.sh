@@ -38,7 +38,7 @@ start_server() {
     local name=$1 log="$work/$1.log" pf="$work/$1.port"
     shift
     rm -f "$pf"
-    local args=(--model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf" "$@")
+    local args=(--model-dir "$work/models" --bind 127.0.0.1 --port 0 --port-file "$pf" --grpc-port 0 "$@")
     echo "\$ $server ${args[*]}"
     "$server" "${args[@]}" 2>"$log" &
     srv_pid=$!

@@ -20,7 +20,7 @@ else
     mdir=$tmp/models
     "$PY" tests/python/spikefix.py "$mdir" >/dev/null || { echo "cannot write the test model"; exit 1; }
 fi
-"$B/spikeserve" --model-dir "$mdir" --bind 127.0.0.1 --port 0 --port-file "$tmp/port" \
+"$B/spikeserve" --model-dir "$mdir" --bind 127.0.0.1 --port 0 --port-file "$tmp/port" --grpc-port 0 \
     --state-dir "$tmp/state" --workers 2 >"$tmp/server.log" 2>&1 &
 spid=$!
 trap 'kill -9 $spid 2>/dev/null; rm -rf "$tmp"' EXIT

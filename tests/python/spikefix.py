@@ -85,7 +85,7 @@ class Server:
         self.log = open(os.path.join(self.tmp, "server.log"), "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "spikeserve"), "--model-dir", self.model_dir, "--bind",
-             "127.0.0.1", "--port", "0", "--port-file", port_file, "--state-dir",
+             "127.0.0.1", "--port", "0", "--port-file", port_file, "--grpc-port", "0", "--state-dir",
              self.state_dir, "--workers", "2"] + self.extra_args,
             stdout=self.log, stderr=self.log)
         deadline = time.time() + 30

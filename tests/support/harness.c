@@ -246,8 +246,11 @@ int ts_server_start(ts_server *s, const char *model_dir, const char *const *extr
     snprintf(bin, sizeof bin, "%s/spikeserve", ts_build_dir());
     char *argv[64];
     int n = 0;
-    const char *fixed[] = {bin,      "--model-dir", model_dir,     "--bind", "127.0.0.1",
-                           "--port", "0",           "--port-file", port_file};
+    /* gRPC off unless a test asks (extra "--grpc-port any"): servers of one test run side
+     * by side, and the default port is fixed */
+    const char *fixed[] = {bin,      "--model-dir", model_dir,     "--bind",      "127.0.0.1",
+                           "--port", "0",           "--port-file", port_file,     "--grpc-port",
+                           "0"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         argv[n++] = strdup(fixed[i]);
     for (int i = 0; extra && extra[i] && n < 62; i++)

@@ -41,7 +41,7 @@ async function startServer(extra) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'spikeserve-ui-'));
   const portFile = path.join(dir, 'port'), log = fs.openSync(path.join(dir, 'server.log'), 'w');
   const args = ['--model-dir', path.join(ROOT, 'models/zoo'), '--bind', '127.0.0.1', '--port', '0',
-    '--port-file', portFile, '--workers', '2', ...extra];
+    '--port-file', portFile, '--grpc-port', '0', '--workers', '2', ...extra];
   const proc = spawn(path.join(BUILD, 'spikeserve'), args, { stdio: ['ignore', log, log] });
   const s = { proc, dir, exited: null };
   proc.on('exit', (code, sig) => { s.exited = code ?? 128; s.signal = sig; });

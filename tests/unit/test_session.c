@@ -15,6 +15,7 @@
 
 #include "../support/testmodel.h"
 #include "../tap.h"
+#include "codec.h"
 #include "session.h"
 #include "sse.h"
 #include "util.h"
@@ -188,31 +189,41 @@ static void test_table(void) {
 
 static void test_subscribers(void) {
     ss_sess *s = sess("subs");
+    /* results to publish: none, and 60 spikes (about a kilobyte of JSON) */
+    static spk_spike sp[60];
+    for (uint32_t i = 0; i < 60; i++)
+        sp[i] = (spk_spike){i, i % 5, 0.123456f};
+    spk_output o0 = {{sp, 60, 0}, NULL, NULL, 0, NULL}, o1 = {{sp, 60, 60}, NULL, NULL, 0, NULL};
+    ss_result small = {"subs", 0, 0, 0, 1, SS_OUT_SPIKES, model, &o0, NULL};
+    ss_result big = {"subs", 0, 0, 0, 60, SS_OUT_SPIKES, model, &o1, NULL};
     ss_sse *x = ss_sse_create(4096), *y = ss_sse_create(4096), *z = ss_sse_create(4096);
     ok(!ss_sess_has_subs(s), "no subscribers at first");
     is_int(ss_sess_subscribe(s, x, 2), 0, "subscribe 1 of 2");
     is_int(ss_sess_subscribe(s, y, 2), 0, "subscribe 2 of 2");
     is_int(ss_sess_subscribe(s, z, 2), SS_E_SUBSCRIBERS, "a third with max 2: SS_E_SUBSCRIBERS");
     ok(ss_sess_has_subs(s), "has subscribers");
-    is_int(ss_sess_publish(s, "step", "{\"t\":1}", 7), 0, "publish: none dropped");
+    is_int(ss_sess_publish(s, &small), 0, "publish: none dropped");
     ok(!ss_sse_closed(x) && !ss_sse_closed(y), "both still open");
     ss_sse_end(x, "gone"); /* its connection went away */
     is_int(ss_sess_subscribe(s, z, 2), 0, "a closed subscriber no longer counts: the third fits");
     ss_sse_unref(x);
 
     /* a subscriber that never reads is dropped once its buffer would pass the capacity */
-    char big[1000];
-    memset(big, 'x', sizeof big);
+    size_t jlen;
+    char *j = ss_result_json(&big, &jlen);
     int dropped = 0, publishes = 0;
     while (!ss_sse_dropped(y) && publishes < 100) {
-        dropped += ss_sess_publish(s, "step", big, sizeof big);
+        dropped += ss_sess_publish(s, &big);
         publishes++;
     }
     ok(ss_sse_dropped(y) && ss_sse_closed(y), "a subscriber that does not read is dropped");
     is_int(dropped, 2, "publish counted the two slow subscribers (y and z) as dropped");
-    /* 33 bytes of opening comment + 3 x 1020 fit in 4096, a fourth does not */
-    is_int(publishes, 4, "dropped at the fourth 1000-byte event (capacity 4096)");
-    is_int(ss_sess_publish(s, "step", "{}", 2), 0, "the next publish drops nobody again");
+    /* 33 bytes of opening comment, then "event: step\ndata: " JSON "\n\n" per event */
+    int fit = (int)((4096 - 33) / (jlen + 20));
+    is_int(publishes, fit + 1, "dropped at the first event past the capacity 4096");
+    diag("an event of %zu bytes of JSON: %d fit", jlen, fit);
+    free(j);
+    is_int(ss_sess_publish(s, &small), 0, "the next publish drops nobody again");
     ok(!ss_sess_has_subs(s), "dropped subscribers are detached");
     ss_sse_unref(y);
     ss_sse_unref(z);
