@@ -1,8 +1,8 @@
 # spikeserve image: build stage (Debian 12 + build deps, builds, runs the unit tests), then a
 # slim runtime stage holding the server, the CLI and the shipped models, running as a
-# non-root user on 0.0.0.0:8080.
+# non-root user on 0.0.0.0: HTTP on 8080, gRPC (HTTP/2 cleartext) on 8081.
 #   make docker                     # build (../shared/docker-build.sh build)
-#   docker run -p 8080:8080 -v spikeserve-state:/var/lib/spikeserve spikeserve
+#   docker run -p 8080:8080 -p 8081:8081 -v spikeserve-state:/var/lib/spikeserve spikeserve
 FROM debian:12 AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
@@ -30,10 +30,13 @@ COPY --from=build /src/build/spikeserve /src/build/spikectl /usr/local/bin/
 COPY --from=build /src/models/zoo/ /usr/share/spikeserve/models/
 ENV SPIKESERVE_BIND=0.0.0.0 \
     SPIKESERVE_PORT=8080 \
+    SPIKESERVE_GRPC_PORT=8081 \
     SPIKESERVE_MODEL_DIR=/usr/share/spikeserve/models \
     SPIKESERVE_STATE_DIR=/var/lib/spikeserve
 VOLUME ["/var/lib/spikeserve"]
-EXPOSE 8080
+# 8080: HTTP (v1 API, /metrics, the raster page); 8081: gRPC (spikeserve.v1.Spikeserve,
+# grpc.health.v1 for Kubernetes gRPC probes)
+EXPOSE 8080 8081
 USER 10001:10001
 WORKDIR /var/lib/spikeserve
 # spikectl health: GET http://127.0.0.1:$SPIKESERVE_PORT/healthz, exit 0 when it answers 200

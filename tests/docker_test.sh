@@ -32,6 +32,8 @@ check "exec-form entrypoint is the server" \
     test "$(jq -r '.Entrypoint[0]' <<<"$cfg")" = /usr/local/bin/spikeserve
 check "stops with SIGTERM" test "$(jq -r '.StopSignal' <<<"$cfg")" = SIGTERM
 check "listens on 0.0.0.0" has '.Env | index("SPIKESERVE_BIND=0.0.0.0")' "$cfg"
+check "exposes the HTTP and gRPC ports" has '.ExposedPorts | has("8080/tcp") and has("8081/tcp")' "$cfg"
+check "gRPC on 8081 by default" has '.Env | index("SPIKESERVE_GRPC_PORT=8081")' "$cfg"
 hc=$(podman image inspect "$tag" | jq -c '.[0] | .Healthcheck // .Config.Healthcheck')
 echo "# healthcheck: $hc"
 check "has a HEALTHCHECK" has '.Test | length > 1' "$hc"
@@ -44,6 +46,7 @@ podman image unmount "$tag" >/dev/null || true
 
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 url="http://127.0.0.1:$port"
+gport=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 user=$(jq -r '.User' <<<"$cfg")
 # docker-build.sh runs the image read-only: the state volume is emulated by a writable folder
 # that the chroot sees (/dev is bind-mounted), owned by the image's user
@@ -58,7 +61,8 @@ cleanup() {
 trap cleanup EXIT
 start() {
     echo "# running $tag on port $port"
-    "$db" run "$tag" SPIKESERVE_PORT="$port" SPIKESERVE_STATE_DIR="$state" >>"$log" 2>&1 &
+    "$db" run "$tag" SPIKESERVE_PORT="$port" SPIKESERVE_GRPC_PORT="$gport" \
+        SPIKESERVE_STATE_DIR="$state" >>"$log" 2>&1 &
     pid=$!
     local up=0
     for _ in $(seq 1 300); do
@@ -91,6 +95,20 @@ r=$(curl -fsS -X POST "$url/v1/sessions/$sid/steps" -H 'Content-Type: applicatio
 echo "# step: ${r:0:200}"
 check "steps it" test "$(jq -r '.t0, .steps' <<<"$r" | tr '\n' ' ')" = "0 20 "
 check "session is at t=20" test "$(curl -fsS "$url/v1/sessions/$sid" | jq -r .t)" = 20
+# gRPC from outside the container: health (what a Kubernetes gRPC probe asks), then the same
+# session over spikeserve.v1.Spikeserve
+grpc_out=$(cd "$(dirname "$0")/.." && /usr/bin/python3 - "$gport" "$sid" <<'PY'
+import sys
+sys.path.insert(0, "proto")
+import grpc, health_pb2, health_pb2_grpc, service_pb2, service_pb2_grpc
+ch = grpc.insecure_channel("127.0.0.1:" + sys.argv[1])
+h = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+s = service_pb2_grpc.SpikeserveStub(ch).GetSession(service_pb2.SessionRef(session_id=sys.argv[2]), timeout=10)
+print(health_pb2.HealthCheckResponse.ServingStatus.Name(h.status), s.t)
+PY
+)
+echo "# grpc: $grpc_out"
+check "gRPC health SERVING and the session at t=20 over gRPC" test "$grpc_out" = "SERVING 20"
 # the image's HEALTHCHECK command, as the runtime would run it (inside the image, as its user)
 hmnt=$(podman image mount "$tag")
 mapfile -t hcmd < <(jq -r '.Test[]' <<<"$hc")

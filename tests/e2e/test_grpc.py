@@ -11,6 +11,7 @@ mid-stream, deadlines, 1,000 concurrent calls, API keys, /metrics.
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,7 +81,10 @@ class Server:
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(60)
         self.log.seek(0)
-        return rc, self.log.read()
+        text = self.log.read()
+        if not os.environ.get("SPIKESERVE_KEEP_TMP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return rc, text
 
 
 def code_of(fn):
@@ -319,6 +323,21 @@ def main():
           [["1", "0"], ["2", "10"], ["3", "20"]],
           "the README's Python example runs: seq 1..3 from t0 0, 10, 20 (%s)" % (ex.stderr[-300:],))
 
+    # hostile HTTP/2 against the real server (tests/h2/hostile_h2.py's raw frames): each case
+    # gets a connection or stream error, and a fresh connection is served after it
+    cases = ["bad_preface", "oversized", "malformed", "headers_stream0", "headers_flood",
+             "continuation", "ping_flood", "empty_data", "rapid_reset", "hpack_bomb",
+             "hpack_size", "short_body", "huge_prefix"]
+    env = dict(os.environ, HOSTILE_PATH="/spikeserve.v1.Spikeserve/ListModels")
+    ho = subprocess.run([PY, os.path.join(ROOT, "tests", "h2", "hostile_h2.py"), str(srv.gport)] +
+                        cases, capture_output=True, text=True, timeout=300, env=env)
+    kv = dict(l.split("=", 1) for l in ho.stdout.splitlines() if "=" in l)
+    for cs in cases:
+        check(kv.get(cs + ".fresh") == "served",
+              "hostile %s: the server serves a fresh connection after it (%s)" % (cs, kv.get(cs + ".fresh")))
+    check(stub.GetSession(service_pb2.SessionRef(session_id=sid2), timeout=10).session_id == sid2,
+          "and the existing channel still works")
+
     # /metrics
     st, text = srv.http("GET", "/metrics")
     line = 'spikeserve_grpc_calls_total{method="spikeserve.v1.Spikeserve/Step",code="0"}'
@@ -351,6 +370,7 @@ def main():
     rc, log = srv.stop()
     check(rc == 0, "exit 0")
 
+    shutil.rmtree(models, ignore_errors=True)
     print("1..%d" % count[0])
     if failures:
         print("# %d failed" % len(failures))

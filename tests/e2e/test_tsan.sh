@@ -30,6 +30,15 @@ for t in "${tests[@]}"; do
         fail=1
     fi
 done
+# the gRPC front end (transport loop, workers answering calls, event sinks) with real clients
+if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+    "${PYTHON:-/usr/bin/python3}" tests/e2e/test_grpc.py >"$logs/test_grpc.out" 2>&1; then
+    echo "ok - test_grpc.py under ThreadSanitizer"
+else
+    echo "not ok - test_grpc.py under ThreadSanitizer"
+    grep -E "^not ok" "$logs/test_grpc.out" | sed 's/^/#   /'
+    fail=1
+fi
 reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
     echo "not ok - ThreadSanitizer reports:"
