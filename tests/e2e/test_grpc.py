@@ -104,10 +104,82 @@ def batch(sid, seq, steps=3, events=((0, 1), (1, 2)), **kw):
     return b
 
 
+def rss_kb(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return -1
+
+
+def noread_bounded(srv, sid):
+    """python3-h2 on a raw socket: StreamSteps batches asking for every layer's spikes and
+    the readout at every step, sent as fast as flow control allows, the answers never read
+    (no WINDOW_UPDATE given back). The server must stop taking batches and its memory stay
+    bounded."""
+    import socket
+    import h2.config
+    import h2.connection
+    import h2.exceptions
+    before = rss_kb(srv.proc.pid)
+    s = socket.create_connection(("127.0.0.1", srv.gport))
+    s.settimeout(2)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    c.initiate_connection()
+    c.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "x"),
+                       (":path", "/spikeserve.v1.Spikeserve/StreamSteps"),
+                       ("content-type", "application/grpc"), ("te", "trailers"),
+                       ("spikeserve-session-id", sid)])
+    s.sendall(c.data_to_send())
+    sent, blocked_at = 0, None
+    end = time.time() + 20
+    while time.time() < end and sent < 20000:
+        b = api_pb2.SpikeBatch(steps=200, outputs=["spikes", "layers", "readout_all"])
+        for i in range(400):
+            b.events.add(step=i % 200, input=i % 20, value=1.0)
+        m = b.SerializeToString()
+        msg = b"\0" + len(m).to_bytes(4, "big") + m
+        try:
+            if c.local_flow_control_window(1) < len(msg):
+                raise h2.exceptions.FlowControlError("window")
+            c.send_data(1, msg)
+            s.sendall(c.data_to_send())
+            sent += 1
+        except (h2.exceptions.FlowControlError, socket.timeout, BlockingIOError):
+            blocked_at = sent
+            break
+        s.setblocking(False)
+        try:  # read frames (settings, window updates) but never acknowledge data
+            d = s.recv(1 << 20)
+            if d:
+                c.receive_data(d)
+                s.sendall(c.data_to_send())
+        except (socket.timeout, BlockingIOError):
+            pass
+        s.settimeout(2)
+        if c.local_flow_control_window(1) < len(msg):
+            time.sleep(0.5)  # the server may still give window back: wait, then look again
+            s.setblocking(False)
+            try:
+                d = s.recv(1 << 20)
+                if d:
+                    c.receive_data(d)
+            except (socket.timeout, BlockingIOError):
+                pass
+            s.settimeout(2)
+    time.sleep(1)
+    grown = rss_kb(srv.proc.pid) - before
+    check(blocked_at is not None and blocked_at < 20000,
+          "a client that never reads is held by flow control after %s batches" % blocked_at)
+    check(grown < 100 * 1024, "server memory grew %d kB (< 100 MB)" % grown)
+    s.close()
+
+
 def main():
     models = tempfile.mkdtemp(prefix="spikeserve-grpc-models-")
     subprocess.run([PY, os.path.join(HERE, "make_model.py"), os.path.join(models, "tiny.spk")],
                    check=True)
+    subprocess.run([PY, os.path.join(HERE, "make_model.py"), os.path.join(models, "tiny2.spk"),
+                    "--name", "tiny2", "--seed", "2"], check=True)
     srv = Server(models, "--max-steps", "5000")
     ch = grpc.insecure_channel(srv.target)
     stub = service_pb2_grpc.SpikeserveStub(ch)
@@ -120,10 +192,14 @@ def main():
     check(h.status == health_pb2.HealthCheckResponse.SERVING, "Health/Check of the service: SERVING")
     c, _ = code_of(lambda: health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10))
     check(c == grpc.StatusCode.NOT_FOUND, "Health/Check of an unknown service: NOT_FOUND")
+    w = health.Watch(health_pb2.HealthCheckRequest(), timeout=10)
+    first = next(w)
+    w.cancel()
+    check(first.status == health_pb2.HealthCheckResponse.SERVING, "Health/Watch: SERVING first")
 
     # models
     ml = stub.ListModels(service_pb2.ListModelsRequest(), timeout=10)
-    check([m.name for m in ml.models] == ["tiny"], "ListModels: the one model")
+    check([m.name for m in ml.models] == ["tiny", "tiny2"], "ListModels: the two models")
     mi = stub.GetModel(service_pb2.ModelRef(model="tiny"), timeout=10)
     check(mi.name == "tiny" and mi.n_in == 20, "GetModel: name and input size")
     c, d = code_of(lambda: stub.GetModel(service_pb2.ModelRef(model="nope"), timeout=10))
@@ -164,6 +240,12 @@ def main():
     bad.model = "nope"
     c, d = code_of(lambda: stub.PutState(bad, timeout=10))
     check(c == grpc.StatusCode.NOT_FOUND and "nope" in d, "PutState of an unknown model: NOT_FOUND")
+    t2 = stub.OpenSession(api_pb2.OpenSessionRequest(model="tiny2"), timeout=10).session_id
+    other = stub.GetState(service_pb2.SessionRef(session_id=t2), timeout=10)
+    other.session_id = sid
+    c, d = code_of(lambda: stub.PutState(other, timeout=10))
+    check(c == grpc.StatusCode.FAILED_PRECONDITION and "runs model tiny" in d,
+          "PutState of another model's snapshot over a session: FAILED_PRECONDITION (%s)" % d)
     inf = stub.Infer(batch("", 0, model="tiny"), timeout=10)
     check(inf.steps == 3 and not inf.session_id, "Infer: a stateless run")
     cl = stub.Classify(api_pb2.ClassifyRequest(model="tiny", values=[0.5] * 20, seed=3), timeout=10)
@@ -346,8 +428,23 @@ def main():
           "and the ABORTED one")
     opened = [l for l in text.splitlines() if l.startswith("spikeserve_grpc_streams_open ")]
     check(opened == ["spikeserve_grpc_streams_open 0"], "no stream open at the end (%s)" % opened)
+    # a client that never reads: StreamSteps with big answers, no window given back
+    noread_bounded(srv, sid2)
+
+    # SIGTERM with a StreamSteps call in flight: GOAWAY, the call's batches are answered,
+    # the server exits 0
+    sid3 = stub.OpenSession(api_pb2.OpenSessionRequest(model="tiny"), timeout=10).session_id
+    call = stub.StreamSteps(iter([batch(sid3, k) for k in range(1, 21)]), timeout=60)
+    first = next(call)
+    srv.proc.send_signal(signal.SIGTERM)
+    rest = [a for a in call]
+    seqs = [first.seq] + [a.seq for a in rest if not a.HasField("error")]
+    check(seqs[:len(seqs)] == list(range(1, len(seqs) + 1)) and call.code() == grpc.StatusCode.OK,
+          "SIGTERM mid-call: the call ends OK with its answers in order (%d ran)" % len(seqs))
     ch.close()
-    rc, log = srv.stop()
+    rc = srv.proc.wait(60)
+    srv.proc.send_signal(0) if srv.proc.poll() is None else None
+    rc, log = srv.stop() if srv.proc.poll() is None else (srv.proc.returncode, "")
     check(rc == 0, "the server exits 0 on SIGTERM")
 
     # API keys
@@ -364,6 +461,9 @@ def main():
     c, _ = code_of(lambda: stub.Step(batch(s1.session_id, 1), metadata=k2, timeout=10))
     check(c == grpc.StatusCode.NOT_FOUND, "another key's session: NOT_FOUND")
     check(stub.Step(batch(s1.session_id, 1), metadata=k1, timeout=10).seq == 1, "its key steps it")
+    sn = stub.GetState(service_pb2.SessionRef(session_id=s1.session_id), metadata=k1, timeout=10)
+    c, d = code_of(lambda: stub.PutState(sn, metadata=k2, timeout=10))
+    check(c == grpc.StatusCode.PERMISSION_DENIED, "PutState over another key's session: PERMISSION_DENIED")
     h = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
     check(h.status == health_pb2.HealthCheckResponse.SERVING, "health needs no key (probes)")
     ch.close()
