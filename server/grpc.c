@@ -434,13 +434,12 @@ static int on_call(void *ctx, ss_h2_call *c, char *msg, size_t msglen) {
     }
     uint64_t owner = 0;
     if (!m->open) {
-        int rc = ss_auth_check(a->auth, ss_h2_header(c, "authorization"), &owner);
-        if (rc != 0) {
-            snprintf(msg, msglen, "%s",
-                     rc == -1 ? "an API key is needed: authorization: Bearer KEY"
-                              : "unknown API key");
-            return 16;
+        ss_op o = {.app = a};
+        if (ss_op_authenticate(&o, ss_h2_header(c, "authorization")) != 0) {
+            snprintf(msg, msglen, "%s", o.reply.msg);
+            return ss_err_info_of(o.reply.err)->grpc;
         }
+        owner = o.owner;
         if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED)) {
             snprintf(msg, msglen, "server is shutting down");
             return 14;

@@ -183,11 +183,7 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
                             accept);
     if (rt->auth == SS_AUTH_KEY || (rt->auth == SS_AUTH_METRICS && a->cfg.metrics_auth)) {
         const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-        int rc = ss_auth_check(a->auth, h, &r->op.owner);
-        if (rc == -1)
-            return ss_http_fail(r, SS_E_UNAUTHENTICATED,
-                                "an API key is needed: Authorization: Bearer KEY");
-        if (rc == -2) return ss_http_fail(r, SS_E_UNAUTHENTICATED, "unknown API key");
+        if (ss_op_authenticate(&r->op, h) != 0) return ss_http_send(r, &r->op.reply);
     }
     if (rt->body != SS_BODY_NONE) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");

@@ -39,6 +39,14 @@ static ss_limits limits(const ss_app *a) {
     return lim;
 }
 
+int ss_op_authenticate(ss_op *o, const char *authorization) {
+    int rc = ss_auth_check(o->app->auth, authorization, &o->owner);
+    if (rc == 0) return 0;
+    ss_reply_fail(&o->reply, SS_E_UNAUTHENTICATED, "%s",
+                  rc == -1 ? "an API key is needed: Authorization: Bearer KEY" : "unknown API key");
+    return SS_E_UNAUTHENTICATED;
+}
+
 ss_sess *ss_op_session(ss_op *o) {
     ss_sess *s = ss_table_get(o->app->table, o->sid);
     if (s) {

@@ -56,6 +56,10 @@ int ss_op_state_put(ss_op *o);
 int ss_op_infer(ss_op *o);
 int ss_op_classify(ss_op *o);
 
+/* Who is calling: the value of its Authorization header (HTTP) or authorization metadata
+ * (gRPC), NULL when absent. 0 with o->owner set, or SS_E_UNAUTHENTICATED with o->reply set
+ * (no key, or an unknown one, when --api-keys is set). */
+int ss_op_authenticate(ss_op *o, const char *authorization);
 /* The session {id} as the caller may see it: open, visible to o->owner; it counts as
  * activity. A reference, or NULL with o->reply set (404). */
 ss_sess *ss_op_session(ss_op *o);

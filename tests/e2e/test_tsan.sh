@@ -6,7 +6,8 @@
 # load with kills and restarts, shortened to 5 s of load.
 set -u
 cd "$(dirname "$0")/../.."
-tests=(test_concurrency test_stream test_events test_drain test_expiry test_durable)
+tests=(test_pool test_h2 test_concurrency test_stream test_events test_drain test_expiry
+       test_durable)
 targets=(build-thread/spikeserve)
 for t in "${tests[@]}"; do targets+=("build-thread/tests/$t"); done
 mkdir -p build-thread
