@@ -109,13 +109,9 @@ static uint32_t job_model_idx(const ss_job *j) {
 
 static int arena_fit(ss_exec *x, size_t need) {
     if (need <= x->arena_cap) return 0;
-    size_t cap = x->arena_cap ? x->arena_cap : 65536;
-    while (cap < need)
-        cap *= 2;
-    uint8_t *a = realloc(x->arena, cap);
+    uint8_t *a = ss_util_grow(x->arena, &x->arena_cap, need, 65536);
     if (!a) return -1;
     x->arena = a;
-    x->arena_cap = cap;
     return 0;
 }
 

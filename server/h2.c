@@ -18,6 +18,8 @@
 #define _GNU_SOURCE /* accept4 */
 #include "h2.h"
 
+#include "util.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -662,13 +664,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     size_t need = c->hdrs_len + namelen + valuelen + 2;
     if (need > c->hdrs_cap) {
-        size_t cap = c->hdrs_cap ? c->hdrs_cap * 2 : 512;
-        while (cap < need)
-            cap *= 2;
-        char *n = realloc(c->hdrs, cap);
+        char *n = ss_util_grow(c->hdrs, &c->hdrs_cap, need, 512);
         if (!n) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         c->hdrs = n;
-        c->hdrs_cap = cap;
     }
     memcpy(c->hdrs + c->hdrs_len, name, namelen);
     c->hdrs[c->hdrs_len + namelen] = 0;
@@ -771,13 +769,9 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
         return 0;
     }
     if (c->in_len + len > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : 4096;
-        while (cap < c->in_len + len)
-            cap *= 2;
-        uint8_t *n = realloc(c->in, cap);
+        uint8_t *n = ss_util_grow(c->in, &c->in_cap, c->in_len + len, 4096);
         if (!n) return NGHTTP2_ERR_CALLBACK_FAILURE;
         c->in = n;
-        c->in_cap = cap;
     }
     memcpy(c->in + c->in_len, data, len);
     c->in_len += len;

@@ -256,13 +256,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             return MHD_YES;
         }
         if (r->len + n > r->cap) {
-            size_t cap = r->cap ? r->cap : 4096;
-            while (cap < r->len + n)
-                cap *= 2;
-            uint8_t *b = realloc(r->body, cap);
+            uint8_t *b = ss_util_grow(r->body, &r->cap, r->len + n, 4096);
             if (!b) return MHD_NO;
             r->body = b;
-            r->cap = cap;
         }
         memcpy(r->body + r->len, upload, n);
         r->len += n;

@@ -122,6 +122,15 @@ int ss_util_write_atomic(const char *dir, const char *name, const void *buf, siz
     return 0;
 }
 
+void *ss_util_grow(void *buf, size_t *cap, size_t need, size_t first) {
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    void *n = realloc(buf, c);
+    if (n) *cap = c;
+    return n;
+}
+
 int ss_util_read_file(const char *path, size_t max, uint8_t **buf, size_t *len, char *err,
                       size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

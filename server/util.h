@@ -22,6 +22,9 @@ int ss_util_valid_id(const char *s, size_t len);
 /* Write buf to dir/name atomically: dir/.name.tmp, fsync, rename, fsync dir. 0 or -1. */
 int ss_util_write_atomic(const char *dir, const char *name, const void *buf, size_t len, char *err,
                          size_t errlen);
+/* buf grown (realloc) to hold at least need bytes: *cap doubles from first (or from *cap).
+ * The new buffer with *cap updated, or NULL (buf and *cap untouched) when memory is short. */
+void *ss_util_grow(void *buf, size_t *cap, size_t need, size_t first);
 /* Read a whole file (at most max bytes) into a malloc'd buffer. 0 or -1. */
 int ss_util_read_file(const char *path, size_t max, uint8_t **buf, size_t *len, char *err,
                       size_t errlen);
