@@ -37,7 +37,7 @@ CURL_LIBS := -lcurl
 # Sources by folder. Programs have a main and are listed explicitly; everything else in a
 # folder goes into that folder's library.
 ENGINE_SRC := $(wildcard engine/*.c)
-PROTO_SRC := proto/model.pb-c.c proto/api.pb-c.c
+PROTO_SRC := proto/model.pb-c.c proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c
 SERVER_MAINS := server/main.c server/run.c
 SERVER_SRC := $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 CLIENT_MAINS := $(wildcard clients/c/spikectl.c clients/c/example.c)
