@@ -32,6 +32,7 @@ struct spk_scratch {
     float *val;           /* max_n: the current layer's non-zero outputs */
     uint32_t *idx;        /* max_n: and their neurons */
     float *row;           /* n_in: a dense input row plus that step's events */
+    float *acc;           /* max_n: an int8 layer's synaptic sum (before its scales) */
 };
 
 static size_t pad16(size_t n) {
@@ -42,8 +43,8 @@ spk_scratch *spk_scratch_create(const spk_model *m) {
     size_t n = pad16(m->max_n), ni = pad16(m->n_in);
     spk_scratch *sc = calloc(1, sizeof *sc);
     if (!sc) return NULL;
-    /* One block: s, val, idx, row (floats and u32 are both 4 bytes). */
-    float *blk = aligned_alloc(64, (3 * n + ni) * sizeof(float));
+    /* One block: s, val, idx, row, acc (floats and u32 are both 4 bytes). */
+    float *blk = aligned_alloc(64, (4 * n + ni) * sizeof(float));
     if (!blk) {
         free(sc);
         return NULL;
@@ -54,6 +55,7 @@ spk_scratch *spk_scratch_create(const spk_model *m) {
     sc->val = blk + n;
     sc->idx = (uint32_t *)(void *)(blk + 2 * n);
     sc->row = blk + 3 * n;
+    sc->acc = blk + 3 * n + ni;
     return sc;
 }
 
@@ -121,41 +123,40 @@ int spk_input_check(const spk_model *m, const spk_input *in, char *err, size_t e
     if (in->steps < 1) return spk_fail(err, errlen, SPK_EINVAL, "steps: 0, must be >= 1");
     if (in->n_events && !in->events)
         return spk_fail(err, errlen, SPK_EINVAL, "events: NULL with %zu events", in->n_events);
-    size_t k0 = in->n_events && events_ok(in->events, in->n_events, in->steps, m->n_in)
-                    ? in->n_events
-                    : 0;
+    size_t k0 =
+        in->n_events && events_ok(in->events, in->n_events, in->steps, m->n_in) ? in->n_events : 0;
     for (size_t k = k0; k < in->n_events; k++) {
         const spk_event *e = &in->events[k];
         if (e->step >= in->steps)
             return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: step %u out of range [0, %u)", k,
-                        e->step, in->steps);
+                            e->step, in->steps);
         if (e->input >= m->n_in)
-            return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: input %u out of range [0, %u)", k,
-                        e->input, m->n_in);
+            return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: input %u out of range [0, %u)",
+                            k, e->input, m->n_in);
         if (!isfinite(e->value))
             return spk_fail(err, errlen, SPK_EINVAL, "events[%zu]: value %g is not finite", k,
-                        (double)e->value);
+                            (double)e->value);
         if (fabsf(e->value) > SPK_MAX_VALUE)
             return spk_fail(err, errlen, SPK_EINVAL,
-                        "events[%zu]: value %g exceeds the limit %g in magnitude", k,
-                        (double)e->value, (double)SPK_MAX_VALUE);
+                            "events[%zu]: value %g exceeds the limit %g in magnitude", k,
+                            (double)e->value, (double)SPK_MAX_VALUE);
         if (k > 0 && e->step < in->events[k - 1].step)
             return spk_fail(err, errlen, SPK_EINVAL,
-                        "events[%zu]: step %u after step %u of events[%zu]: events must be "
-                        "sorted by step",
-                        k, e->step, in->events[k - 1].step, k - 1);
+                            "events[%zu]: step %u after step %u of events[%zu]: events must be "
+                            "sorted by step",
+                            k, e->step, in->events[k - 1].step, k - 1);
     }
     if (in->dense) {
         for (uint32_t t = 0; t < in->steps; t++)
             for (uint32_t j = 0; j < m->n_in; j++) {
                 float v = in->dense[(size_t)t * m->n_in + j];
                 if (!isfinite(v))
-                    return spk_fail(err, errlen, SPK_EINVAL, "dense[%u][%u]: %g is not finite", t, j,
-                                (double)v);
+                    return spk_fail(err, errlen, SPK_EINVAL, "dense[%u][%u]: %g is not finite", t,
+                                    j, (double)v);
                 if (fabsf(v) > SPK_MAX_VALUE)
                     return spk_fail(err, errlen, SPK_EINVAL,
-                                "dense[%u][%u]: %g exceeds the limit %g in magnitude", t, j,
-                                (double)v, (double)SPK_MAX_VALUE);
+                                    "dense[%u][%u]: %g exceeds the limit %g in magnitude", t, j,
+                                    (double)v, (double)SPK_MAX_VALUE);
             }
     }
     return 0;
@@ -223,32 +224,78 @@ static int append(spk_spike_buf *b, uint32_t step, const uint32_t *idx, const fl
 /* Rows to add into one vector, gathered so that axpy_rows() streams them past a tile of the
  * vector held in registers. Flushed when full; the order of the rows is kept. The first
  * flush also scales the vector (alpha * i of SPEC (5a), alpha_o * o of the readout): the
- * last flush of a vector must come even when no row was added. */
+ * last flush of a vector must come even when no row was added (rows_finish()).
+ *
+ * int8 layers (wq set): the rows are summed into acc (zeroed at the start), acc = sum of
+ * a_r * row_r in row order, and rows_finish() sets y = scale * y + wscale * acc. A flush whose
+ * rows all have a = 1 (binary spikes) sums them as integers instead (qsum_rows): the same
+ * value bit for bit while acc holds integers below 2^24 (kernels.h), which `acc_int` and
+ * the count of rows so far make sure of; otherwise the float path. */
 #define ROWS_BATCH 256
+_Static_assert(ROWS_BATCH <= SPK_Q8_ROWS, "a flush of int8 rows fits the 16-bit sums");
 typedef struct {
     const spk_kernels *K;
     float *y;
     size_t n, nr;
-    float scale; /* applied to y before the rows by the next flush; 1 after it */
+    float scale;     /* applied to y before the rows by the next flush; 1 after it */
+    const float *wt; /* float32 rows (W transposed), when wq is NULL */
+    /* int8 */
+    const int8_t *wq;    /* NULL: float32 rows */
+    const float *wscale; /* n */
+    float *acc;          /* n */
+    size_t total;        /* rows flushed into acc so far */
+    int ones, acc_int;   /* the pending rows all have a = 1; acc holds an exact integer sum */
     float a[ROWS_BATCH];
     const float *rows[ROWS_BATCH];
+    const int8_t *qrows[ROWS_BATCH];
 } rows_acc;
 
-static void rows_start(rows_acc *ra, float *y, size_t n, float scale) {
+static void rows_start(rows_acc *ra, float *y, size_t n, float scale, const float *wt,
+                       const int8_t *wq, const float *wscale, float *acc) {
     ra->y = y, ra->n = n, ra->nr = 0, ra->scale = scale;
+    ra->wt = wt, ra->wq = wq;
+    if (wq) {
+        ra->wscale = wscale, ra->acc = acc, ra->total = 0, ra->ones = 1, ra->acc_int = 1;
+        memset(acc, 0, n * sizeof(float));
+    }
 }
 
 static void rows_flush(rows_acc *ra) {
+    if (ra->wq) {
+        if (ra->nr) {
+            if (ra->ones && ra->acc_int && ra->total + ra->nr <= SPK_Q8_EXACT_ROWS) {
+                ra->K->qsum_rows(ra->acc, ra->n, ra->qrows, ra->nr);
+            } else {
+                ra->K->qaxpy_rows(ra->acc, ra->n, ra->a, ra->qrows, ra->nr);
+                ra->acc_int = 0;
+            }
+            ra->total += ra->nr;
+        }
+        ra->nr = 0;
+        ra->ones = 1;
+        return;
+    }
     if (ra->nr || ra->scale != 1.0f)
         ra->K->axpy_rows(ra->y, ra->n, ra->scale, ra->a, ra->rows, ra->nr);
     ra->nr = 0;
     ra->scale = 1.0f;
 }
 
-static void rows_add(rows_acc *ra, float a, const float *row) {
+static void rows_finish(rows_acc *ra) {
+    rows_flush(ra);
+    if (ra->wq) ra->K->qapply(ra->y, ra->n, ra->scale, ra->wscale, ra->acc);
+}
+
+/* Row j of the layer's weights (W transposed) with factor a. */
+static void rows_add(rows_acc *ra, float a, uint32_t j) {
     if (ra->nr == ROWS_BATCH) rows_flush(ra);
     ra->a[ra->nr] = a;
-    ra->rows[ra->nr++] = row;
+    if (ra->wq) {
+        ra->ones &= a == 1.0f;
+        ra->qrows[ra->nr++] = ra->wq + (size_t)j * ra->n;
+    } else {
+        ra->rows[ra->nr++] = ra->wt + (size_t)j * ra->n;
+    }
 }
 
 /* The synaptic input of layer 0 at batch step t: adds W s_in[t] into i. */
@@ -263,7 +310,7 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
         for (; c < ne && ev[c].step == t; c++)
             row[ev[c].input] = row[ev[c].input] + ev[c].value;
         for (uint32_t j = 0; j < m->n_in; j++)
-            if (row[j] != 0.0f) rows_add(ra, row[j], L->wt + (size_t)j * L->n);
+            if (row[j] != 0.0f) rows_add(ra, row[j], j);
     } else {
         /* The end of step t's events first (all of them in a one-step batch; else a binary
          * search: they are sorted by step), so that the loop below tests only the input. The
@@ -282,6 +329,28 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
         }
         const float *wt = L->wt;
         size_t n = L->n, nr = ra->nr;
+        if (L->wq) {
+            const int8_t *wq = L->wq;
+            int ones = ra->ones;
+            while (c < e) {
+                uint32_t j = ev[c].input;
+                float v = ev[c].value;
+                for (c++; c < e && ev[c].input == j; c++)
+                    v = v + ev[c].value;
+                if (v == 0.0f) continue;
+                if (nr == ROWS_BATCH) {
+                    ra->nr = nr, ra->ones = ones;
+                    rows_flush(ra);
+                    nr = 0, ones = 1;
+                }
+                ones &= v == 1.0f;
+                ra->a[nr] = v;
+                ra->qrows[nr++] = wq + (size_t)j * n;
+            }
+            ra->nr = nr, ra->ones = ones;
+            rs->cursor = c;
+            return;
+        }
         while (c < e) {
             uint32_t j = ev[c].input;
             float v = ev[c].value;
@@ -311,16 +380,16 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const spk_layer *L = &m->layers[l];
         float *i = spk_state_i(st, l);
-        rows_start(&ra, i, L->n, L->alpha); /* (5a) */
+        rows_start(&ra, i, L->n, L->alpha, L->wt, L->wq, L->wscale, sc->acc); /* (5a) */
         if (l == 0) {
             layer0_input(m, in, rs, t, &ra, sc);
         } else {
             for (size_t k = 0; k < cnt; k++)
-                rows_add(&ra, sc->val[k], L->wt + (size_t)sc->idx[k] * L->n);
+                rows_add(&ra, sc->val[k], sc->idx[k]);
         }
-        rows_flush(&ra);
-        cnt = K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, sc->idx,
-                            sc->val, L->n);
+        rows_finish(&ra);
+        cnt = K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, sc->idx, sc->val,
+                            L->n);
         if (!out) continue;
         if (out->nonzero) out->nonzero[l] += cnt;
         if (rs->space) continue;
@@ -330,10 +399,10 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
     if (m->has_readout) {
         const spk_readout *R = &m->readout;
         float *o = spk_state_o(st);
-        rows_start(&ra, o, R->n, R->alpha);
+        rows_start(&ra, o, R->n, R->alpha, R->wt, R->wq, R->wscale, sc->acc);
         for (size_t k = 0; k < cnt; k++)
-            rows_add(&ra, sc->val[k], R->wt + (size_t)sc->idx[k] * R->n);
-        rows_flush(&ra);
+            rows_add(&ra, sc->val[k], sc->idx[k]);
+        rows_finish(&ra);
         K->add(o, R->b, R->n);
         if (out && out->readout && out->readout_every_step)
             memcpy(out->readout + (size_t)t * R->n, o, R->n * sizeof(float));
@@ -348,9 +417,10 @@ static int precheck(spk_state *st, const spk_input *in, const spk_scratch *sc, c
     const spk_model *m = spk_state_model(st);
     if (!sc) return spk_fail(err, errlen, SPK_EINVAL, "scratch: NULL");
     if (sc->max_n < m->max_n || sc->n_in < m->n_in)
-        return spk_fail(err, errlen, SPK_EINVAL,
-                    "scratch: made for a model of width %u and %u inputs, this one needs %u and %u",
-                    sc->max_n, sc->n_in, m->max_n, m->n_in);
+        return spk_fail(
+            err, errlen, SPK_EINVAL,
+            "scratch: made for a model of width %u and %u inputs, this one needs %u and %u",
+            sc->max_n, sc->n_in, m->max_n, m->n_in);
     return spk_input_check(m, in, err, errlen);
 }
 
@@ -361,9 +431,10 @@ static int finish(spk_state *st, const spk_input *in, spk_output *out, const run
     if (out && out->readout && !out->readout_every_step && m->has_readout)
         memcpy(out->readout, spk_state_o(st), m->readout.n * sizeof(float));
     if (rs->space)
-        return spk_fail(err, errlen, SPK_ESPACE,
-                    "spikes: output buffer too small for %u steps (size it with spk_max_spikes())",
-                    in->steps);
+        return spk_fail(
+            err, errlen, SPK_ESPACE,
+            "spikes: output buffer too small for %u steps (size it with spk_max_spikes())",
+            in->steps);
     return 0;
 }
 
