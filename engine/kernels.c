@@ -240,9 +240,22 @@ static void qapply_scalar(float *y, size_t n, float s, const float *scale, const
         y[k] = s * y[k] + scale[k] * acc[k];
 }
 
+static void axpy_scatter_scalar(float *const *y, const float *a, size_t ny, const float *row,
+                                size_t n) {
+    for (size_t q = 0; q < ny; q++)
+        axpy_scalar(y[q], a[q], row, n);
+}
+
+static void qscatter_scalar(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t k = 0; k < n; k++)
+            acc[q][k] = (int16_t)(acc[q][k] + row[k]);
+}
+
 static const spk_kernels k_scalar = {
-    "scalar",    axpy_scalar,      add_scalar,        axpy_rows_scalar, src_update_scalar,
-    tanh_scalar, qsum_rows_scalar, qaxpy_rows_scalar, qapply_scalar,    tanh32_scalar,
+    "scalar",          axpy_scalar,   add_scalar,          axpy_rows_scalar,
+    src_update_scalar, tanh_scalar,   qsum_rows_scalar,    qaxpy_rows_scalar,
+    qapply_scalar,     tanh32_scalar, axpy_scatter_scalar, qscatter_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -539,6 +552,32 @@ AVX2 static void qapply_avx2(float *y, size_t n, float s, const float *scale, co
         y[k] = s * y[k] + scale[k] * acc[k];
 }
 
+AVX2 static void axpy_scatter_avx2(float *const *y, const float *a, size_t ny, const float *row,
+                                   size_t n) {
+    for (size_t q = 0; q < ny; q++)
+        axpy_avx2(y[q], a[q], row, n);
+}
+
+AVX2 static void qscatter_avx2(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        __m256i r0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
+        __m256i r1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 16)));
+        __m256i r2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 32)));
+        __m256i r3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 48)));
+        for (size_t q = 0; q < nacc; q++) {
+            __m256i *p = (__m256i *)(void *)(acc[q] + k);
+            _mm256_storeu_si256(p, _mm256_add_epi16(_mm256_loadu_si256(p), r0));
+            _mm256_storeu_si256(p + 1, _mm256_add_epi16(_mm256_loadu_si256(p + 1), r1));
+            _mm256_storeu_si256(p + 2, _mm256_add_epi16(_mm256_loadu_si256(p + 2), r2));
+            _mm256_storeu_si256(p + 3, _mm256_add_epi16(_mm256_loadu_si256(p + 3), r3));
+        }
+    }
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t j = k; j < n; j++)
+            acc[q][j] = (int16_t)(acc[q][j] + row[j]);
+}
+
 AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 8 <= n; k += 8)
@@ -548,8 +587,8 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx2 = {
-    "avx2",    axpy_avx2,      add_avx2,        axpy_rows_avx2, src_update_avx2,
-    tanh_avx2, qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2,    tanh32_avx2,
+    "avx2",         axpy_avx2,       add_avx2,    axpy_rows_avx2, src_update_avx2,   tanh_avx2,
+    qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2, tanh32_avx2,    axpy_scatter_avx2, qscatter_avx2,
 };
 
 /* ---- AVX-512 twins (AVX512F and AVX512BW): 8 doubles per tanh vector ---- */
@@ -838,6 +877,60 @@ AVX512 static void qapply_avx512(float *y, size_t n, float s, const float *scale
         y[k] = s * y[k] + scale[k] * acc[k];
 }
 
+/* The row's tile (up to 128 floats, 8 registers) loaded once, then each vector: load, one
+ * multiply and one add per lane (as axpy), store. */
+AVX512 static void axpy_scatter_avx512(float *const *y, const float *a, size_t ny, const float *row,
+                                       size_t n) {
+    size_t k = 0;
+    for (; k + 128 <= n; k += 128) {
+        __m512 x[8];
+        for (int j = 0; j < 8; j++)
+            x[j] = _mm512_loadu_ps(row + k + 16 * j);
+        for (size_t q = 0; q < ny; q++) {
+            const __m512 v = _mm512_set1_ps(a[q]);
+            float *p = y[q] + k;
+            for (int j = 0; j < 8; j++)
+                _mm512_storeu_ps(
+                    p + 16 * j, _mm512_add_ps(_mm512_loadu_ps(p + 16 * j), _mm512_mul_ps(v, x[j])));
+        }
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 x0 = _mm512_loadu_ps(row + k);
+        for (size_t q = 0; q < ny; q++)
+            _mm512_storeu_ps(y[q] + k, _mm512_add_ps(_mm512_loadu_ps(y[q] + k),
+                                                     _mm512_mul_ps(_mm512_set1_ps(a[q]), x0)));
+    }
+    for (size_t q = 0; q < ny; q++)
+        for (size_t j = k; j < n; j++)
+            y[q][j] = y[q][j] + a[q] * row[j];
+}
+
+AVX512 static void qscatter_avx512(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    size_t k = 0;
+    for (; k + 256 <= n; k += 256) {
+        __m512i r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k + 32 * j)));
+        for (size_t q = 0; q < nacc; q++) {
+            int16_t *p = acc[q] + k;
+            for (int j = 0; j < 8; j++)
+                _mm512_storeu_si512(
+                    (void *)(p + 32 * j),
+                    _mm512_add_epi16(_mm512_loadu_si512((const void *)(p + 32 * j)), r[j]));
+        }
+    }
+    for (; k + 32 <= n; k += 32) {
+        __m512i r0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k)));
+        for (size_t q = 0; q < nacc; q++)
+            _mm512_storeu_si512(
+                (void *)(acc[q] + k),
+                _mm512_add_epi16(_mm512_loadu_si512((const void *)(acc[q] + k)), r0));
+    }
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t j = k; j < n; j++)
+            acc[q][j] = (int16_t)(acc[q][j] + row[j]);
+}
+
 AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 16 <= n; k += 16)
@@ -847,8 +940,9 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512",    axpy_avx512,      add_avx512,        axpy_rows_avx512, src_update_avx512,
-    tanh_avx512, qsum_rows_avx512, qaxpy_rows_avx512, qapply_avx512,    tanh32_avx512,
+    "avx512",          axpy_avx512,   add_avx512,          axpy_rows_avx512,
+    src_update_avx512, tanh_avx512,   qsum_rows_avx512,    qaxpy_rows_avx512,
+    qapply_avx512,     tanh32_avx512, axpy_scatter_avx512, qscatter_avx512,
 };
 
 static int have_avx512(void) {

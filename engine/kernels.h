@@ -58,6 +58,14 @@ typedef struct spk_kernels {
     void (*qapply)(float *y, size_t n, float s, const float *scale, const float *acc);
     /* y = tanh(x) by the float32 approximation of SPK_TANH_FLOAT32 (for tests) */
     void (*tanh32)(float *y, const float *x, size_t n);
+
+    /* The group step (spk_step_many): one row applied to many sessions' vectors, the row
+     * read once and kept in registers while the vectors stream past.
+     * y[s][k] = y[s][k] + a[s] * row[k] for s < ny, k < n: each y[s] exactly as axpy. */
+    void (*axpy_scatter)(float *const *y, const float *a, size_t ny, const float *row, size_t n);
+    /* acc[s][k] += row[k] in 16-bit integers, s < nacc, k < n (the caller keeps every sum
+     * within int16: at most SPK_Q8_ROWS rows between two spills). */
+    void (*qscatter)(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n);
 } spk_kernels;
 
 /* Rows per qsum_rows / qaxpy_rows call: 256 int8 rows sum to at most 32512 in magnitude, so

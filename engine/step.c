@@ -33,7 +33,22 @@ struct spk_scratch {
     uint32_t *idx;        /* max_n: and their neurons */
     float *row;           /* n_in: a dense input row plus that step's events */
     float *acc;           /* max_n: an int8 layer's synaptic sum (before its scales) */
+    /* the group step of spk_step_many (group_layer0) */
+    uint32_t *gstart; /* n_in + 1: per input, where its (state, value) pairs start */
+    uint8_t *gstate;  /* gcap: the states (index in the chunk) of each input's pairs */
+    float *gval;      /* gcap: and their values */
+    size_t gcap;
+    uint64_t grouped; /* (state, step) pairs whose layer 0 the group step did */
+    int16_t *acc16; /* MANY_CHUNK x GROUP_TILE: int8 row sums, 16 bits */
+    float *accf;    /* MANY_CHUNK x GROUP_TILE: int8 row sums, floats */
 };
+
+/* spk_step_many's chunk of states; the group step's tile of neurons (int8: 256 sums of 16
+ * bits, 512 bytes per state, 32 KiB for a chunk: they stay in L1 while the rows stream) */
+#define MANY_CHUNK 64
+#define GROUP_TILE 256
+#define GROUP_TILE_F32 128 /* float32: 512 bytes of each state's i per tile */
+#define GROUP_PAIRS_MAX (1u << 16)
 
 static size_t pad16(size_t n) {
     return (n + 15) / 16 * 16;
@@ -56,13 +71,33 @@ spk_scratch *spk_scratch_create(const spk_model *m) {
     sc->idx = (uint32_t *)(void *)(blk + 2 * n);
     sc->row = blk + 3 * n;
     sc->acc = blk + 3 * n + ni;
+    size_t cap = (size_t)MANY_CHUNK * m->n_in;
+    sc->gcap = cap < GROUP_PAIRS_MAX ? cap : GROUP_PAIRS_MAX;
+    sc->gstart = malloc(((size_t)m->n_in + 1) * sizeof *sc->gstart);
+    sc->gstate = malloc(sc->gcap);
+    sc->gval = malloc(sc->gcap * sizeof *sc->gval);
+    sc->acc16 = aligned_alloc(64, MANY_CHUNK * GROUP_TILE * sizeof *sc->acc16);
+    sc->accf = aligned_alloc(64, MANY_CHUNK * GROUP_TILE * sizeof *sc->accf);
+    if (!sc->gstart || !sc->gstate || !sc->gval || !sc->acc16 || !sc->accf) {
+        spk_scratch_free(sc);
+        return NULL;
+    }
     return sc;
 }
 
 void spk_scratch_free(spk_scratch *sc) {
     if (!sc) return;
     free(sc->s);
+    free(sc->gstart);
+    free(sc->gstate);
+    free(sc->gval);
+    free(sc->acc16);
+    free(sc->accf);
     free(sc);
+}
+
+uint64_t spk_scratch_grouped(const spk_scratch *sc) {
+    return sc ? sc->grouped : 0;
 }
 
 size_t spk_max_spikes(uint32_t n, uint32_t steps) {
@@ -370,9 +405,10 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
     rs->cursor = c;
 }
 
-/* One time step t of the batch for one state. */
+/* One time step t of the batch for one state. l0_done: the group step has done (5a) of
+ * layer 0 already (i holds i[t], the events of step t are consumed). */
 static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, spk_output *out,
-                     run_state *rs, uint32_t t, spk_scratch *sc) {
+                     run_state *rs, uint32_t t, spk_scratch *sc, int l0_done) {
     const spk_model *m = spk_state_model(st);
     size_t cnt = 0;
     rows_acc ra;
@@ -380,14 +416,16 @@ static void step_one(spk_state *st, const spk_kernels *K, const spk_input *in, s
     for (uint32_t l = 0; l < m->n_layers; l++) {
         const spk_layer *L = &m->layers[l];
         float *i = spk_state_i(st, l);
-        rows_start(&ra, i, L->n, L->alpha, L->wt, L->wq, L->wscale, sc->acc); /* (5a) */
-        if (l == 0) {
-            layer0_input(m, in, rs, t, &ra, sc);
-        } else {
-            for (size_t k = 0; k < cnt; k++)
-                rows_add(&ra, sc->val[k], sc->idx[k]);
+        if (l > 0 || !l0_done) {
+            rows_start(&ra, i, L->n, L->alpha, L->wt, L->wq, L->wscale, sc->acc); /* (5a) */
+            if (l == 0) {
+                layer0_input(m, in, rs, t, &ra, sc);
+            } else {
+                for (size_t k = 0; k < cnt; k++)
+                    rows_add(&ra, sc->val[k], sc->idx[k]);
+            }
+            rows_finish(&ra);
         }
-        rows_finish(&ra);
         cnt = K->src_update(L, i, spk_state_h(st, l), spk_state_hs(st, l), sc->s, sc->idx, sc->val,
                             L->n);
         if (!out) continue;
@@ -446,11 +484,182 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
     run_state rs = {0, 0, 0, 0};
     uint64_t t0 = spk_state_t(s);
     for (uint32_t t = 0; t < in->steps && !rs.space; t++)
-        step_one(s, K, in, out, &rs, t, sc);
+        step_one(s, K, in, out, &rs, t, sc, 0);
     return finish(s, in, out, &rs, t0, err, errlen);
 }
 
-#define MANY_CHUNK 64
+/* ---- the group step: layer 0 of many sessions, each row read once ----
+ *
+ * For step t of a chunk of states of one model: every input row that any state's events
+ * touch is read once and added to the i of every state with that input active (the row in
+ * registers, the states' vectors streaming past: axpy_scatter, qscatter), instead of each
+ * state reading its rows itself. Results are the one-session step's bit for bit:
+ *  - float32 layer: a state's sum is its events' rows in order (engine/step.c's order); the
+ *    group visits inputs in ascending order, so a state joins only when its step-t events
+ *    come in non-decreasing input order (adjacent events of one input summed first, as
+ *    layer0_input does); its i is scaled by alpha first, then gets the rows: per element,
+ *    the same multiply and adds in the same order;
+ *  - int8 layer: a state joins when every (summed) value is 1 (binary spikes): its sum is
+ *    then an exact integer, in any order (kernels.h), summed here in 16-bit lanes over
+ *    blocks of SPK_Q8_ROWS inputs, spilled into floats, then i = alpha i + scale * sum as
+ *    qapply does.
+ * Other states (graded int8 input, dense rows, unsorted inputs, another model) take the
+ * one-session path. Used when at least GROUP_MIN states join. */
+#define GROUP_MIN 2
+
+/* The end of step t's events for a state (as layer0_input finds it). */
+static size_t step_end(const spk_input *in, size_t c, uint32_t t) {
+    size_t e = in->n_events;
+    if (in->steps > 1) {
+        const spk_event *ev = in->events;
+        size_t lo = c;
+        while (lo < e) {
+            size_t mid = lo + (e - lo) / 2;
+            if (ev[mid].step <= t)
+                lo = mid + 1;
+            else
+                e = mid;
+        }
+    }
+    return e;
+}
+
+/* Whether state k's events [c, e) can join (see above); *rows gets its row count. */
+static int group_eligible(const spk_input *in, size_t c, size_t e, int q8, size_t *rows) {
+    const spk_event *ev = in->events;
+    size_t nr = 0;
+    uint32_t prev = 0;
+    while (c < e) {
+        uint32_t j = ev[c].input;
+        float v = ev[c].value;
+        for (c++; c < e && ev[c].input == j; c++)
+            v = v + ev[c].value;
+        if (v == 0.0f) continue;
+        if (nr && j < prev) return 0;
+        if (q8 && v != 1.0f) return 0;
+        prev = j;
+        nr++;
+    }
+    *rows = nr;
+    return !q8 || nr <= SPK_Q8_EXACT_ROWS;
+}
+
+/* Layer 0's (5a) at step t for the states of the chunk [c0, c1) that can join; joined[k - c0]
+ * is set for them (their cursor moved past step t's events). */
+static void group_layer0(spk_state *const *states, const spk_input *in, run_state *rs, size_t c0,
+                         size_t c1, uint32_t t, const spk_kernels *K, spk_scratch *sc,
+                         uint8_t *joined) {
+    const spk_model *m = NULL;
+    size_t ends[MANY_CHUNK], pairs = 0, nj = 0;
+    for (size_t k = c0; k < c1; k++) {
+        run_state *r = &rs[k - c0];
+        joined[k - c0] = 0;
+        if (r->rc || r->space || t >= in[k].steps || in[k].dense) continue;
+        const spk_model *mk = spk_state_model(states[k]);
+        if (!m) m = mk;
+        if (mk != m) continue;
+        size_t e = step_end(&in[k], r->cursor, t), nr;
+        if (!group_eligible(&in[k], r->cursor, e, m->layers[0].wq != NULL, &nr)) continue;
+        if (pairs + nr > sc->gcap) continue;
+        pairs += nr;
+        ends[k - c0] = e;
+        joined[k - c0] = 1;
+        nj++;
+    }
+    if (nj < GROUP_MIN) {
+        memset(joined, 0, c1 - c0);
+        return;
+    }
+    sc->grouped += nj;
+    const spk_layer *L = &m->layers[0];
+    uint32_t n_in = L->n_in, n = L->n;
+    uint32_t *start = sc->gstart;
+    /* counting sort of the (input, state, value) triples by input: states ascending per input */
+    memset(start, 0, ((size_t)n_in + 1) * sizeof *start);
+    for (size_t k = c0; k < c1; k++) {
+        if (!joined[k - c0]) continue;
+        const spk_event *ev = in[k].events;
+        for (size_t c = rs[k - c0].cursor, e = ends[k - c0]; c < e;) {
+            uint32_t j = ev[c].input;
+            float v = ev[c].value;
+            for (c++; c < e && ev[c].input == j; c++)
+                v = v + ev[c].value;
+            if (v != 0.0f) start[j + 1]++;
+        }
+    }
+    for (uint32_t j = 0; j < n_in; j++)
+        start[j + 1] += start[j];
+    for (size_t k = c0; k < c1; k++) {
+        if (!joined[k - c0]) continue;
+        const spk_event *ev = in[k].events;
+        size_t c = rs[k - c0].cursor, e = ends[k - c0];
+        while (c < e) {
+            uint32_t j = ev[c].input;
+            float v = ev[c].value;
+            for (c++; c < e && ev[c].input == j; c++)
+                v = v + ev[c].value;
+            if (v == 0.0f) continue;
+            uint32_t at = start[j]++; /* start[j] ends as the start of input j + 1 */
+            sc->gstate[at] = (uint8_t)(k - c0);
+            sc->gval[at] = v;
+        }
+        rs[k - c0].cursor = e;
+    }
+    /* now start[j] is where input j + 1's pairs begin: input j's are [start[j-1], start[j]) */
+    if (L->wq) {
+        int16_t *acc16[MANY_CHUNK];
+        for (uint32_t n0 = 0; n0 < n; n0 += GROUP_TILE) {
+            uint32_t tw = n - n0 < GROUP_TILE ? n - n0 : GROUP_TILE;
+            for (size_t q = 0; q < c1 - c0; q++)
+                if (joined[q]) memset(sc->accf + q * GROUP_TILE, 0, tw * sizeof(float));
+            for (uint32_t j0 = 0; j0 < n_in; j0 += SPK_Q8_ROWS) {
+                uint32_t j1 = n_in - j0 < SPK_Q8_ROWS ? n_in : j0 + SPK_Q8_ROWS;
+                uint32_t b0 = j0 ? start[j0 - 1] : 0, b1 = start[j1 - 1];
+                if (b0 == b1) continue;
+                for (size_t q = 0; q < c1 - c0; q++)
+                    if (joined[q]) memset(sc->acc16 + q * GROUP_TILE, 0, tw * sizeof(int16_t));
+                for (uint32_t j = j0; j < j1; j++) {
+                    uint32_t p0 = j ? start[j - 1] : 0, p1 = start[j];
+                    if (p0 == p1) continue;
+                    for (uint32_t p = p0; p < p1; p++)
+                        acc16[p - p0] = sc->acc16 + (size_t)sc->gstate[p] * GROUP_TILE;
+                    K->qscatter(acc16, p1 - p0, L->wq + (size_t)j * n + n0, tw);
+                }
+                for (size_t q = 0; q < c1 - c0; q++) {
+                    if (!joined[q]) continue;
+                    float *f = sc->accf + q * GROUP_TILE;
+                    const int16_t *a = sc->acc16 + q * GROUP_TILE;
+                    for (uint32_t k = 0; k < tw; k++)
+                        f[k] = f[k] + (float)a[k]; /* exact: integers below 2^24 */
+                }
+            }
+            for (size_t q = 0; q < c1 - c0; q++)
+                if (joined[q])
+                    K->qapply(spk_state_i(states[c0 + q], 0) + n0, tw, L->alpha, L->wscale + n0,
+                              sc->accf + q * GROUP_TILE);
+        }
+        return;
+    }
+    float *ys[MANY_CHUNK], as[MANY_CHUNK];
+    for (size_t q = 0; q < c1 - c0; q++) /* alpha * i first, as axpy_rows does */
+        if (joined[q] && L->alpha != 1.0f) {
+            float *i = spk_state_i(states[c0 + q], 0);
+            for (uint32_t k = 0; k < n; k++)
+                i[k] = L->alpha * i[k];
+        }
+    for (uint32_t n0 = 0; n0 < n; n0 += GROUP_TILE_F32) {
+        uint32_t tw = n - n0 < GROUP_TILE_F32 ? n - n0 : GROUP_TILE_F32;
+        for (uint32_t j = 0; j < n_in; j++) {
+            uint32_t p0 = j ? start[j - 1] : 0, p1 = start[j];
+            if (p0 == p1) continue;
+            for (uint32_t p = p0; p < p1; p++) {
+                ys[p - p0] = spk_state_i(states[c0 + sc->gstate[p]], 0) + n0;
+                as[p - p0] = sc->gval[p];
+            }
+            K->axpy_scatter(ys, as, p1 - p0, L->wt + (size_t)j * n + n0, tw);
+        }
+    }
+}
 
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
                   spk_scratch *sc, int *rc, char *err, size_t errlen) {
@@ -473,12 +682,15 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
             t0[k - c0] = spk_state_t(states[k]);
             if (in[k].steps > max_steps) max_steps = in[k].steps;
         }
-        for (uint32_t t = 0; t < max_steps; t++)
+        uint8_t joined[MANY_CHUNK];
+        for (uint32_t t = 0; t < max_steps; t++) {
+            group_layer0(states, in, rs, c0, c1, t, K, sc, joined);
             for (size_t k = c0; k < c1; k++) {
                 run_state *r = &rs[k - c0];
                 if (r->rc || r->space || t >= in[k].steps) continue;
-                step_one(states[k], K, &in[k], out ? &out[k] : NULL, r, t, sc);
+                step_one(states[k], K, &in[k], out ? &out[k] : NULL, r, t, sc, joined[k - c0]);
             }
+        }
         for (size_t k = c0; k < c1; k++) {
             run_state *r = &rs[k - c0];
             if (r->rc == 0) {

@@ -85,9 +85,18 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
 
 /* The multi-session entry point: step n states of one model, each with its own input and
  * output, in one call (a worker batches ready sessions this way). Returns 0 when all
- * succeeded; otherwise the first error, with rc[k] (if not NULL) per state. */
+ * succeeded; otherwise the first error, with rc[k] (if not NULL) per state.
+ * Results are those of spk_step() on each state alone, bit for bit. The states are taken in
+ * chunks of 64, step by step; at each step, layer 0's synaptic sums of the chunk's states
+ * are done by a group step that reads each touched weight row once for all of them (float32
+ * layers: states whose step events come in non-decreasing input order; int8 layers: states
+ * with binary events; others step alone; engine/step.c). */
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
                   spk_scratch *sc, int *rc, char *err, size_t errlen);
+
+/* Statistics: how many (state, step) layer-0 sums the group step of spk_step_many() has done
+ * with this scratch. */
+uint64_t spk_scratch_grouped(const spk_scratch *sc);
 
 /* Kernel selection: "auto" (default: best the CPU supports), "scalar", or a name from
  * spk_kernels_name(). Returns 0 or SPK_EINVAL. Not thread-safe: call at start-up / in tests. */

@@ -505,6 +505,94 @@ static void test_models(const spk_kernels *const *ks, size_t nk) {
         }
 }
 
+/* The group step of spk_step_many: 150 states (three chunks) of one model, inputs of every
+ * kind (binary, graded, one step's events in descending input order, dense rows, 1 to 3
+ * steps), against spk_step on each state alone: states and outputs bit for bit, with every
+ * kernel table; and the group step did take part (spk_scratch_grouped). */
+static void test_group(const spk_kernels *const *ks, size_t nk) {
+    static const tm_spec sp = {.n_in = 784,
+                               .n_layers = 2,
+                               .n = {256, 100},
+                               .readout = 10,
+                               .init_state = 1,
+                               .vary = 1,
+                               .seed = 41};
+    enum { NS = 150, ROUNDS = 6 };
+    char err[256];
+    for (int kind = 0; kind < 3; kind++) { /* float32, int8 per neuron, int8 + tanh32 */
+        Spikeserve__Model *pm = kind ? q8_model(&sp, 0, kind == 2) : tm_model_new(&sp);
+        spk_model *m = NULL;
+        if (!ok(load_pm(pm, &m, err, sizeof err) == 0, "group model %d loads", kind)) continue;
+        for (size_t t = 0; t < nk; t++) {
+            spk_set_kernels(ks[t]->name);
+            spk_state *a[NS], *b[NS];
+            spk_scratch *sc = spk_scratch_create(m);
+            for (int k = 0; k < NS; k++)
+                a[k] = spk_state_create(m), b[k] = spk_state_create(m);
+            int same = 1;
+            size_t nsp = spk_max_spikes(100, 3);
+            spk_spike *spa = calloc(NS * nsp, sizeof *spa), *spb = calloc(NS * nsp, sizeof *spb);
+            float *ro_a = calloc(NS * 10, sizeof(float)), *ro_b = calloc(NS * 10, sizeof(float));
+            float *dense = calloc(3 * 784, sizeof(float));
+            for (int j = 0; j < 3 * 784; j += 5)
+                dense[j] = 1.0f;
+            for (int round = 0; round < ROUNDS; round++) {
+                spk_input in[NS];
+                spk_output oa[NS], ob[NS];
+                spk_event *evs[NS];
+                for (int k = 0; k < NS; k++) {
+                    uint32_t steps = 1 + (uint32_t)(k + round) % 3;
+                    size_t ne;
+                    int graded = k % 5 == 4;
+                    evs[k] = tm_events(steps, 784, 0.25f, graded, 1000 * round + k, &ne);
+                    if (k % 7 == 6) /* step 0's events in descending input order */
+                        for (size_t x = 0, y = 0; y < ne && evs[k][y].step == 0; y++)
+                            if (y + 1 == ne || evs[k][y + 1].step != 0)
+                                for (size_t lo = x, hi = y; lo < hi; lo++, hi--) {
+                                    spk_event tmp = evs[k][lo];
+                                    evs[k][lo] = evs[k][hi];
+                                    evs[k][hi] = tmp;
+                                }
+                    in[k] = (spk_input){steps, evs[k], ne, k % 11 == 10 ? dense : NULL};
+                    oa[k] =
+                        (spk_output){.spikes = {spa + k * nsp, nsp, 0}, .readout = ro_a + k * 10};
+                    ob[k] =
+                        (spk_output){.spikes = {spb + k * nsp, nsp, 0}, .readout = ro_b + k * 10};
+                }
+                same &= spk_step_many(a, in, oa, NS, sc, NULL, err, sizeof err) == 0;
+                for (int k = 0; k < NS; k++) {
+                    same &= spk_step(b[k], &in[k], &ob[k], sc, err, sizeof err) == 0;
+                    same &= tm_state_equal(a[k], b[k]);
+                    same &= oa[k].spikes.len == ob[k].spikes.len &&
+                            memcmp(oa[k].spikes.buf, ob[k].spikes.buf,
+                                   oa[k].spikes.len * sizeof(spk_spike)) == 0 &&
+                            memcmp(ro_a + k * 10, ro_b + k * 10, 10 * sizeof(float)) == 0;
+                    free(evs[k]);
+                }
+            }
+            uint64_t g = spk_scratch_grouped(sc);
+            ok(same && g > NS * ROUNDS,
+               "%s model, %s kernels: spk_step_many of %d states == "
+               "spk_step alone, states, spikes and readout bit for bit, %d rounds (%llu "
+               "state-steps through the group step)",
+               kind == 0   ? "float32"
+               : kind == 1 ? "int8"
+                           : "int8 + tanh32",
+               ks[t]->name, NS, ROUNDS, (unsigned long long)g);
+            for (int k = 0; k < NS; k++)
+                spk_state_free(a[k]), spk_state_free(b[k]);
+            spk_scratch_free(sc);
+            free(spa), free(spb), free(ro_a), free(ro_b), free(dense);
+        }
+        spk_set_kernels("auto");
+        spk_model_free(m);
+        if (kind)
+            q8_model_free(pm);
+        else
+            tm_model_free(pm);
+    }
+}
+
 int main(void) {
     const spk_kernels *ks[8];
     size_t nk = spk_kernels_list(ks, 8);
@@ -515,5 +603,6 @@ int main(void) {
     test_bad();
     test_sum_order(ks, nk);
     test_models(ks, nk);
+    test_group(ks, nk);
     return done_testing();
 }
