@@ -20,6 +20,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +38,12 @@ struct spk_scratch {
     uint32_t *gstart; /* n_in + 1: per input, where its (state, value) pairs start */
     uint8_t *gstate;  /* gcap: the states (index in the chunk) of each input's pairs */
     float *gval;      /* gcap: and their values */
+    uint32_t *tj;     /* gcap: the joined states' (input, value) pairs, state after state */
+    float *tv;
     size_t gcap;
     uint64_t grouped; /* (state, step) pairs whose layer 0 the group step did */
-    int16_t *acc16; /* MANY_CHUNK x GROUP_TILE: int8 row sums, 16 bits */
-    float *accf;    /* MANY_CHUNK x GROUP_TILE: int8 row sums, floats */
+    int16_t *acc16;   /* MANY_CHUNK x GROUP_TILE: int8 row sums, 16 bits */
+    float *accf;      /* MANY_CHUNK x GROUP_TILE: int8 row sums, floats */
 };
 
 /* spk_step_many's chunk of states; the group step's tile of neurons (int8: 256 sums of 16
@@ -76,9 +79,11 @@ spk_scratch *spk_scratch_create(const spk_model *m) {
     sc->gstart = malloc(((size_t)m->n_in + 1) * sizeof *sc->gstart);
     sc->gstate = malloc(sc->gcap);
     sc->gval = malloc(sc->gcap * sizeof *sc->gval);
+    sc->tj = malloc(sc->gcap * sizeof *sc->tj);
+    sc->tv = malloc(sc->gcap * sizeof *sc->tv);
     sc->acc16 = aligned_alloc(64, MANY_CHUNK * GROUP_TILE * sizeof *sc->acc16);
     sc->accf = aligned_alloc(64, MANY_CHUNK * GROUP_TILE * sizeof *sc->accf);
-    if (!sc->gstart || !sc->gstate || !sc->gval || !sc->acc16 || !sc->accf) {
+    if (!sc->gstart || !sc->gstate || !sc->gval || !sc->tj || !sc->tv || !sc->acc16 || !sc->accf) {
         spk_scratch_free(sc);
         return NULL;
     }
@@ -91,6 +96,8 @@ void spk_scratch_free(spk_scratch *sc) {
     free(sc->gstart);
     free(sc->gstate);
     free(sc->gval);
+    free(sc->tj);
+    free(sc->tv);
     free(sc->acc16);
     free(sc->accf);
     free(sc);
@@ -507,6 +514,16 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
  * one-session path. Used when at least GROUP_MIN states join. */
 #define GROUP_MIN 2
 
+/* Off by default: on this project's CPU (Intel, AVX-512) the group step measured slower than
+ * the one-session steps it replaces (tests/bench/README.md); spk_set_group_step() turns it on. */
+static _Atomic int group_on;
+
+int spk_set_group_step(int on) {
+    int was = atomic_load_explicit(&group_on, memory_order_relaxed);
+    atomic_store_explicit(&group_on, !!on, memory_order_relaxed);
+    return was;
+}
+
 /* The end of step t's events for a state (as layer0_input finds it). */
 static size_t step_end(const spk_input *in, size_t c, uint32_t t) {
     size_t e = in->n_events;
@@ -524,10 +541,12 @@ static size_t step_end(const spk_input *in, size_t c, uint32_t t) {
     return e;
 }
 
-/* Whether state k's events [c, e) can join (see above); *rows gets its row count. */
-static int group_eligible(const spk_input *in, size_t c, size_t e, int q8, size_t *rows) {
+/* Whether a state's events [c, e) can join (see above): its (input, value) pairs go to
+ * tj/tv from *np on (and *np past them) when it does; 0 (and *np unchanged) when not. */
+static int group_collect(const spk_input *in, size_t c, size_t e, int q8, spk_scratch *sc,
+                         size_t *np) {
     const spk_event *ev = in->events;
-    size_t nr = 0;
+    size_t p = *np, p0 = p, cap = sc->gcap;
     uint32_t prev = 0;
     while (c < e) {
         uint32_t j = ev[c].input;
@@ -535,13 +554,32 @@ static int group_eligible(const spk_input *in, size_t c, size_t e, int q8, size_
         for (c++; c < e && ev[c].input == j; c++)
             v = v + ev[c].value;
         if (v == 0.0f) continue;
-        if (nr && j < prev) return 0;
-        if (q8 && v != 1.0f) return 0;
+        if ((p > p0 && j < prev) || (q8 && v != 1.0f) || p == cap) return 0;
         prev = j;
-        nr++;
+        sc->tj[p] = j;
+        sc->tv[p++] = v;
     }
-    *rows = nr;
-    return !q8 || nr <= SPK_Q8_EXACT_ROWS;
+    if (q8 && p - p0 > SPK_Q8_EXACT_ROWS) return 0;
+    *np = p;
+    return 1;
+}
+
+/* accf += acc16, n values: integers, exact in any order and width. */
+typedef int16_t i16x16 __attribute__((vector_size(32)));
+typedef float f32x16 __attribute__((vector_size(64)));
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+spill16(float *f, const int16_t *a, uint32_t n) {
+    uint32_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        i16x16 v;
+        f32x16 y;
+        memcpy(&v, a + k, sizeof v);
+        memcpy(&y, f + k, sizeof y);
+        y += __builtin_convertvector(v, f32x16);
+        memcpy(f + k, &y, sizeof y);
+    }
+    for (; k < n; k++)
+        f[k] = f[k] + (float)a[k];
 }
 
 /* Layer 0's (5a) at step t for the states of the chunk [c0, c1) that can join; joined[k - c0]
@@ -550,23 +588,35 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
                          size_t c1, uint32_t t, const spk_kernels *K, spk_scratch *sc,
                          uint8_t *joined) {
     const spk_model *m = NULL;
-    size_t ends[MANY_CHUNK], pairs = 0, nj = 0;
+    size_t seg[MANY_CHUNK + 1], np = 0, nj = 0;
+    if (!atomic_load_explicit(&group_on, memory_order_relaxed)) {
+        memset(joined, 0, c1 - c0);
+        return;
+    }
     for (size_t k = c0; k < c1; k++) {
         run_state *r = &rs[k - c0];
         joined[k - c0] = 0;
+        seg[k - c0] = np;
         if (r->rc || r->space || t >= in[k].steps || in[k].dense) continue;
         const spk_model *mk = spk_state_model(states[k]);
         if (!m) m = mk;
         if (mk != m) continue;
-        size_t e = step_end(&in[k], r->cursor, t), nr;
-        if (!group_eligible(&in[k], r->cursor, e, m->layers[0].wq != NULL, &nr)) continue;
-        if (pairs + nr > sc->gcap) continue;
-        pairs += nr;
-        ends[k - c0] = e;
+        size_t e = step_end(&in[k], r->cursor, t);
+        if (!group_collect(&in[k], r->cursor, e, m->layers[0].wq != NULL, sc, &np)) continue;
+        r->cursor = e; /* undone below if too few states join */
         joined[k - c0] = 1;
         nj++;
     }
+    seg[c1 - c0] = np;
     if (nj < GROUP_MIN) {
+        for (size_t k = c0; k < c1; k++)
+            if (joined[k - c0]) {
+                /* back to the state's first event of step t */
+                size_t c = rs[k - c0].cursor;
+                while (c > 0 && in[k].events[c - 1].step == t)
+                    c--;
+                rs[k - c0].cursor = c;
+            }
         memset(joined, 0, c1 - c0);
         return;
     }
@@ -576,35 +626,16 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
     uint32_t *start = sc->gstart;
     /* counting sort of the (input, state, value) triples by input: states ascending per input */
     memset(start, 0, ((size_t)n_in + 1) * sizeof *start);
-    for (size_t k = c0; k < c1; k++) {
-        if (!joined[k - c0]) continue;
-        const spk_event *ev = in[k].events;
-        for (size_t c = rs[k - c0].cursor, e = ends[k - c0]; c < e;) {
-            uint32_t j = ev[c].input;
-            float v = ev[c].value;
-            for (c++; c < e && ev[c].input == j; c++)
-                v = v + ev[c].value;
-            if (v != 0.0f) start[j + 1]++;
-        }
-    }
+    for (size_t p = 0; p < np; p++)
+        start[sc->tj[p] + 1]++;
     for (uint32_t j = 0; j < n_in; j++)
         start[j + 1] += start[j];
-    for (size_t k = c0; k < c1; k++) {
-        if (!joined[k - c0]) continue;
-        const spk_event *ev = in[k].events;
-        size_t c = rs[k - c0].cursor, e = ends[k - c0];
-        while (c < e) {
-            uint32_t j = ev[c].input;
-            float v = ev[c].value;
-            for (c++; c < e && ev[c].input == j; c++)
-                v = v + ev[c].value;
-            if (v == 0.0f) continue;
-            uint32_t at = start[j]++; /* start[j] ends as the start of input j + 1 */
-            sc->gstate[at] = (uint8_t)(k - c0);
-            sc->gval[at] = v;
+    for (size_t q = 0; q < c1 - c0; q++)
+        for (size_t p = seg[q]; p < seg[q + 1]; p++) {
+            uint32_t at = start[sc->tj[p]]++; /* start[j] ends as the start of input j + 1 */
+            sc->gstate[at] = (uint8_t)q;
+            sc->gval[at] = sc->tv[p];
         }
-        rs[k - c0].cursor = e;
-    }
     /* now start[j] is where input j + 1's pairs begin: input j's are [start[j-1], start[j]) */
     if (L->wq) {
         int16_t *acc16[MANY_CHUNK];
@@ -625,13 +656,9 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
                         acc16[p - p0] = sc->acc16 + (size_t)sc->gstate[p] * GROUP_TILE;
                     K->qscatter(acc16, p1 - p0, L->wq + (size_t)j * n + n0, tw);
                 }
-                for (size_t q = 0; q < c1 - c0; q++) {
-                    if (!joined[q]) continue;
-                    float *f = sc->accf + q * GROUP_TILE;
-                    const int16_t *a = sc->acc16 + q * GROUP_TILE;
-                    for (uint32_t k = 0; k < tw; k++)
-                        f[k] = f[k] + (float)a[k]; /* exact: integers below 2^24 */
-                }
+                for (size_t q = 0; q < c1 - c0; q++) /* exact: integers below 2^24 */
+                    if (joined[q])
+                        spill16(sc->accf + q * GROUP_TILE, sc->acc16 + q * GROUP_TILE, tw);
             }
             for (size_t q = 0; q < c1 - c0; q++)
                 if (joined[q])

@@ -676,6 +676,13 @@ int main(int argc, char **argv) {
     double r2 = run_many(m, seq, nseq, T, sessions, 1, group, 0, 1, states, &c2);
     printf("many_lockstep_rate_1thread %.1f\n", r2);
     printf("many_lockstep_cpu_rate_1thread %.1f\n", c2);
+    /* The same lock-step run with spk_step_many's group step on (off by default). */
+    double c3;
+    spk_set_group_step(1);
+    double r3 = run_many(m, seq, nseq, T, sessions, threads, group, 0, reps, states, &c3);
+    spk_set_group_step(0);
+    printf("many_group_rate %.1f\n", r3);
+    printf("many_group_cpu_rate %.1f\n", c3);
 
     for (uint32_t k = 0; k < sessions; k++)
         spk_state_free(states[k]);

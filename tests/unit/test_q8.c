@@ -519,6 +519,7 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
                                .seed = 41};
     enum { NS = 150, ROUNDS = 6 };
     char err[256];
+    is_int(spk_set_group_step(1), 0, "the group step is off by default");
     for (int kind = 0; kind < 3; kind++) { /* float32, int8 per neuron, int8 + tanh32 */
         Spikeserve__Model *pm = kind ? q8_model(&sp, 0, kind == 2) : tm_model_new(&sp);
         spk_model *m = NULL;
@@ -604,5 +605,6 @@ int main(void) {
     test_sum_order(ks, nk);
     test_models(ks, nk);
     test_group(ks, nk);
+    spk_set_group_step(0);
     return done_testing();
 }
