@@ -136,6 +136,8 @@ def main(argv=None):
     ap.add_argument("--notes", help="a Markdown file appended to the card")
     ap.add_argument("--build", default=os.environ.get("SPIKESERVE_BUILD", "build"))
     ap.add_argument("--out", help="card path (default: the model path with .md)")
+    ap.add_argument("--float-model", help="a quantised model's float32 model (its name): "
+                    "test_zoo_accuracy holds the two within 0.5 points of each other")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     net = load_model(a.model)
@@ -220,10 +222,12 @@ def main(argv=None):
         f"| non-zero outputs per layer (PyTorch) | "
         + ", ".join(f"{100 * f:.2f} %" for f in frac_t) + " |",
         "",
-        "Machine-readable (tests/unit/test_zoo_accuracy.c checks `accuracy_c` to 0.5 points):",
+        "Machine-readable (tests/unit/test_zoo_accuracy.c checks `accuracy_c` to 0.5 points"
+        + (", and this model against its float model's" if a.float_model else "") + "):",
         "",
         f"    accuracy_c: {acc_c:.2f}",
         f"    accuracy_torch: {acc_t:.2f}",
+    ] + ([f"    float_model: {a.float_model}"] if a.float_model else []) + [
         "",
         "## Training command",
         "",
@@ -236,7 +240,8 @@ def main(argv=None):
         + (f" --int8 {meta['int8']}" if meta.get("int8") else "")
         + (" --tanh float32" if meta.get("tanh") == "float32" else ""),
         f"/usr/bin/python3 models/card.py {a.model} --checkpoint {os.path.relpath(a.checkpoint)}"
-        + (f" --notes {a.notes}" if a.notes else ""),
+        + (f" --notes {a.notes}" if a.notes else "")
+        + (f" --float-model {a.float_model}" if a.float_model else ""),
         "```",
         "",
         "## " + ("Validation" if honest else "Test") + " accuracy by epoch (PyTorch)",
