@@ -297,6 +297,29 @@ def main():
         f"{cm / rm:.2f}x")
     row("one-session step vs reading its weight rows: cpu mean", fmt_ns(c_cpu), fmt_ns(r_cpu),
         f"{c_cpu / r_cpu:.2f}x")
+    if cq:
+        q = lambda k: float(cq[k])  # noqa: E731
+        qm, qc, qr, qrc = (q("single_median_ns"), q("single_cpu_mean_ns"), q("read_median_ns"),
+                           q("read_cpu_mean_ns"))
+        print("-" * W)
+        print(f"int8 model {os.path.relpath(q8_model)} ({cq.get('model', '?')}); PyTorch: the "
+              "float model above")
+        row("int8, one session, per step: C median | torch b1 best", fmt_ns(qm), fmt_ns(b1_wall),
+            f"{b1_wall / qm:.0f}x")
+        row("int8, one session, per step, cpu: C mean | torch b1 best", fmt_ns(qc),
+            fmt_ns(b1_cpu), f"{b1_cpu / qc:.0f}x")
+        row(f"int8, {sessions} sessions: session-steps/s, lock-step | b256",
+            M(q("many_lockstep_rate")), M(b256_wall), f"{q('many_lockstep_rate') / b256_wall:.1f}x")
+        row("  per CPU-second: lock-step | b256", M(q("many_lockstep_cpu_rate")), M(b256_cpu),
+            f"{q('many_lockstep_cpu_rate') / b256_cpu:.1f}x")
+        row("  group step on (wall) | b256", M(q("many_group_rate")), M(b256_wall),
+            f"{q('many_group_rate') / b256_wall:.1f}x")
+        row("  group step on, per CPU-second | b256", M(q("many_group_cpu_rate")), M(b256_cpu),
+            f"{q('many_group_cpu_rate') / b256_cpu:.1f}x")
+        row(f"int8 step vs reading its int8 rows ({q('bytes_per_step') / 1024:.1f} KiB): median",
+            fmt_ns(qm), fmt_ns(qr), f"{qm / qr:.2f}x")
+        row("int8 step vs reading its int8 rows: cpu mean", fmt_ns(qc), fmt_ns(qrc),
+            f"{qc / qrc:.2f}x")
     print("-" * W)
 
     def verdict(v, goal, higher):
