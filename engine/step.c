@@ -51,7 +51,7 @@ struct spk_scratch {
 #define MANY_CHUNK 64
 #define GROUP_TILE 256
 #define GROUP_TILE_F32 128 /* float32: 512 bytes of each state's i per tile */
-#define GROUP_PAIRS_MAX (1u << 16)
+#define GROUP_PAIRS_MAX (1u << 14) /* 16 K pairs: 13 bytes each in scratch */
 
 static size_t pad16(size_t n) {
     return (n + 15) / 16 * 16;
