@@ -252,10 +252,28 @@ static void qscatter_scalar(int16_t *const *acc, size_t nacc, const int8_t *row,
             acc[q][k] = (int16_t)(acc[q][k] + row[k]);
 }
 
+static void qdense4_scalar(int32_t *out, size_t n, const uint8_t *act, size_t nq,
+                           const int8_t *w4) {
+    for (size_t s = 0; s < 4; s++) {
+        const uint8_t *a = act + s * 4 * nq;
+        int32_t *o = out + s * n;
+        memset(o, 0, n * sizeof *o);
+        for (size_t q = 0; q < nq; q++) {
+            const uint8_t *aq = a + 4 * q;
+            if (!(aq[0] | aq[1] | aq[2] | aq[3])) continue;
+            const int8_t *w = w4 + q * n * 4;
+            for (size_t k = 0; k < n; k++)
+                o[k] += aq[0] * w[4 * k] + aq[1] * w[4 * k + 1] + aq[2] * w[4 * k + 2] +
+                        aq[3] * w[4 * k + 3];
+        }
+    }
+}
+
 static const spk_kernels k_scalar = {
     "scalar",          axpy_scalar,   add_scalar,          axpy_rows_scalar,
     src_update_scalar, tanh_scalar,   qsum_rows_scalar,    qaxpy_rows_scalar,
     qapply_scalar,     tanh32_scalar, axpy_scatter_scalar, qscatter_scalar,
+    qdense4_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -589,6 +607,7 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 static const spk_kernels k_avx2 = {
     "avx2",         axpy_avx2,       add_avx2,    axpy_rows_avx2, src_update_avx2,   tanh_avx2,
     qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2, tanh32_avx2,    axpy_scatter_avx2, qscatter_avx2,
+    qdense4_scalar,
 };
 
 /* ---- AVX-512 twins (AVX512F and AVX512BW): 8 doubles per tanh vector ---- */
@@ -931,6 +950,77 @@ AVX512 static void qscatter_avx512(int16_t *const *acc, size_t nacc, const int8_
             acc[q][j] = (int16_t)(acc[q][j] + row[j]);
 }
 
+/* 4 sessions x 64 neurons in 16 registers; per input quad with a spike in any of the 4: 4
+ * loads of weights (64 neurons x 4 inputs), 4 broadcasts of the sessions' activity bytes,
+ * 16 vpdpbusd (u8 activity x s8 weights, summed in int32: exact). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+qdense4_vnni(int32_t *out, size_t n, const uint8_t *act, size_t nq, const int8_t *w4) {
+    const uint8_t *a0 = act, *a1 = act + 4 * nq, *a2 = act + 8 * nq, *a3 = act + 12 * nq;
+    for (size_t n0 = 0; n0 + 64 <= n; n0 += 64) {
+        __m512i c[4][4];
+        for (int s = 0; s < 4; s++)
+            for (int t = 0; t < 4; t++)
+                c[s][t] = _mm512_setzero_si512();
+        for (size_t q = 0; q < nq; q++) {
+            uint32_t m0, m1, m2, m3;
+            memcpy(&m0, a0 + 4 * q, 4), memcpy(&m1, a1 + 4 * q, 4);
+            memcpy(&m2, a2 + 4 * q, 4), memcpy(&m3, a3 + 4 * q, 4);
+            if (!(m0 | m1 | m2 | m3)) continue;
+            const int8_t *w = w4 + (q * n + n0) * 4;
+            __m512i w0 = _mm512_loadu_si512((const void *)w),
+                    w1 = _mm512_loadu_si512((const void *)(w + 64)),
+                    w2 = _mm512_loadu_si512((const void *)(w + 128)),
+                    w3 = _mm512_loadu_si512((const void *)(w + 192));
+            const uint32_t m[4] = {m0, m1, m2, m3};
+            for (int s = 0; s < 4; s++) {
+                __m512i b = _mm512_set1_epi32((int)m[s]);
+                c[s][0] = _mm512_dpbusd_epi32(c[s][0], b, w0);
+                c[s][1] = _mm512_dpbusd_epi32(c[s][1], b, w1);
+                c[s][2] = _mm512_dpbusd_epi32(c[s][2], b, w2);
+                c[s][3] = _mm512_dpbusd_epi32(c[s][3], b, w3);
+            }
+        }
+        for (int s = 0; s < 4; s++)
+            for (int t = 0; t < 4; t++)
+                _mm512_storeu_si512((void *)(out + s * n + n0 + 16 * t), c[s][t]);
+    }
+    size_t done = n / 64 * 64;
+    if (done < n) { /* the last n % 64 neurons (a multiple of 16), one register per session */
+        for (size_t n0 = done; n0 < n; n0 += 16) {
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            for (size_t q = 0; q < nq; q++) {
+                uint32_t m0, m1, m2, m3;
+                memcpy(&m0, a0 + 4 * q, 4), memcpy(&m1, a1 + 4 * q, 4);
+                memcpy(&m2, a2 + 4 * q, 4), memcpy(&m3, a3 + 4 * q, 4);
+                if (!(m0 | m1 | m2 | m3)) continue;
+                __m512i w0 = _mm512_loadu_si512((const void *)(w4 + (q * n + n0) * 4));
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32((int)m0), w0);
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32((int)m1), w0);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32((int)m2), w0);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32((int)m3), w0);
+            }
+            _mm512_storeu_si512((void *)(out + n0), c0);
+            _mm512_storeu_si512((void *)(out + n + n0), c1);
+            _mm512_storeu_si512((void *)(out + 2 * n + n0), c2);
+            _mm512_storeu_si512((void *)(out + 3 * n + n0), c3);
+        }
+    }
+}
+
+static int have_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+
+/* The AVX-512 table's qdense4: VNNI where the CPU has it, else the scalar twin. */
+static void qdense4_avx512(int32_t *out, size_t n, const uint8_t *act, size_t nq,
+                           const int8_t *w4) {
+    if (have_vnni())
+        qdense4_vnni(out, n, act, nq, w4);
+    else
+        qdense4_scalar(out, n, act, nq, w4);
+}
+
 AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 16 <= n; k += 16)
@@ -943,6 +1033,7 @@ static const spk_kernels k_avx512 = {
     "avx512",          axpy_avx512,   add_avx512,          axpy_rows_avx512,
     src_update_avx512, tanh_avx512,   qsum_rows_avx512,    qaxpy_rows_avx512,
     qapply_avx512,     tanh32_avx512, axpy_scatter_avx512, qscatter_avx512,
+    qdense4_avx512,
 };
 
 static int have_avx512(void) {

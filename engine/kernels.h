@@ -66,6 +66,11 @@ typedef struct spk_kernels {
     /* acc[s][k] += row[k] in 16-bit integers, s < nacc, k < n (the caller keeps every sum
      * within int16: at most SPK_Q8_ROWS rows between two spills). */
     void (*qscatter)(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n);
+    /* The dense group step of an int8 layer (spk_layer.wq4, nq input quads): for 4 sessions
+     * s, out[s * n + k] = sum over quads q and i < 4 of act[s * 4 nq + 4 q + i] *
+     * w4[(q * n + k) * 4 + i], act bytes 0 or 1: exact int32 sums (vpdpbusd where the CPU has
+     * AVX512-VNNI). n a multiple of 16. */
+    void (*qdense4)(int32_t *out, size_t n, const uint8_t *act, size_t nq, const int8_t *w4);
 } spk_kernels;
 
 /* Rows per qsum_rows / qaxpy_rows call: 256 int8 rows sum to at most 32512 in magnitude, so

@@ -438,6 +438,8 @@ static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t
         size_t nw = (size_t)L->n * L->n_in;
         floats += (L->weights_q8.len ? round_up(L->n) : round_up(nw)) + 4 * round_up(L->n);
         bytes += L->weights_q8.len ? (nw + 63) / 64 * 64 : 0;
+        if (k == 0 && L->weights_q8.len) /* the quad layout of layer 0 */
+            bytes += ((size_t)(L->n_in + 3) / 4 * 4 * L->n + 63) / 64 * 64;
     }
     if (pm->readout) {
         const Spikeserve__Readout *R = pm->readout;
@@ -470,6 +472,17 @@ static int build(const Spikeserve__Model *pm, spk_model **out, char *err, size_t
         if (P->weights_q8.len) {
             take_q8(&qcur, wt, P->weights_q8, P->weight_scales, P->n_weight_scales, P->n, P->n_in,
                     &L->wq);
+            if (k == 0) {
+                size_t nq = ((size_t)P->n_in + 3) / 4;
+                int8_t *w4 = qcur;
+                memset(w4, 0, nq * 4 * P->n);
+                for (uint32_t r = 0; r < P->n; r++)
+                    for (uint32_t c = 0; c < P->n_in; c++)
+                        w4[((size_t)(c / 4) * P->n + r) * 4 + c % 4] =
+                            (int8_t)P->weights_q8.data[(size_t)r * P->n_in + c];
+                L->wq4 = w4;
+                qcur += (nq * 4 * P->n + 63) / 64 * 64;
+            }
             L->wscale = wt;
             wt = NULL;
             m->int8_layers++;

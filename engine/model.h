@@ -96,7 +96,10 @@ typedef struct {
                             so an input event touches one contiguous row */
     const int8_t *wq;    /* int8 layers: n_in x n, rows as wt; NULL for float32 layers */
     const float *wscale; /* int8 layers: n scales, one per neuron (a per-layer scale repeated) */
-    const float *b_h;    /* n */
+    /* int8 layer 0 only, for the dense group step (spk_step_many): the same weights by input
+     * quads, wq4[(q * n + k) * 4 + i] = W[k][4 q + i] (0 past n_in); NULL otherwise */
+    const int8_t *wq4;
+    const float *b_h;           /* n */
     const float *i0, *h0, *hs0; /* n each: initial state (zeros when the file has none) */
 } spk_layer;
 

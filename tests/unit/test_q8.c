@@ -508,7 +508,8 @@ static void test_models(const spk_kernels *const *ks, size_t nk) {
 /* The group step of spk_step_many: 150 states (three chunks) of one model, inputs of every
  * kind (binary, graded, one step's events in descending input order, dense rows, 1 to 3
  * steps; a round where one state per chunk could join, one whose events overflow the
- * group's buffers), against spk_step on each state alone: states and outputs bit for bit, with
+ * group's buffers, one so sparse that int8 chunks take the row-by-row path, not the dense
+ * product), against spk_step on each state alone: states and outputs bit for bit, with
  * every kernel table; and the group step did take part (spk_scratch_grouped). */
 static void test_group(const spk_kernels *const *ks, size_t nk) {
     static const tm_spec sp = {.n_in = 784,
@@ -548,7 +549,7 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
                     int graded = k % 5 == 4;
                     /* the last round: dense enough that a chunk's pairs overflow the group's
                      * buffers (the states left out step alone) */
-                    float p = round == ROUNDS - 1 ? 0.9f : 0.25f;
+                    float p = round == ROUNDS - 1 ? 0.9f : round == 3 ? 0.03f : 0.25f;
                     evs[k] = tm_events(steps, 784, p, graded, 1000 * round + k, &ne);
                     if (k % 7 == 6) /* step 0's events in descending input order */
                         for (size_t x = 0, y = 0; y < ne && evs[k][y].step == 0; y++)
@@ -578,7 +579,13 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
                     free(evs[k]);
                 }
             }
-            uint64_t g = spk_scratch_grouped(sc);
+            uint64_t g = spk_scratch_grouped(sc), gd = spk_scratch_grouped_dense(sc);
+            if (kind)
+                ok(gd > 0 && gd < g,
+                   "  int8, %s: both group paths ran: %llu state-steps dense, %llu sparse",
+                   ks[t]->name, (unsigned long long)gd, (unsigned long long)(g - gd));
+            else
+                is_int(gd, 0, "  float32: no dense int8 product");
             ok(same && g > NS * ROUNDS,
                "%s model, %s kernels: spk_step_many of %d states == "
                "spk_step alone, states, spikes and readout bit for bit, %d rounds (%llu "
