@@ -87,6 +87,54 @@ static inline __attribute__((always_inline)) float tanh_scalar1(float xf) {
     return (float)copysign(t, x);
 }
 
+/* ---- float32 tanh (SPK_TANH_FLOAT32), shared by every twin ----
+ *
+ * tanh(x) = sign(x) * m / (m + 2), m = expm1(2|x|), |x| clamped to 10 (the result is then 1.0f):
+ * y = 2|x| = k ln2 + r, |r| <= ln2 / 2 (k by the 1.5 * 2^23 shift, ln2 in two parts, the
+ * first with 16 significant bits so k * LN2_HI is exact), e^r - 1 = r (1 + r/2 + ... +
+ * r^7/8!) by Horner, m = 2^k (e^r - 1) + (2^k - 1). float32 only, separate multiplies and
+ * adds, one division; a few ulp from the exact tanh (tests/unit/test_kernels.c measures it). */
+#define T32_CLAMP 10.0f
+#define T32_INV_LN2 1.44269504088896341f
+#define T32_SHIFT 12582912.0f /* 1.5 * 2^23 */
+#define T32_LN2_HI 0.693145751953125f
+#define T32_LN2_LO 1.42860682030941723212e-6f
+#define T32_C0 1.0f
+#define T32_C1 (1.0f / 2.0f)
+#define T32_C2 (1.0f / 6.0f)
+#define T32_C3 (1.0f / 24.0f)
+#define T32_C4 (1.0f / 120.0f)
+#define T32_C5 (1.0f / 720.0f)
+#define T32_C6 (1.0f / 5040.0f)
+#define T32_C7 (1.0f / 40320.0f)
+
+static inline __attribute__((always_inline)) float tanh32_scalar1(float x) {
+    float ax = fabsf(x);
+    ax = ax < T32_CLAMP ? ax : T32_CLAMP;
+    float y = ax + ax;
+    float kp = y * T32_INV_LN2;
+    kp = kp + T32_SHIFT;
+    float k = kp - T32_SHIFT;
+    float r = y - k * T32_LN2_HI;
+    r = r - k * T32_LN2_LO;
+    float q = T32_C7 * r + T32_C6;
+    q = q * r + T32_C5;
+    q = q * r + T32_C4;
+    q = q * r + T32_C3;
+    q = q * r + T32_C2;
+    q = q * r + T32_C1;
+    q = q * r + T32_C0;
+    float e = r * q; /* e^r - 1 */
+    uint32_t kb, sb;
+    memcpy(&kb, &kp, 4);
+    sb = ((kb - 0x4B400000u) + 127u) << 23; /* 2^k */
+    float S;
+    memcpy(&S, &sb, 4);
+    float m = S * e + (S - 1.0f);
+    float t = m / (m + 2.0f);
+    return copysignf(t, x);
+}
+
 /* ---- scalar kernels ---- */
 
 /* The scalar update and tanh in two builds, picked when the program starts: with the FMA
@@ -127,13 +175,14 @@ static src_consts consts(const spk_layer *L) {
 }
 
 static inline __attribute__((always_inline)) void src_one(const src_consts *c, float b, float i,
-                                                          float *h, float *hs, float *s) {
+                                                          float *h, float *hs, float *s, int f32) {
     float hp = *h, hsp = *hs;
-    float x = c->rho * tanh_scalar1(i / c->rho); /* (5b) */
-    float a = x + c->r * hp;                     /* (5d), left to right */
+    float v = i / c->rho;
+    float x = c->rho * (f32 ? tanh32_scalar1(v) : tanh_scalar1(v)); /* (5b) */
+    float a = x + c->r * hp;                                        /* (5d), left to right */
     a = a + c->r_s * hsp;
     a = a + b;
-    float hn = tanh_scalar1(a);
+    float hn = f32 ? tanh32_scalar1(a) : tanh_scalar1(a);
     float z = hn > c->theta ? c->z_on : c->z_hyp; /* (5c) */
     *hs = z * hsp + (1.0f - z) * hp;              /* (5e) */
     *h = hn;
@@ -144,9 +193,10 @@ static inline __attribute__((always_inline)) void src_one(const src_consts *c, f
 static inline __attribute__((always_inline)) size_t
 src_update_tail(const src_consts *c, const spk_layer *L, const float *i, float *h, float *hs,
                 uint32_t *idx, float *val, size_t k0, size_t n, size_t cnt) {
+    const int f32 = L->tanh == SPK_TANH_FLOAT32;
     for (size_t k = k0; k < n; k++) {
         float s;
-        src_one(c, L->b_h[k], i[k], &h[k], &hs[k], &s);
+        src_one(c, L->b_h[k], i[k], &h[k], &hs[k], &s, f32);
         if (s > 0.0f) idx[cnt] = (uint32_t)k, val[cnt++] = s;
     }
     return cnt;
@@ -164,8 +214,66 @@ SCALAR_FMA static void tanh_scalar(float *y, const float *x, size_t n) {
         y[k] = tanh_scalar1(x[k]);
 }
 
+static void tanh32_scalar(float *y, const float *x, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        y[k] = tanh32_scalar1(x[k]);
+}
+
+static void qsum_rows_scalar(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+    for (size_t k = 0; k < n; k++) {
+        int32_t v = 0;
+        for (size_t r = 0; r < nr; r++)
+            v += rows[r][k];
+        acc[k] = acc[k] + (float)v;
+    }
+}
+
+static void qaxpy_rows_scalar(float *acc, size_t n, const float *a, const int8_t *const *rows,
+                              size_t nr) {
+    for (size_t r = 0; r < nr; r++)
+        for (size_t k = 0; k < n; k++)
+            acc[k] = acc[k] + a[r] * (float)rows[r][k];
+}
+
+static void qapply_scalar(float *y, size_t n, float s, const float *scale, const float *acc) {
+    for (size_t k = 0; k < n; k++)
+        y[k] = s * y[k] + scale[k] * acc[k];
+}
+
+static void axpy_scatter_scalar(float *const *y, const float *a, size_t ny, const float *row,
+                                size_t n) {
+    for (size_t q = 0; q < ny; q++)
+        axpy_scalar(y[q], a[q], row, n);
+}
+
+static void qscatter_scalar(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t k = 0; k < n; k++)
+            acc[q][k] = (int16_t)(acc[q][k] + row[k]);
+}
+
+static void qdense4_scalar(int32_t *out, size_t n, const uint8_t *act, size_t nq,
+                           const int8_t *w4) {
+    for (size_t s = 0; s < 4; s++) {
+        const uint8_t *a = act + s * 4 * nq;
+        int32_t *o = out + s * n;
+        memset(o, 0, n * sizeof *o);
+        for (size_t q = 0; q < nq; q++) {
+            const uint8_t *aq = a + 4 * q;
+            if (!(aq[0] | aq[1] | aq[2] | aq[3])) continue;
+            const int8_t *w = w4 + q * n * 4;
+            for (size_t k = 0; k < n; k++)
+                o[k] += aq[0] * w[4 * k] + aq[1] * w[4 * k + 1] + aq[2] * w[4 * k + 2] +
+                        aq[3] * w[4 * k + 3];
+        }
+    }
+}
+
 static const spk_kernels k_scalar = {
-    "scalar", axpy_scalar, add_scalar, axpy_rows_scalar, src_update_scalar, tanh_scalar,
+    "scalar",          axpy_scalar,   add_scalar,          axpy_rows_scalar,
+    src_update_scalar, tanh_scalar,   qsum_rows_scalar,    qaxpy_rows_scalar,
+    qapply_scalar,     tanh32_scalar, axpy_scatter_scalar, qscatter_scalar,
+    qdense4_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -212,6 +320,34 @@ AVX2 static inline __m256 tanh8(__m256 x) {
     __m256 t =
         _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
     return _mm256_or_ps(t, _mm256_and_ps(sign, x)); /* copysign */
+}
+
+/* tanh32_scalar1 on 8 lanes: the same float operations in the same order. */
+AVX2 static inline __m256 tanh32_8(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 ax = _mm256_min_ps(_mm256_andnot_ps(sign, x), _mm256_set1_ps(T32_CLAMP));
+    __m256 y = _mm256_add_ps(ax, ax);
+    __m256 kp =
+        _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(T32_INV_LN2)), _mm256_set1_ps(T32_SHIFT));
+    __m256 k = _mm256_sub_ps(kp, _mm256_set1_ps(T32_SHIFT));
+    __m256 r = _mm256_sub_ps(y, _mm256_mul_ps(k, _mm256_set1_ps(T32_LN2_HI)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(k, _mm256_set1_ps(T32_LN2_LO)));
+    __m256 q = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(T32_C7), r), _mm256_set1_ps(T32_C6));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C5));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C4));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C3));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C2));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C1));
+    q = _mm256_add_ps(_mm256_mul_ps(q, r), _mm256_set1_ps(T32_C0));
+    __m256 e = _mm256_mul_ps(r, q);
+    __m256i sb = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(kp), _mm256_set1_epi32(0x4B400000)),
+                         _mm256_set1_epi32(127)),
+        23);
+    __m256 S = _mm256_castsi256_ps(sb);
+    __m256 m = _mm256_add_ps(_mm256_mul_ps(S, e), _mm256_sub_ps(S, _mm256_set1_ps(1.0f)));
+    __m256 t = _mm256_div_ps(m, _mm256_add_ps(m, _mm256_set1_ps(2.0f)));
+    return _mm256_or_ps(t, _mm256_and_ps(sign, x));
 }
 
 AVX2 static void axpy_avx2(float *y, float a, const float *x, size_t n) {
@@ -297,8 +433,13 @@ AVX2 static void add_avx2(float *y, const float *x, size_t n) {
         y[k] = y[k] + x[k];
 }
 
-AVX2 static size_t src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs,
-                                   float *s, uint32_t *idx, float *val, size_t n) {
+AVX2 static inline __attribute__((always_inline)) __m256 tanh8_mode(__m256 x, int f32) {
+    return f32 ? tanh32_8(x) : tanh8(x);
+}
+
+AVX2 static inline __attribute__((always_inline)) size_t
+src_update_avx2_mode(const spk_layer *L, const float *i, float *h, float *hs, float *s,
+                     uint32_t *idx, float *val, size_t n, int f32) {
     src_consts c = consts(L);
     const __m256 rho = _mm256_set1_ps(c.rho), r = _mm256_set1_ps(c.r), rs = _mm256_set1_ps(c.r_s);
     const __m256 zh = _mm256_set1_ps(c.z_hyp), zon = _mm256_set1_ps(c.z_on);
@@ -307,15 +448,15 @@ AVX2 static size_t src_update_avx2(const spk_layer *L, const float *i, float *h,
     size_t k = 0, cnt = 0;
     /* Two passes, as in src_update_avx512 (where the why is). */
     for (; k + 8 <= n; k += 8)
-        _mm256_storeu_ps(s + k,
-                         _mm256_mul_ps(rho, tanh8(_mm256_div_ps(_mm256_loadu_ps(i + k), rho))));
+        _mm256_storeu_ps(
+            s + k, _mm256_mul_ps(rho, tanh8_mode(_mm256_div_ps(_mm256_loadu_ps(i + k), rho), f32)));
     for (k = 0; k + 8 <= n; k += 8) {
         __m256 hp = _mm256_loadu_ps(h + k), hsp = _mm256_loadu_ps(hs + k);
         __m256 x = _mm256_loadu_ps(s + k);
         __m256 a = _mm256_add_ps(x, _mm256_mul_ps(r, hp));
         a = _mm256_add_ps(a, _mm256_mul_ps(rs, hsp));
         a = _mm256_add_ps(a, _mm256_loadu_ps(L->b_h + k));
-        __m256 hn = tanh8(a);
+        __m256 hn = tanh8_mode(a, f32);
         __m256 z = _mm256_blendv_ps(zh, zon, _mm256_cmp_ps(hn, theta, _CMP_GT_OQ));
         __m256 hsn = _mm256_add_ps(_mm256_mul_ps(z, hsp), _mm256_mul_ps(_mm256_sub_ps(one, z), hp));
         _mm256_storeu_ps(h + k, hn);
@@ -330,6 +471,131 @@ AVX2 static size_t src_update_avx2(const spk_layer *L, const float *i, float *h,
     return src_update_tail(&c, L, i, h, hs, idx, val, k, n, cnt);
 }
 
+AVX2 static size_t src_update_avx2(const spk_layer *L, const float *i, float *h, float *hs,
+                                   float *s, uint32_t *idx, float *val, size_t n) {
+    if (L->tanh == SPK_TANH_FLOAT32) return src_update_avx2_mode(L, i, h, hs, s, idx, val, n, 1);
+    return src_update_avx2_mode(L, i, h, hs, s, idx, val, n, 0);
+}
+
+AVX2 static void tanh32_avx2(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, tanh32_8(_mm256_loadu_ps(x + k)));
+    for (; k < n; k++)
+        y[k] = tanh32_scalar1(x[k]);
+}
+
+/* int16 lanes of a row sum added, widened, into 16 floats of acc. */
+AVX2 static inline void q16_add_acc8(float *acc, __m256i s16) {
+    __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(s16));
+    __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(s16, 1));
+    _mm256_storeu_ps(acc, _mm256_add_ps(_mm256_loadu_ps(acc), _mm256_cvtepi32_ps(lo)));
+    _mm256_storeu_ps(acc + 8, _mm256_add_ps(_mm256_loadu_ps(acc + 8), _mm256_cvtepi32_ps(hi)));
+}
+
+/* The tail of a q8 row sum (the last n - k elements): integers, so any order is the same. */
+static void qsum_rows_tail(float *acc, size_t k, size_t n, const int8_t *const *rows, size_t nr) {
+    for (; k < n; k++) {
+        int32_t v = 0;
+        for (size_t r = 0; r < nr; r++)
+            v += rows[r][k];
+        acc[k] = acc[k] + (float)v;
+    }
+}
+
+AVX2 static void qsum_rows_avx2(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+    size_t k = 0;
+    for (; k + 128 <= n; k += 128) { /* 8 registers of 16 int16 sums */
+        __m256i s[8];
+        for (int j = 0; j < 8; j++)
+            s[j] = _mm256_setzero_si256();
+        for (size_t r = 0; r < nr; r++) {
+            const int8_t *x = rows[r] + k;
+            for (int j = 0; j < 8; j++)
+                s[j] = _mm256_add_epi16(
+                    s[j], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 16 * j))));
+        }
+        for (int j = 0; j < 8; j++)
+            q16_add_acc8(acc + k + 16 * j, s[j]);
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m256i s0 = _mm256_setzero_si256();
+        for (size_t r = 0; r < nr; r++)
+            s0 = _mm256_add_epi16(
+                s0, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[r] + k))));
+        q16_add_acc8(acc + k, s0);
+    }
+    qsum_rows_tail(acc, k, n, rows, nr);
+}
+
+AVX2 static inline __m256 q8_to_ps8(const int8_t *x) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)x)));
+}
+
+AVX2 static void qaxpy_rows_avx2(float *acc, size_t n, const float *a, const int8_t *const *rows,
+                                 size_t nr) {
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        __m256 y[8];
+        for (int j = 0; j < 8; j++)
+            y[j] = _mm256_loadu_ps(acc + k + 8 * j);
+        for (size_t r = 0; r < nr; r++) {
+            const __m256 v = _mm256_set1_ps(a[r]);
+            const int8_t *x = rows[r] + k;
+            for (int j = 0; j < 8; j++)
+                y[j] = _mm256_add_ps(y[j], _mm256_mul_ps(v, q8_to_ps8(x + 8 * j)));
+        }
+        for (int j = 0; j < 8; j++)
+            _mm256_storeu_ps(acc + k + 8 * j, y[j]);
+    }
+    for (; k + 8 <= n; k += 8) {
+        __m256 y0 = _mm256_loadu_ps(acc + k);
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm256_add_ps(y0, _mm256_mul_ps(_mm256_set1_ps(a[r]), q8_to_ps8(rows[r] + k)));
+        _mm256_storeu_ps(acc + k, y0);
+    }
+    for (; k < n; k++)
+        for (size_t r = 0; r < nr; r++)
+            acc[k] = acc[k] + a[r] * (float)rows[r][k];
+}
+
+AVX2 static void qapply_avx2(float *y, size_t n, float s, const float *scale, const float *acc) {
+    const __m256 vs = _mm256_set1_ps(s);
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_add_ps(_mm256_mul_ps(vs, _mm256_loadu_ps(y + k)),
+                                              _mm256_mul_ps(_mm256_loadu_ps(scale + k),
+                                                            _mm256_loadu_ps(acc + k))));
+    for (; k < n; k++)
+        y[k] = s * y[k] + scale[k] * acc[k];
+}
+
+AVX2 static void axpy_scatter_avx2(float *const *y, const float *a, size_t ny, const float *row,
+                                   size_t n) {
+    for (size_t q = 0; q < ny; q++)
+        axpy_avx2(y[q], a[q], row, n);
+}
+
+AVX2 static void qscatter_avx2(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        __m256i r0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k)));
+        __m256i r1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 16)));
+        __m256i r2 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 32)));
+        __m256i r3 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(row + k + 48)));
+        for (size_t q = 0; q < nacc; q++) {
+            __m256i *p = (__m256i *)(void *)(acc[q] + k);
+            _mm256_storeu_si256(p, _mm256_add_epi16(_mm256_loadu_si256(p), r0));
+            _mm256_storeu_si256(p + 1, _mm256_add_epi16(_mm256_loadu_si256(p + 1), r1));
+            _mm256_storeu_si256(p + 2, _mm256_add_epi16(_mm256_loadu_si256(p + 2), r2));
+            _mm256_storeu_si256(p + 3, _mm256_add_epi16(_mm256_loadu_si256(p + 3), r3));
+        }
+    }
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t j = k; j < n; j++)
+            acc[q][j] = (int16_t)(acc[q][j] + row[j]);
+}
+
 AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 8 <= n; k += 8)
@@ -339,11 +605,13 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx2 = {
-    "avx2", axpy_avx2, add_avx2, axpy_rows_avx2, src_update_avx2, tanh_avx2,
+    "avx2",         axpy_avx2,       add_avx2,    axpy_rows_avx2, src_update_avx2,   tanh_avx2,
+    qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2, tanh32_avx2,    axpy_scatter_avx2, qscatter_avx2,
+    qdense4_scalar,
 };
 
-/* ---- AVX-512 twins (AVX512F only): 8 doubles per tanh vector ---- */
-#define AVX512 __attribute__((target("avx512f")))
+/* ---- AVX-512 twins (AVX512F and AVX512BW): 8 doubles per tanh vector ---- */
+#define AVX512 __attribute__((target("avx512f,avx512bw")))
 #define S8(v) _mm512_set1_pd(v)
 #define MUL8 _mm512_mul_pd
 #define ADD8 _mm512_add_pd
@@ -384,6 +652,40 @@ AVX512 static inline __m512 tanh16(__m512 x) {
     __m512i both = _mm512_castpd_si512(
         _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
     return _mm512_castsi512_ps(_mm512_or_si512(both, _mm512_and_si512(sign, xi))); /* copysign */
+}
+
+/* tanh32_scalar1 on 16 lanes: the same float operations in the same order. */
+AVX512 static inline __m512 tanh32_16(__m512 x) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i xi = _mm512_castps_si512(x);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    ax = _mm512_min_ps(ax, _mm512_set1_ps(T32_CLAMP));
+    __m512 y = _mm512_add_ps(ax, ax);
+    __m512 kp =
+        _mm512_add_ps(_mm512_mul_ps(y, _mm512_set1_ps(T32_INV_LN2)), _mm512_set1_ps(T32_SHIFT));
+    __m512 k = _mm512_sub_ps(kp, _mm512_set1_ps(T32_SHIFT));
+    __m512 r = _mm512_sub_ps(y, _mm512_mul_ps(k, _mm512_set1_ps(T32_LN2_HI)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(T32_LN2_LO)));
+    __m512 q = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(T32_C7), r), _mm512_set1_ps(T32_C6));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C5));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C4));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C3));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C2));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C1));
+    q = _mm512_add_ps(_mm512_mul_ps(q, r), _mm512_set1_ps(T32_C0));
+    __m512 e = _mm512_mul_ps(r, q);
+    __m512i sb = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(kp), _mm512_set1_epi32(0x4B400000)),
+                         _mm512_set1_epi32(127)),
+        23);
+    __m512 S = _mm512_castsi512_ps(sb);
+    __m512 m = _mm512_add_ps(_mm512_mul_ps(S, e), _mm512_sub_ps(S, _mm512_set1_ps(1.0f)));
+    __m512 t = _mm512_div_ps(m, _mm512_add_ps(m, _mm512_set1_ps(2.0f)));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(sign, xi)));
+}
+
+AVX512 static inline __attribute__((always_inline)) __m512 tanh16_mode(__m512 x, int f32) {
+    return f32 ? tanh32_16(x) : tanh16(x);
 }
 
 AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
@@ -452,8 +754,9 @@ AVX512 static void add_avx512(float *y, const float *x, size_t n) {
         y[k] = y[k] + x[k];
 }
 
-AVX512 static size_t src_update_avx512(const spk_layer *L, const float *i, float *h, float *hs,
-                                       float *s, uint32_t *idx, float *val, size_t n) {
+AVX512 static inline __attribute__((always_inline)) size_t
+src_update_avx512_mode(const spk_layer *L, const float *i, float *h, float *hs, float *s,
+                       uint32_t *idx, float *val, size_t n, int f32) {
     src_consts c = consts(L);
     const __m512 rho = _mm512_set1_ps(c.rho), r = _mm512_set1_ps(c.r), rs = _mm512_set1_ps(c.r_s);
     const __m512 zh = _mm512_set1_ps(c.z_hyp), zon = _mm512_set1_ps(c.z_on);
@@ -465,15 +768,16 @@ AVX512 static size_t src_update_avx512(const spk_layer *L, const float *i, float
      * cycles of latency; with both tanhs in one iteration the reorder buffer holds too few
      * iterations to overlap them, and the loop runs at the speed of the chain. */
     for (; k + 16 <= n; k += 16)
-        _mm512_storeu_ps(s + k,
-                         _mm512_mul_ps(rho, tanh16(_mm512_div_ps(_mm512_loadu_ps(i + k), rho))));
+        _mm512_storeu_ps(
+            s + k,
+            _mm512_mul_ps(rho, tanh16_mode(_mm512_div_ps(_mm512_loadu_ps(i + k), rho), f32)));
     for (k = 0; k + 16 <= n; k += 16) {
         __m512 hp = _mm512_loadu_ps(h + k), hsp = _mm512_loadu_ps(hs + k);
         __m512 x = _mm512_loadu_ps(s + k);
         __m512 a = _mm512_add_ps(x, _mm512_mul_ps(r, hp));
         a = _mm512_add_ps(a, _mm512_mul_ps(rs, hsp));
         a = _mm512_add_ps(a, _mm512_loadu_ps(L->b_h + k));
-        __m512 hn = tanh16(a);
+        __m512 hn = tanh16_mode(a, f32);
         __m512 z = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hn, theta, _CMP_GT_OQ), zh, zon);
         __m512 hsn = _mm512_add_ps(_mm512_mul_ps(z, hsp), _mm512_mul_ps(_mm512_sub_ps(one, z), hp));
         _mm512_storeu_ps(h + k, hn);
@@ -491,6 +795,232 @@ AVX512 static size_t src_update_avx512(const spk_layer *L, const float *i, float
     return src_update_tail(&c, L, i, h, hs, idx, val, k, n, cnt);
 }
 
+AVX512 static size_t src_update_avx512(const spk_layer *L, const float *i, float *h, float *hs,
+                                       float *s, uint32_t *idx, float *val, size_t n) {
+    if (L->tanh == SPK_TANH_FLOAT32) return src_update_avx512_mode(L, i, h, hs, s, idx, val, n, 1);
+    return src_update_avx512_mode(L, i, h, hs, s, idx, val, n, 0);
+}
+
+AVX512 static void tanh32_avx512(float *y, const float *x, size_t n) {
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, tanh32_16(_mm512_loadu_ps(x + k)));
+    for (; k < n; k++)
+        y[k] = tanh32_scalar1(x[k]);
+}
+
+/* 32 int16 sums of a row sum added, widened, into 32 floats of acc. */
+AVX512 static inline void q16_add_acc16(float *acc, __m512i s16) {
+    __m512i lo = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(s16));
+    __m512i hi = _mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(s16, 1));
+    _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_loadu_ps(acc), _mm512_cvtepi32_ps(lo)));
+    _mm512_storeu_ps(acc + 16, _mm512_add_ps(_mm512_loadu_ps(acc + 16), _mm512_cvtepi32_ps(hi)));
+}
+
+/* The rows are summed in 16-bit lanes (exact: nr <= SPK_Q8_ROWS), a tile of 256 sums held in
+ * 8 registers while the rows stream past; each 32-byte piece of a row is one sign-extending
+ * load (vpmovsxbw) and one add. */
+AVX512 static void qsum_rows_avx512(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+    size_t k = 0;
+    for (; k + 256 <= n; k += 256) {
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
+                s7 = s0;
+        for (size_t r = 0; r < nr; r++) {
+            const int8_t *x = rows[r] + k;
+#define LD(j) _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(x + 32 * (j))))
+            s0 = _mm512_add_epi16(s0, LD(0));
+            s1 = _mm512_add_epi16(s1, LD(1));
+            s2 = _mm512_add_epi16(s2, LD(2));
+            s3 = _mm512_add_epi16(s3, LD(3));
+            s4 = _mm512_add_epi16(s4, LD(4));
+            s5 = _mm512_add_epi16(s5, LD(5));
+            s6 = _mm512_add_epi16(s6, LD(6));
+            s7 = _mm512_add_epi16(s7, LD(7));
+#undef LD
+        }
+        q16_add_acc16(acc + k, s0), q16_add_acc16(acc + k + 32, s1);
+        q16_add_acc16(acc + k + 64, s2), q16_add_acc16(acc + k + 96, s3);
+        q16_add_acc16(acc + k + 128, s4), q16_add_acc16(acc + k + 160, s5);
+        q16_add_acc16(acc + k + 192, s6), q16_add_acc16(acc + k + 224, s7);
+    }
+    for (; k + 32 <= n; k += 32) {
+        __m512i s0 = _mm512_setzero_si512();
+        for (size_t r = 0; r < nr; r++)
+            s0 = _mm512_add_epi16(
+                s0, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(rows[r] + k))));
+        q16_add_acc16(acc + k, s0);
+    }
+    qsum_rows_tail(acc, k, n, rows, nr);
+}
+
+AVX512 static inline __m512 q8_to_ps16(const int8_t *x) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x)));
+}
+
+AVX512 static void qaxpy_rows_avx512(float *acc, size_t n, const float *a,
+                                     const int8_t *const *rows, size_t nr) {
+    size_t k = 0;
+    for (; k + 128 <= n; k += 128) {
+        __m512 y[8];
+        for (int j = 0; j < 8; j++)
+            y[j] = _mm512_loadu_ps(acc + k + 16 * j);
+        for (size_t r = 0; r < nr; r++) {
+            const __m512 v = _mm512_set1_ps(a[r]);
+            const int8_t *x = rows[r] + k;
+            for (int j = 0; j < 8; j++)
+                y[j] = _mm512_add_ps(y[j], _mm512_mul_ps(v, q8_to_ps16(x + 16 * j)));
+        }
+        for (int j = 0; j < 8; j++)
+            _mm512_storeu_ps(acc + k + 16 * j, y[j]);
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 y0 = _mm512_loadu_ps(acc + k);
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm512_add_ps(y0, _mm512_mul_ps(_mm512_set1_ps(a[r]), q8_to_ps16(rows[r] + k)));
+        _mm512_storeu_ps(acc + k, y0);
+    }
+    for (; k < n; k++)
+        for (size_t r = 0; r < nr; r++)
+            acc[k] = acc[k] + a[r] * (float)rows[r][k];
+}
+
+AVX512 static void qapply_avx512(float *y, size_t n, float s, const float *scale,
+                                 const float *acc) {
+    const __m512 vs = _mm512_set1_ps(s);
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_add_ps(_mm512_mul_ps(vs, _mm512_loadu_ps(y + k)),
+                                              _mm512_mul_ps(_mm512_loadu_ps(scale + k),
+                                                            _mm512_loadu_ps(acc + k))));
+    for (; k < n; k++)
+        y[k] = s * y[k] + scale[k] * acc[k];
+}
+
+/* The row's tile (up to 128 floats, 8 registers) loaded once, then each vector: load, one
+ * multiply and one add per lane (as axpy), store. */
+AVX512 static void axpy_scatter_avx512(float *const *y, const float *a, size_t ny, const float *row,
+                                       size_t n) {
+    size_t k = 0;
+    for (; k + 128 <= n; k += 128) {
+        __m512 x[8];
+        for (int j = 0; j < 8; j++)
+            x[j] = _mm512_loadu_ps(row + k + 16 * j);
+        for (size_t q = 0; q < ny; q++) {
+            const __m512 v = _mm512_set1_ps(a[q]);
+            float *p = y[q] + k;
+            for (int j = 0; j < 8; j++)
+                _mm512_storeu_ps(
+                    p + 16 * j, _mm512_add_ps(_mm512_loadu_ps(p + 16 * j), _mm512_mul_ps(v, x[j])));
+        }
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 x0 = _mm512_loadu_ps(row + k);
+        for (size_t q = 0; q < ny; q++)
+            _mm512_storeu_ps(y[q] + k, _mm512_add_ps(_mm512_loadu_ps(y[q] + k),
+                                                     _mm512_mul_ps(_mm512_set1_ps(a[q]), x0)));
+    }
+    for (size_t q = 0; q < ny; q++)
+        for (size_t j = k; j < n; j++)
+            y[q][j] = y[q][j] + a[q] * row[j];
+}
+
+AVX512 static void qscatter_avx512(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
+    size_t k = 0;
+    for (; k + 256 <= n; k += 256) {
+        __m512i r[8];
+        for (int j = 0; j < 8; j++)
+            r[j] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k + 32 * j)));
+        for (size_t q = 0; q < nacc; q++) {
+            int16_t *p = acc[q] + k;
+            for (int j = 0; j < 8; j++)
+                _mm512_storeu_si512(
+                    (void *)(p + 32 * j),
+                    _mm512_add_epi16(_mm512_loadu_si512((const void *)(p + 32 * j)), r[j]));
+        }
+    }
+    for (; k + 32 <= n; k += 32) {
+        __m512i r0 = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(row + k)));
+        for (size_t q = 0; q < nacc; q++)
+            _mm512_storeu_si512(
+                (void *)(acc[q] + k),
+                _mm512_add_epi16(_mm512_loadu_si512((const void *)(acc[q] + k)), r0));
+    }
+    for (size_t q = 0; q < nacc; q++)
+        for (size_t j = k; j < n; j++)
+            acc[q][j] = (int16_t)(acc[q][j] + row[j]);
+}
+
+/* 4 sessions x 64 neurons in 16 registers; per input quad with a spike in any of the 4: 4
+ * loads of weights (64 neurons x 4 inputs), 4 broadcasts of the sessions' activity bytes,
+ * 16 vpdpbusd (u8 activity x s8 weights, summed in int32: exact). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+qdense4_vnni(int32_t *out, size_t n, const uint8_t *act, size_t nq, const int8_t *w4) {
+    const uint8_t *a0 = act, *a1 = act + 4 * nq, *a2 = act + 8 * nq, *a3 = act + 12 * nq;
+    for (size_t n0 = 0; n0 + 64 <= n; n0 += 64) {
+        __m512i c[4][4];
+        for (int s = 0; s < 4; s++)
+            for (int t = 0; t < 4; t++)
+                c[s][t] = _mm512_setzero_si512();
+        for (size_t q = 0; q < nq; q++) {
+            uint32_t m0, m1, m2, m3;
+            memcpy(&m0, a0 + 4 * q, 4), memcpy(&m1, a1 + 4 * q, 4);
+            memcpy(&m2, a2 + 4 * q, 4), memcpy(&m3, a3 + 4 * q, 4);
+            if (!(m0 | m1 | m2 | m3)) continue;
+            const int8_t *w = w4 + (q * n + n0) * 4;
+            __m512i w0 = _mm512_loadu_si512((const void *)w),
+                    w1 = _mm512_loadu_si512((const void *)(w + 64)),
+                    w2 = _mm512_loadu_si512((const void *)(w + 128)),
+                    w3 = _mm512_loadu_si512((const void *)(w + 192));
+            const uint32_t m[4] = {m0, m1, m2, m3};
+            for (int s = 0; s < 4; s++) {
+                __m512i b = _mm512_set1_epi32((int)m[s]);
+                c[s][0] = _mm512_dpbusd_epi32(c[s][0], b, w0);
+                c[s][1] = _mm512_dpbusd_epi32(c[s][1], b, w1);
+                c[s][2] = _mm512_dpbusd_epi32(c[s][2], b, w2);
+                c[s][3] = _mm512_dpbusd_epi32(c[s][3], b, w3);
+            }
+        }
+        for (int s = 0; s < 4; s++)
+            for (int t = 0; t < 4; t++)
+                _mm512_storeu_si512((void *)(out + s * n + n0 + 16 * t), c[s][t]);
+    }
+    size_t done = n / 64 * 64;
+    if (done < n) { /* the last n % 64 neurons (a multiple of 16), one register per session */
+        for (size_t n0 = done; n0 < n; n0 += 16) {
+            __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, c3 = c0;
+            for (size_t q = 0; q < nq; q++) {
+                uint32_t m0, m1, m2, m3;
+                memcpy(&m0, a0 + 4 * q, 4), memcpy(&m1, a1 + 4 * q, 4);
+                memcpy(&m2, a2 + 4 * q, 4), memcpy(&m3, a3 + 4 * q, 4);
+                if (!(m0 | m1 | m2 | m3)) continue;
+                __m512i w0 = _mm512_loadu_si512((const void *)(w4 + (q * n + n0) * 4));
+                c0 = _mm512_dpbusd_epi32(c0, _mm512_set1_epi32((int)m0), w0);
+                c1 = _mm512_dpbusd_epi32(c1, _mm512_set1_epi32((int)m1), w0);
+                c2 = _mm512_dpbusd_epi32(c2, _mm512_set1_epi32((int)m2), w0);
+                c3 = _mm512_dpbusd_epi32(c3, _mm512_set1_epi32((int)m3), w0);
+            }
+            _mm512_storeu_si512((void *)(out + n0), c0);
+            _mm512_storeu_si512((void *)(out + n + n0), c1);
+            _mm512_storeu_si512((void *)(out + 2 * n + n0), c2);
+            _mm512_storeu_si512((void *)(out + 3 * n + n0), c3);
+        }
+    }
+}
+
+static int have_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni");
+}
+
+/* The AVX-512 table's qdense4: VNNI where the CPU has it, else the scalar twin. */
+static void qdense4_avx512(int32_t *out, size_t n, const uint8_t *act, size_t nq,
+                           const int8_t *w4) {
+    if (have_vnni())
+        qdense4_vnni(out, n, act, nq, w4);
+    else
+        qdense4_scalar(out, n, act, nq, w4);
+}
+
 AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
     size_t k = 0;
     for (; k + 16 <= n; k += 16)
@@ -500,12 +1030,15 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512", axpy_avx512, add_avx512, axpy_rows_avx512, src_update_avx512, tanh_avx512,
+    "avx512",          axpy_avx512,   add_avx512,          axpy_rows_avx512,
+    src_update_avx512, tanh_avx512,   qsum_rows_avx512,    qaxpy_rows_avx512,
+    qapply_avx512,     tanh32_avx512, axpy_scatter_avx512, qscatter_avx512,
+    qdense4_avx512,
 };
 
 static int have_avx512(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
 
 static int have_avx2(void) {

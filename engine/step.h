@@ -49,12 +49,12 @@ typedef struct {
  * ascending neuron order. (Also accepted: spikes.buf NULL records no spikes, and a NULL
  * spk_output records nothing.) */
 typedef struct {
-    spk_spike_buf spikes;   /* non-zero outputs of the last SRC layer */
-    spk_spike_buf *layers;  /* NULL, or n_layers buffers: every layer's outputs */
-    float *readout;         /* NULL, or readout.n values at the last step; or steps x readout.n
-                               when readout_every_step */
+    spk_spike_buf spikes;  /* non-zero outputs of the last SRC layer */
+    spk_spike_buf *layers; /* NULL, or n_layers buffers: every layer's outputs */
+    float *readout;        /* NULL, or readout.n values at the last step; or steps x readout.n
+                              when readout_every_step */
     int readout_every_step;
-    uint64_t *nonzero;      /* NULL, or n_layers counters of non-zero outputs */
+    uint64_t *nonzero; /* NULL, or n_layers counters of non-zero outputs */
 } spk_output;
 
 /* Per-thread working memory for one model (or any model no wider than it). */
@@ -85,9 +85,27 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
 
 /* The multi-session entry point: step n states of one model, each with its own input and
  * output, in one call (a worker batches ready sessions this way). Returns 0 when all
- * succeeded; otherwise the first error, with rc[k] (if not NULL) per state. */
+ * succeeded; otherwise the first error, with rc[k] (if not NULL) per state.
+ * Results are those of spk_step() on each state alone, bit for bit. The states are taken in
+ * chunks of 64, step by step; at each step, layer 0's synaptic sums of the chunk's states
+ * are done by a group step that reads each touched weight row once for all of them (float32
+ * layers: states whose step events come in non-decreasing input order; int8 layers: states
+ * with binary events, summed row by row or, where the chunk's input density makes it cheaper,
+ * as a dense int8 product (vpdpbusd); others step alone; engine/step.c) when
+ * spk_set_group_step(1) has turned
+ * it on (off by default: it measured slower than one-session steps on this CPU). */
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
                   spk_scratch *sc, int *rc, char *err, size_t errlen);
+
+/* Statistics: how many (state, step) layer-0 sums the group step of spk_step_many() has done
+ * with this scratch. */
+uint64_t spk_scratch_grouped(const spk_scratch *sc);
+/* Of those, how many layer 1 sums of int8 models were one dense int8 product over blocks of 4
+ * sessions (chosen per step when the chunk's input density makes it cheaper). */
+uint64_t spk_scratch_grouped_dense(const spk_scratch *sc);
+/* The group step of spk_step_many() on (1) or off (0, the default); returns the previous
+ * setting. Results are the same either way. Not thread-safe: start-up, tests, benchmarks. */
+int spk_set_group_step(int on);
 
 /* Kernel selection: "auto" (default: best the CPU supports), "scalar", or a name from
  * spk_kernels_name(). Returns 0 or SPK_EINVAL. Not thread-safe: call at start-up / in tests. */

@@ -8,7 +8,11 @@
 Command line (a training checkpoint to a model file):
 
     /usr/bin/python3 models/export.py models/runs/NAME/best.pt models/zoo/NAME.spk \\
-        --name NAME [--version 1] [--description TEXT]
+        --name NAME [--version 1] [--description TEXT] [--int8 neuron|layer] [--tanh float32]
+
+--int8 stores every SRC layer's and the readout's weights as int8 with float32 scales (one
+per output neuron or one per layer; srcnet.quantize, the quantiser of QAT fine-tuning), and
+--tanh float32 names the faster float32 tanh as the model's numerics (proto Model.tanh).
 
 The exporter checks the network against the schema and the loader's limits
 (engine/model.h) before writing anything, and refuses with an ExportError that names the
@@ -30,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "proto"))
 import model_pb2  # noqa: E402
-from srcnet import CONSTANTS, SRCNet  # noqa: E402
+from srcnet import CONSTANTS, QUANT_MODES, SRCNet, dequantize, quant_scales, quantize  # noqa: E402
 
 # Limits of the C loader (engine/model.h).
 MAX_LAYERS = 16
@@ -113,8 +117,31 @@ def _decode_encoding(e):
     return d
 
 
-def to_proto(net, name, version=1, labels=None, encoding=None, description=""):
-    """Build (and check) the spikeserve.Model message of an SRCNet."""
+def _q8(field, mod, mode):
+    """(int8 bytes, scales list) of a layer's weight: the values the model file it came from
+    held when they still give this weight exactly (so an int8 file is re-exported bit for
+    bit), else quantised afresh."""
+    w = mod.weight.detach().float()
+    got = getattr(mod, "q8_file", None)
+    if got is not None:
+        q, sc = got
+        if (len(sc) == 1) == (mode == "layer") and torch.equal(dequantize(q, sc), w):
+            return q.numpy().tobytes(), sc.tolist()
+    sc = quant_scales(w, mode)
+    if not bool(torch.isfinite(sc).all()):
+        raise ExportError(f"{field}: non-finite weights")
+    return quantize(w, sc).numpy().tobytes(), sc.tolist()
+
+
+def to_proto(net, name, version=1, labels=None, encoding=None, description="", int8=None,
+             tanh="exact"):
+    """Build (and check) the spikeserve.Model message of an SRCNet. int8: None (float32
+    weights) or "neuron" / "layer" (int8 weights, a scale per output neuron / per layer);
+    tanh: "exact" or "float32"."""
+    if int8 is not None and int8 not in QUANT_MODES:
+        raise ExportError(f"int8: {int8!r}, expected None or one of {list(QUANT_MODES)}")
+    if tanh not in ("exact", "float32"):
+        raise ExportError(f"tanh: {tanh!r}, expected 'exact' or 'float32'")
     if not isinstance(net, SRCNet):
         raise ExportError(f"net: expected an SRCNet, got {type(net).__name__}")
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -135,7 +162,12 @@ def to_proto(net, name, version=1, labels=None, encoding=None, description=""):
         if not 1 <= L.n <= MAX_NEURONS:
             raise ExportError(f"{f}.n: {L.n} not in [1, {MAX_NEURONS}]")
         pl = m.layers.add(n_in=L.n_in, n=L.n)
-        pl.weights.extend(_tensor(f"{f}.weight", L.weight, (L.n, L.n_in)))
+        wv = _tensor(f"{f}.weight", L.weight, (L.n, L.n_in))
+        if int8:
+            pl.weights_q8, sc = _q8(f"{f}.weight", L, int8)
+            pl.weight_scales.extend(sc)
+        else:
+            pl.weights.extend(wv)
         pl.b_h.extend(_tensor(f"{f}.b_h", L.b_h, (L.n,)))
         for c in CONSTANTS:
             setattr(pl, c, _const(f"{f}.{c}", getattr(L, c)))
@@ -155,7 +187,12 @@ def to_proto(net, name, version=1, labels=None, encoding=None, description=""):
         if not 1 <= R.n <= MAX_NEURONS:
             raise ExportError(f"readout.n: {R.n} not in [1, {MAX_NEURONS}]")
         m.readout.n_in, m.readout.n = R.n_in, R.n
-        m.readout.weights.extend(_tensor("readout.weight", R.weight, (R.n, R.n_in)))
+        wv = _tensor("readout.weight", R.weight, (R.n, R.n_in))
+        if int8:
+            m.readout.weights_q8, sc = _q8("readout.weight", R, int8)
+            m.readout.weight_scales.extend(sc)
+        else:
+            m.readout.weights.extend(wv)
         m.readout.bias.extend(_tensor("readout.bias", R.bias, (R.n,)))
         m.readout.alpha = _const("readout.alpha", R.alpha)
         v = _tensor("readout.init_o", R.init_o, (R.n,))
@@ -173,12 +210,15 @@ def to_proto(net, name, version=1, labels=None, encoding=None, description=""):
             raise ExportError(f"labels[{k}]: {lab!r} must be a string of 1..{MAX_LABEL} bytes")
     m.labels.extend(labels)
     m.encoding.CopyFrom(_encoding(encoding))
+    m.tanh = model_pb2.Model.TANH_FLOAT32 if tanh == "float32" else model_pb2.Model.TANH_EXACT
     return m
 
 
-def save_model(net, path, name, version=1, labels=None, encoding=None, description=""):
+def save_model(net, path, name, version=1, labels=None, encoding=None, description="",
+               int8=None, tanh="exact"):
     """Write net as a model file; returns the number of bytes written."""
-    data = to_proto(net, name, version, labels, encoding, description).SerializeToString()
+    data = to_proto(net, name, version, labels, encoding, description, int8,
+                    tanh).SerializeToString()
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -194,8 +234,35 @@ def _vec(field, vals, n, default=0.0):
     return torch.from_numpy(np.asarray(vals, dtype=np.float32))
 
 
+def _weights(field, P, mod):
+    """A layer's weight [n, n_in] from the file: float32 values, or int8 values times their
+    scales (then kept as mod.q8_file, so that export writes the same bytes again).
+    Returns the int8 mode ("neuron" / "layer") or None."""
+    nw = P.n * P.n_in
+    if len(P.weights_q8):
+        if len(P.weights):
+            raise ExportError(f"{field}: both weights and weights_q8")
+        if len(P.weights_q8) != nw:
+            raise ExportError(f"{field}.weights_q8: {len(P.weights_q8)} bytes, expected {nw} "
+                              f"({P.n} x {P.n_in})")
+        if len(P.weight_scales) not in (1, P.n):
+            raise ExportError(f"{field}.weight_scales: {len(P.weight_scales)} values, expected "
+                              f"1 or {P.n}")
+        q = torch.from_numpy(np.frombuffer(P.weights_q8, dtype=np.int8).copy()).view(P.n, P.n_in)
+        sc = torch.from_numpy(np.asarray(P.weight_scales, dtype=np.float32))
+        mod.weight.copy_(dequantize(q, sc))
+        mod.q8_file = (q, sc)
+        return "layer" if len(sc) == 1 else "neuron"
+    if len(P.weights) != nw:
+        raise ExportError(f"{field}.weights: {len(P.weights)} values, expected "
+                          f"{nw} ({P.n} x {P.n_in})")
+    mod.weight.copy_(torch.from_numpy(np.asarray(P.weights, dtype=np.float32)).view(P.n, P.n_in))
+    return None
+
+
 def from_proto(m, learn_bh=False):
-    """An SRCNet from a spikeserve.Model message (checked like the C loader does)."""
+    """An SRCNet from a spikeserve.Model message (checked like the C loader does). Its
+    spk_meta also says the numerics: "int8" (None, "neuron" or "layer") and "tanh"."""
     if not m.layers:
         raise ExportError("layers: the model has no SRC layer")
     consts = [{c: getattr(L, c) for c in CONSTANTS} for L in m.layers]
@@ -204,15 +271,13 @@ def from_proto(m, learn_bh=False):
                  constants=consts, learn_bh=learn_bh,
                  readout_alpha=m.readout.alpha if has_ro else 0.9)
     prev = m.n_in
+    modes = []
     with torch.no_grad():
         for k, (L, P) in enumerate(zip(net.layers, m.layers)):
             f = f"layers[{k}]"
             if P.n_in != prev:
                 raise ExportError(f"{f}.n_in: {P.n_in}, expected {prev}")
-            if len(P.weights) != P.n * P.n_in:
-                raise ExportError(f"{f}.weights: {len(P.weights)} values, expected "
-                                  f"{P.n * P.n_in} ({P.n} x {P.n_in})")
-            L.weight.copy_(torch.from_numpy(np.asarray(P.weights, dtype=np.float32)).view(P.n, P.n_in))
+            modes.append(_weights(f, P, L))
             L.b_h.copy_(_vec(f"{f}.b_h", P.b_h, P.n))
             L.init_i.copy_(_vec(f"{f}.init_i", P.init_i, P.n))
             L.init_h.copy_(_vec(f"{f}.init_h", P.init_h, P.n))
@@ -222,14 +287,15 @@ def from_proto(m, learn_bh=False):
             R, P = net.readout, m.readout
             if P.n_in != prev:
                 raise ExportError(f"readout.n_in: {P.n_in}, expected {prev}")
-            if len(P.weights) != P.n * P.n_in:
-                raise ExportError(f"readout.weights: {len(P.weights)} values, expected "
-                                  f"{P.n * P.n_in} ({P.n} x {P.n_in})")
-            R.weight.copy_(torch.from_numpy(np.asarray(P.weights, dtype=np.float32)).view(P.n, P.n_in))
+            modes.append(_weights("readout", P, R))
             R.bias.copy_(_vec("readout.bias", P.bias, P.n))
             R.init_o.copy_(_vec("readout.init_o", P.init_o, P.n))
+    if len(set(modes)) > 1:
+        raise ExportError(f"weights: mixed float32 / int8 layers ({modes}) are not supported here")
     net.spk_meta = {"name": m.name, "version": m.version, "labels": list(m.labels),
-                    "encoding": _decode_encoding(m.encoding), "description": m.description}
+                    "encoding": _decode_encoding(m.encoding), "description": m.description,
+                    "int8": modes[0] if modes else None,
+                    "tanh": "float32" if m.tanh == model_pb2.Model.TANH_FLOAT32 else "exact"}
     return net
 
 
@@ -288,11 +354,18 @@ def main(argv=None):
     ap.add_argument("--name", required=True)
     ap.add_argument("--version", type=int, default=1)
     ap.add_argument("--description", default="")
+    ap.add_argument("--int8", choices=list(QUANT_MODES),
+                    help="int8 weights, a scale per output neuron or per layer")
+    ap.add_argument("--tanh", choices=["exact", "float32"], default="exact")
     a = ap.parse_args(argv)
     try:
         net, ck = load_checkpoint(a.checkpoint)
+        qat = ck.get("args", {}).get("qat", "none")
+        if qat != "none" and a.int8 != qat:
+            raise ExportError(f"{a.checkpoint}: trained with --qat {qat}; export it with "
+                              f"--int8 {qat}")
         n = save_model(net, a.out, a.name, a.version, ck.get("labels", FMNIST_LABELS),
-                       ck.get("encoding"), a.description)
+                       ck.get("encoding"), a.description, a.int8, a.tanh)
     except ExportError as e:
         print(f"export: {e}", file=sys.stderr)
         return 1

@@ -46,6 +46,51 @@ class _StraightThroughReLU(torch.autograd.Function):
         return g
 
 
+QMAX = 127  # int8 weights: values in [-127, 127] (-128 unused, so the range is symmetric)
+QUANT_MODES = ("layer", "neuron")
+
+
+def quant_scales(w, mode):
+    """float32 scales of an int8 quantisation of w [n, n_in]: one (mode "layer", [1]) or one
+    per output neuron (mode "neuron", [n], a row of w), max |w| / 127 (1 where that is 0)."""
+    w = w.detach().float()
+    if mode == "layer":
+        a = w.abs().max().reshape(1)
+    elif mode == "neuron":
+        a = w.abs().amax(dim=1)
+    else:
+        raise ValueError(f"quantisation mode {mode!r}, expected one of {QUANT_MODES}")
+    s = a / QMAX
+    return torch.where(s > 0, s, torch.ones_like(s))
+
+
+def quantize(w, scales):
+    """int8 values of w [n, n_in] for scales [1] or [n]: round half to even, clamped."""
+    return torch.round(w.detach().float() / scales.view(-1, 1)).clamp(-QMAX, QMAX).to(torch.int8)
+
+
+def dequantize(q, scales):
+    """float32 weights q * scale (row by row): what the engine's int8 sums equal."""
+    return q.float() * scales.view(-1, 1)
+
+
+class _FakeQuant(torch.autograd.Function):
+    """Quantise-dequantise forward, identity backward (straight-through)."""
+
+    @staticmethod
+    def forward(ctx, w, mode):
+        s = quant_scales(w, mode)
+        return dequantize(quantize(w, s), s)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def fake_quant(w, mode):
+    return w if mode is None else _FakeQuant.apply(w, mode)
+
+
 def _tanh_exact(v):
     """float32 tanh rounded from double: what the engine computes."""
     return torch.tanh(v.double()).float()
@@ -87,6 +132,11 @@ class SRCLayer(nn.Module):
             self.register_buffer(name, torch.zeros(self.n))
 
     exact = False  # see SRCNet.engine_numerics()
+    qat = None  # None, or a QUANT_MODES entry: fake-quantised int8 weights (SRCNet.set_qat)
+
+    def qweight(self):
+        """The weights the forward pass uses (fake-quantised under QAT)."""
+        return fake_quant(self.weight, self.qat)
 
     def constants(self):
         return {k: getattr(self, k) for k in CONSTANTS}
@@ -147,7 +197,7 @@ class SRCLayer(nn.Module):
             hs = self.init_hs.expand(B, self.n)
         else:
             i, h, hs = (v.clone() for v in state)
-        wt = self.weight.detach().t().contiguous()
+        wt = self.qweight().detach().t().contiguous()
         dz = _f32(self.z_dep - self.z_hyp)
         z_on = _f32(self.z_hyp + dz)
         out = []
@@ -172,7 +222,7 @@ class SRCLayer(nn.Module):
         T, B, _ = s_in.shape
         if self.exact:
             return self.run_exact(s_in, state)
-        u = torch.matmul(s_in.reshape(T * B, self.n_in), self.weight.t()).reshape(T, B, self.n)
+        u = torch.matmul(s_in.reshape(T * B, self.n_in), self.qweight().t()).reshape(T, B, self.n)
         return self.run(u, state)
 
 
@@ -192,13 +242,17 @@ class Readout(nn.Module):
         return f"n_in={self.n_in}, n={self.n}, alpha={self.alpha:g}"
 
     exact = False
+    qat = None
+
+    def qweight(self):
+        return fake_quant(self.weight, self.qat)
 
     @torch.no_grad()
     def run_exact(self, s, state=None):
         """The engine's order: o = alpha * o, + s_j * W_o[:, j] in ascending j, + b."""
         T, B, _ = s.shape
         o = self.init_o.expand(B, self.n).clone() if state is None else state.clone()
-        wt = self.weight.detach().t().contiguous()
+        wt = self.qweight().detach().t().contiguous()
         out = []
         for t in range(T):
             o = self.alpha * o
@@ -213,7 +267,7 @@ class Readout(nn.Module):
         T, B, _ = s.shape
         if self.exact:
             return self.run_exact(s, state)
-        u = (torch.matmul(s.reshape(T * B, self.n_in), self.weight.t()) + self.bias).reshape(
+        u = (torch.matmul(s.reshape(T * B, self.n_in), self.qweight().t()) + self.bias).reshape(
             T, B, self.n)
         o = self.init_o.expand(B, self.n) if state is None else state
         out = []
@@ -278,6 +332,15 @@ class SRCNet(nn.Module):
         amplify rounding differences at spike onsets). Slow; no gradients. Returns self."""
         for m in list(self.layers) + ([self.readout] if self.readout is not None else []):
             m.exact = bool(on)
+        return self
+
+    def set_qat(self, mode):
+        """Fake-quantised int8 weights in every layer and the readout (mode "layer" or
+        "neuron": the scale granularity; None: float32 again). Returns self."""
+        if mode is not None and mode not in QUANT_MODES:
+            raise ValueError(f"quantisation mode {mode!r}, expected one of {QUANT_MODES}")
+        for m in list(self.layers) + ([self.readout] if self.readout is not None else []):
+            m.qat = mode
         return self
 
     @torch.no_grad()

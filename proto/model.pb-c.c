@@ -397,7 +397,7 @@ const ProtobufCMessageDescriptor spikeserve__encoding__descriptor =
   (ProtobufCMessageInit) spikeserve__encoding__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__src_layer__field_descriptors[14] =
+static const ProtobufCFieldDescriptor spikeserve__src_layer__field_descriptors[16] =
 {
   {
     "n_in",
@@ -567,6 +567,30 @@ static const ProtobufCFieldDescriptor spikeserve__src_layer__field_descriptors[1
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weights_q8",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__SrcLayer, weights_q8),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "weight_scales",
+    16,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Spikeserve__SrcLayer, n_weight_scales),
+    offsetof(Spikeserve__SrcLayer, weight_scales),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__src_layer__field_indices_by_name[] = {
   4,   /* field[4] = alpha */
@@ -580,14 +604,16 @@ static const unsigned spikeserve__src_layer__field_indices_by_name[] = {
   7,   /* field[7] = r_s */
   5,   /* field[5] = rho */
   10,   /* field[10] = theta */
+  15,   /* field[15] = weight_scales */
   2,   /* field[2] = weights */
+  14,   /* field[14] = weights_q8 */
   9,   /* field[9] = z_dep */
   8,   /* field[8] = z_hyp */
 };
 static const ProtobufCIntRange spikeserve__src_layer__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 14 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor spikeserve__src_layer__descriptor =
 {
@@ -597,14 +623,14 @@ const ProtobufCMessageDescriptor spikeserve__src_layer__descriptor =
   "Spikeserve__SrcLayer",
   "spikeserve",
   sizeof(Spikeserve__SrcLayer),
-  14,
+  16,
   spikeserve__src_layer__field_descriptors,
   spikeserve__src_layer__field_indices_by_name,
   1,  spikeserve__src_layer__number_ranges,
   (ProtobufCMessageInit) spikeserve__src_layer__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__readout__field_descriptors[6] =
+static const ProtobufCFieldDescriptor spikeserve__readout__field_descriptors[8] =
 {
   {
     "n_in",
@@ -678,6 +704,30 @@ static const ProtobufCFieldDescriptor spikeserve__readout__field_descriptors[6] 
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "weights_q8",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BYTES,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__Readout, weights_q8),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "weight_scales",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Spikeserve__Readout, n_weight_scales),
+    offsetof(Spikeserve__Readout, weight_scales),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__readout__field_indices_by_name[] = {
   4,   /* field[4] = alpha */
@@ -685,12 +735,14 @@ static const unsigned spikeserve__readout__field_indices_by_name[] = {
   5,   /* field[5] = init_o */
   1,   /* field[1] = n */
   0,   /* field[0] = n_in */
+  7,   /* field[7] = weight_scales */
   2,   /* field[2] = weights */
+  6,   /* field[6] = weights_q8 */
 };
 static const ProtobufCIntRange spikeserve__readout__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor spikeserve__readout__descriptor =
 {
@@ -700,14 +752,42 @@ const ProtobufCMessageDescriptor spikeserve__readout__descriptor =
   "Spikeserve__Readout",
   "spikeserve",
   sizeof(Spikeserve__Readout),
-  6,
+  8,
   spikeserve__readout__field_descriptors,
   spikeserve__readout__field_indices_by_name,
   1,  spikeserve__readout__number_ranges,
   (ProtobufCMessageInit) spikeserve__readout__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__model__field_descriptors[8] =
+static const ProtobufCEnumValue spikeserve__model__tanh__enum_values_by_number[2] =
+{
+  { "TANH_EXACT", "SPIKESERVE__MODEL__TANH__TANH_EXACT", 0 },
+  { "TANH_FLOAT32", "SPIKESERVE__MODEL__TANH__TANH_FLOAT32", 1 },
+};
+static const ProtobufCIntRange spikeserve__model__tanh__value_ranges[] = {
+{0, 0},{0, 2}
+};
+static const ProtobufCEnumValueIndex spikeserve__model__tanh__enum_values_by_name[2] =
+{
+  { "TANH_EXACT", 0 },
+  { "TANH_FLOAT32", 1 },
+};
+const ProtobufCEnumDescriptor spikeserve__model__tanh__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "spikeserve.Model.Tanh",
+  "Tanh",
+  "Spikeserve__Model__Tanh",
+  "spikeserve",
+  2,
+  spikeserve__model__tanh__enum_values_by_number,
+  2,
+  spikeserve__model__tanh__enum_values_by_name,
+  1,
+  spikeserve__model__tanh__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCFieldDescriptor spikeserve__model__field_descriptors[9] =
 {
   {
     "name",
@@ -805,6 +885,18 @@ static const ProtobufCFieldDescriptor spikeserve__model__field_descriptors[8] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "tanh",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__Model, tanh),
+    &spikeserve__model__tanh__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__model__field_indices_by_name[] = {
   7,   /* field[7] = description */
@@ -814,12 +906,13 @@ static const unsigned spikeserve__model__field_indices_by_name[] = {
   2,   /* field[2] = n_in */
   0,   /* field[0] = name */
   4,   /* field[4] = readout */
+  8,   /* field[8] = tanh */
   1,   /* field[1] = version */
 };
 static const ProtobufCIntRange spikeserve__model__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor spikeserve__model__descriptor =
 {
@@ -829,7 +922,7 @@ const ProtobufCMessageDescriptor spikeserve__model__descriptor =
   "Spikeserve__Model",
   "spikeserve",
   sizeof(Spikeserve__Model),
-  8,
+  9,
   spikeserve__model__field_descriptors,
   spikeserve__model__field_indices_by_name,
   1,  spikeserve__model__number_ranges,

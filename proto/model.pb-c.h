@@ -40,6 +40,16 @@ typedef enum _Spikeserve__Encoding__Kind {
   SPIKESERVE__ENCODING__KIND__LATENCY = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SPIKESERVE__ENCODING__KIND)
 } Spikeserve__Encoding__Kind;
+/*
+ * The tanh of the neuron update (SPEC section 1): EXACT is tanh in double precision rounded
+ * to float (as exact as float32 allows); FLOAT32 is a faster float32 approximation, a
+ * named numerics mode whose accuracy is measured on the model's card.
+ */
+typedef enum _Spikeserve__Model__Tanh {
+  SPIKESERVE__MODEL__TANH__TANH_EXACT = 0,
+  SPIKESERVE__MODEL__TANH__TANH_FLOAT32 = 1
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(SPIKESERVE__MODEL__TANH)
+} Spikeserve__Model__Tanh;
 
 /* --- messages --- */
 
@@ -113,10 +123,21 @@ struct  Spikeserve__SrcLayer
    */
   size_t n_init_hs;
   float *init_hs;
+  /*
+   * int8 weights, instead of `weights` (never both): W[k][j] = weights_q8[k * n_in + j] *
+   * weight_scales[k] (or weight_scales[0] for every k), in float32. n x n_in bytes, each a
+   * two's complement int8 in [-127, 127], row-major as `weights`.
+   */
+  ProtobufCBinaryData weights_q8;
+  /*
+   * with weights_q8: 1 (per layer) or n (per output neuron)
+   */
+  size_t n_weight_scales;
+  float *weight_scales;
 };
 #define SPIKESERVE__SRC_LAYER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__src_layer__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL, 0, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, 0,NULL, {0,NULL}, 0,NULL }
 
 
 /*
@@ -143,10 +164,19 @@ struct  Spikeserve__Readout
    */
   size_t n_init_o;
   float *init_o;
+  /*
+   * int8 W_o instead of `weights`, as in SrcLayer
+   */
+  ProtobufCBinaryData weights_q8;
+  /*
+   * 1 or n, as in SrcLayer
+   */
+  size_t n_weight_scales;
+  float *weight_scales;
 };
 #define SPIKESERVE__READOUT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__readout__descriptor) \
-    , 0, 0, 0,NULL, 0,NULL, 0, 0,NULL }
+    , 0, 0, 0,NULL, 0,NULL, 0, 0,NULL, {0,NULL}, 0,NULL }
 
 
 struct  Spikeserve__Model
@@ -177,10 +207,11 @@ struct  Spikeserve__Model
   char **labels;
   Spikeserve__Encoding *encoding;
   char *description;
+  Spikeserve__Model__Tanh tanh;
 };
 #define SPIKESERVE__MODEL__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__model__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, NULL, 0,NULL, NULL, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, 0, 0,NULL, NULL, 0,NULL, NULL, (char *)protobuf_c_empty_string, SPIKESERVE__MODEL__TANH__TANH_EXACT }
 
 
 /*
@@ -369,6 +400,7 @@ extern const ProtobufCEnumDescriptor    spikeserve__encoding__kind__descriptor;
 extern const ProtobufCMessageDescriptor spikeserve__src_layer__descriptor;
 extern const ProtobufCMessageDescriptor spikeserve__readout__descriptor;
 extern const ProtobufCMessageDescriptor spikeserve__model__descriptor;
+extern const ProtobufCEnumDescriptor    spikeserve__model__tanh__descriptor;
 extern const ProtobufCMessageDescriptor spikeserve__layer_state__descriptor;
 extern const ProtobufCMessageDescriptor spikeserve__state_snapshot__descriptor;
 

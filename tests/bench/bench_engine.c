@@ -263,6 +263,42 @@ sum_rows(const float *base, uint32_t n, const uint32_t *rows, size_t nr) {
     return s;
 }
 
+typedef int8_t v64b __attribute__((vector_size(64)));
+
+/* The same for int8 rows: bytes added with wrapping byte adds (the cheapest read there is). */
+__attribute__((target_clones("avx512f", "avx2", "default"), noinline)) static float
+sum_rows_q8(const int8_t *base, uint32_t n, const uint32_t *rows, size_t nr) {
+    v64b a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    int tail = 0;
+    for (size_t q = 0; q < nr; q++) {
+        const int8_t *p = base + (size_t)rows[q] * n;
+        uint32_t k = 0;
+        for (; k + 256 <= n; k += 256) {
+            v64b x0, x1, x2, x3;
+            memcpy(&x0, p + k, 64);
+            memcpy(&x1, p + k + 64, 64);
+            memcpy(&x2, p + k + 128, 64);
+            memcpy(&x3, p + k + 192, 64);
+            a0 += x0;
+            a1 += x1;
+            a2 += x2;
+            a3 += x3;
+        }
+        for (; k + 64 <= n; k += 64) {
+            v64b x0;
+            memcpy(&x0, p + k, 64);
+            a0 += x0;
+        }
+        for (; k < n; k++)
+            tail += p[k];
+    }
+    v64b a = a0 + a1 + a2 + a3;
+    int s = tail;
+    for (int j = 0; j < 64; j++)
+        s += a[j];
+    return (float)s;
+}
+
 /* Rows one step touches, per weight matrix (layers, then the readout). */
 typedef struct {
     size_t *at; /* (steps + 1) offsets per matrix, laid out matrix-major */
@@ -571,12 +607,15 @@ int main(int argc, char **argv) {
         }
         /* Time the plain read of those rows, step by step, like the real steps above. */
         const float *base[SPK_MAX_LAYERS + 1];
+        const int8_t *qbase[SPK_MAX_LAYERS + 1]; /* int8 layers: their rows (base NULL) */
         uint32_t width[SPK_MAX_LAYERS + 1];
-        double floats = 0.0;
+        double floats = 0.0, bytes = 0.0;
         for (uint32_t mat = 0; mat < n_mat; mat++) {
             base[mat] = mat < L ? m->layers[mat].wt : m->readout.wt;
+            qbase[mat] = mat < L ? m->layers[mat].wq : m->readout.wq;
             width[mat] = mat < L ? m->layers[mat].n : m->readout.n;
             floats += (double)len[mat] * width[mat];
+            bytes += (double)len[mat] * width[mat] * (qbase[mat] ? 1 : 4);
             rows_total += len[mat];
         }
         volatile float sink = 0.0f;
@@ -589,7 +628,8 @@ int main(int argc, char **argv) {
                 for (uint32_t mat = 0; mat < n_mat; mat++) {
                     size_t a = tr.at[(size_t)mat * (single + 1) + q];
                     size_t b = tr.at[(size_t)mat * (single + 1) + q + 1];
-                    acc += sum_rows(base[mat], width[mat], rows[mat] + a, b - a);
+                    acc += qbase[mat] ? sum_rows_q8(qbase[mat], width[mat], rows[mat] + a, b - a)
+                                      : sum_rows(base[mat], width[mat], rows[mat] + a, b - a);
                 }
                 dt[q] = now_ns() - t0r;
                 sink += acc;
@@ -601,7 +641,7 @@ int main(int argc, char **argv) {
         for (uint32_t q = 0; q < single; q++)
             sum += dt[q];
         printf("rows_per_step %.2f floats_per_step %.1f bytes_per_step %.1f\n",
-               (double)rows_total / single, floats / single, 4.0 * floats / single);
+               (double)rows_total / single, floats / single, bytes / single);
         printf("read_cpu_mean_ns %.1f\n", c_read / single);
         printf("read_mean_ns %.1f\n", sum / single);
         printf("read_p99_ns %.1f\n", percentile(dt, single, 0.99));
@@ -636,6 +676,13 @@ int main(int argc, char **argv) {
     double r2 = run_many(m, seq, nseq, T, sessions, 1, group, 0, 1, states, &c2);
     printf("many_lockstep_rate_1thread %.1f\n", r2);
     printf("many_lockstep_cpu_rate_1thread %.1f\n", c2);
+    /* The same lock-step run with spk_step_many's group step on (off by default). */
+    double c3;
+    spk_set_group_step(1);
+    double r3 = run_many(m, seq, nseq, T, sessions, threads, group, 0, reps, states, &c3);
+    spk_set_group_step(0);
+    printf("many_group_rate %.1f\n", r3);
+    printf("many_group_cpu_rate %.1f\n", c3);
 
     for (uint32_t k = 0; k < sessions; k++)
         spk_state_free(states[k]);

@@ -169,6 +169,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--q8-model", help="int8 model file (default: models/zoo/fmnist-q8.spk if "
+                    "it exists; 'none': skip)")
     args = ap.parse_args()
 
     import torch
@@ -198,6 +200,21 @@ def main():
         sys.exit(f"bench_engine.py: {exe} exited {res.returncode}")
     c = parse_kv(res.stdout)
     print(f"# C side took {time.time() - t0:.1f} s", flush=True)
+    zoo_q8 = os.path.join(HERE, "..", "..", "models", "zoo", "fmnist-q8.spk")
+    q8_model = args.q8_model or (zoo_q8 if os.path.exists(zoo_q8) else None)
+    if q8_model == "none":
+        q8_model = None
+    cq = None
+    if q8_model:
+        qdir = os.path.join(workdir, "q8")
+        os.makedirs(qdir, exist_ok=True)
+        qcmd = [exe, q8_model, IMAGES, qdir] + cmd[4:]
+        print("$ " + " ".join(qcmd), flush=True)
+        res = subprocess.run(qcmd, stdout=subprocess.PIPE, text=True)
+        sys.stdout.write(res.stdout)
+        if res.returncode != 0:
+            sys.exit(f"bench_engine.py: {exe} exited {res.returncode} on {q8_model}")
+        cq = parse_kv(res.stdout)
 
     results, agree, nz_torch, nseq = torch_bench(model, workdir, T, args.quick)
 
@@ -219,6 +236,7 @@ def main():
     lock, lock_cpu = f("many_lockstep_rate"), f("many_lockstep_cpu_rate")
     batch, batch_cpu = f("many_batch_rate"), f("many_batch_cpu_rate")
     lock1 = f("many_lockstep_rate_1thread")
+    grp, grp_cpu = f("many_group_rate"), f("many_group_cpu_rate")
 
     W = 100
     print()
@@ -271,10 +289,37 @@ def main():
     row(f"  per CPU-second: {T} steps per call | b256", M(batch_cpu), M(b256_cpu),
         f"{batch_cpu / b256_cpu:.1f}x")
     row("  lock-step on 2 threads over 1 thread (wall)", f"{lock / lock1:.2f}x")
+    row("  lock-step with the group step on (wall) | b256", M(grp), M(b256_wall),
+        f"{grp / b256_wall:.1f}x")
+    row("  lock-step with the group step on, per CPU-second | b256", M(grp_cpu), M(b256_cpu),
+        f"{grp_cpu / b256_cpu:.1f}x")
     row("one-session step vs reading its weight rows: median", fmt_ns(cm), fmt_ns(rm),
         f"{cm / rm:.2f}x")
     row("one-session step vs reading its weight rows: cpu mean", fmt_ns(c_cpu), fmt_ns(r_cpu),
         f"{c_cpu / r_cpu:.2f}x")
+    if cq:
+        q = lambda k: float(cq[k])  # noqa: E731
+        qm, qc, qr, qrc = (q("single_median_ns"), q("single_cpu_mean_ns"), q("read_median_ns"),
+                           q("read_cpu_mean_ns"))
+        print("-" * W)
+        print(f"int8 model {os.path.relpath(q8_model)} ({cq.get('model', '?')}); PyTorch: the "
+              "float model above")
+        row("int8, one session, per step: C median | torch b1 best", fmt_ns(qm), fmt_ns(b1_wall),
+            f"{b1_wall / qm:.0f}x")
+        row("int8, one session, per step, cpu: C mean | torch b1 best", fmt_ns(qc),
+            fmt_ns(b1_cpu), f"{b1_cpu / qc:.0f}x")
+        row(f"int8, {sessions} sessions: session-steps/s, lock-step | b256",
+            M(q("many_lockstep_rate")), M(b256_wall), f"{q('many_lockstep_rate') / b256_wall:.1f}x")
+        row("  per CPU-second: lock-step | b256", M(q("many_lockstep_cpu_rate")), M(b256_cpu),
+            f"{q('many_lockstep_cpu_rate') / b256_cpu:.1f}x")
+        row("  group step on (wall) | b256", M(q("many_group_rate")), M(b256_wall),
+            f"{q('many_group_rate') / b256_wall:.1f}x")
+        row("  group step on, per CPU-second | b256", M(q("many_group_cpu_rate")), M(b256_cpu),
+            f"{q('many_group_cpu_rate') / b256_cpu:.1f}x")
+        row(f"int8 step vs reading its int8 rows ({q('bytes_per_step') / 1024:.1f} KiB): median",
+            fmt_ns(qm), fmt_ns(qr), f"{qm / qr:.2f}x")
+        row("int8 step vs reading its int8 rows: cpu mean", fmt_ns(qc), fmt_ns(qrc),
+            f"{qc / qrc:.2f}x")
     print("-" * W)
 
     def verdict(v, goal, higher):
@@ -291,6 +336,22 @@ def main():
     g = (cm / rm, c_cpu / r_cpu)
     print(f"  one-session step <= 3x the time to read its weight rows: median {g[0]:.2f}x "
           f"({verdict(g[0], 3, False)}), cpu {g[1]:.2f}x ({verdict(g[1], 3, False)})")
+    g = (max(lock, grp) / b256_wall, max(lock_cpu, grp_cpu) / b256_cpu)
+    print(f"  issue 14: float32 many sessions (better of group step on/off) >= 6x PyTorch b256: "
+          f"wall {g[0]:.1f}x ({verdict(g[0], 6, True)}), cpu {g[1]:.1f}x "
+          f"({verdict(g[1], 6, True)})")
+    if cq:
+        g = (b1_wall / qm, b1_cpu / qc)
+        print(f"  issue 14: int8 one session >= 100x PyTorch b1 (float model): wall {g[0]:.0f}x "
+              f"({verdict(g[0], 100, True)}), cpu {g[1]:.0f}x ({verdict(g[1], 100, True)})")
+        ql = max(q("many_lockstep_rate"), q("many_group_rate"))
+        qlc = max(q("many_lockstep_cpu_rate"), q("many_group_cpu_rate"))
+        g = (ql / b256_wall, qlc / b256_cpu)
+        print(f"  issue 14: int8 many sessions >= 10x PyTorch b256: wall {g[0]:.1f}x "
+              f"({verdict(g[0], 10, True)}), cpu {g[1]:.1f}x ({verdict(g[1], 10, True)})")
+        g = (qm / qr, qc / qrc)
+        print(f"  issue 14: int8 one-session step <= 2x reading its int8 rows: median {g[0]:.2f}x "
+              f"({verdict(g[0], 2, False)}), cpu {g[1]:.2f}x ({verdict(g[1], 2, False)})")
     # What the reads alone allow: a step that did nothing but read its weight rows (the
     # baseline below), on one core; and on both cores (each has its own L2) for many sessions.
     read_many = THREADS * 1e9 / r_cpu

@@ -42,10 +42,15 @@ def arch_of(m):
 
 
 def zoo_model():
-    """The first models/zoo/*.spk whose architecture is 784-256-256-10, or None."""
+    """$SPIKESERVE_BENCH_MODEL when set (e.g. models/zoo/fmnist-q8.spk for `make bench-server`
+    with the int8 model), else the first models/zoo/*.spk with float32 weights whose
+    architecture is 784-256-256-10, or None."""
+    if os.environ.get("SPIKESERVE_BENCH_MODEL"):
+        return os.environ["SPIKESERVE_BENCH_MODEL"]
     for p in sorted(glob.glob(os.path.join(ROOT, "models", "zoo", "*.spk"))):
         try:
-            if arch_of(read_model(p)) == ARCH:
+            m = read_model(p)
+            if arch_of(m) == ARCH and not any(len(L.weights_q8) for L in m.layers):
                 return p
         except Exception:  # a file being written right now, or not a model: skip it
             continue

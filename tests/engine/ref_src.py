@@ -16,6 +16,11 @@ order, as the C engine documents (engine/step.c). Keeping the reference this clo
 matters because the gate H(h - theta) turns a one-ulp difference of h near theta into a
 different z_s; with both sides near-exact the comparison stays meaningful over 1000 steps.
 Inputs given as events are first summed into a dense row (np.add.at, in order).
+
+int8 layers (issue 14): i = alpha * i + scale * acc, acc = the float32 sum of s_j * q_j over
+the non-zero inputs in ascending order (q_j: the int8 row j as floats, scale per neuron), as
+engine/step.c. Models with Model.tanh = TANH_FLOAT32 use tanh_f32 below: the engine's float32
+tanh, operation for operation (float32 numpy arithmetic, nothing fused).
 """
 import os
 import sys
@@ -34,11 +39,73 @@ def tanh32(x):
     return np.tanh(x.astype(np.float64)).astype(f32)
 
 
+_T32 = dict(clamp=f32(10.0), inv_ln2=f32(1.44269504088896341), shift=f32(12582912.0),
+            hi=f32(0.693145751953125), lo=f32(1.42860682030941723212e-6),
+            c=[f32(1.0), f32(1.0 / 2.0), f32(1.0 / 6.0), f32(1.0 / 24.0), f32(1.0 / 120.0),
+               f32(1.0 / 720.0), f32(1.0 / 5040.0), f32(1.0 / 40320.0)])
+
+
+def tanh_f32(x):
+    """The engine's SPK_TANH_FLOAT32 tanh (engine/kernels.c tanh32_scalar1), in float32."""
+    x = np.asarray(x, dtype=f32)
+    T = _T32
+    ax = np.minimum(np.abs(x), T["clamp"])
+    y = ax + ax
+    kp = y * T["inv_ln2"]
+    kp = kp + T["shift"]
+    k = kp - T["shift"]
+    r = y - k * T["hi"]
+    r = r - k * T["lo"]
+    c = T["c"]
+    q = c[7] * r + c[6]
+    for j in (5, 4, 3, 2, 1, 0):
+        q = q * r + c[j]
+    e = r * q
+    sb = ((kp.view(np.uint32) - np.uint32(0x4B400000)) + np.uint32(127)) << np.uint32(23)
+    S = sb.astype(np.uint32).view(f32)
+    m = S * e + (S - f32(1.0))
+    t = m / (m + f32(2.0))
+    return np.copysign(t, x).astype(f32)
+
+
+def _weights(p, n, n_in):
+    """(wt, q8 scales or None): row j of wt holds the weights out of input j; for an int8
+    layer the rows are the int8 values as floats and the scales are per neuron."""
+    if len(p.weights_q8):
+        q = np.frombuffer(p.weights_q8, dtype=np.int8).reshape(n, n_in).astype(f32)
+        sc = np.asarray(p.weight_scales, dtype=f32)
+        sc = np.full(n, sc[0], f32) if len(sc) == 1 else sc
+        return np.ascontiguousarray(q.T), sc
+    w = np.asarray(p.weights, dtype=f32).reshape(n, n_in)
+    return np.ascontiguousarray(w.T), None
+
+
+def quantize_model(pm, per_layer=False, tanh_float32=False):
+    """An int8 copy of a model_pb2.Model (as models/export.py --int8 quantises: max |w| / 127
+    per neuron or per layer, round half to even)."""
+    out = model_pb2.Model()
+    out.CopyFrom(pm)
+    mats = [(p, p.n, p.n_in) for p in out.layers]
+    if out.HasField("readout"):
+        mats.append((out.readout, out.readout.n, out.readout.n_in))
+    for p, n, n_in in mats:
+        w = np.asarray(p.weights, dtype=f32).reshape(n, n_in)
+        a = np.abs(w).max(keepdims=True).reshape(1) if per_layer else np.abs(w).max(axis=1)
+        sc = (a / f32(127)).astype(f32)
+        sc = np.where(sc > 0, sc, f32(1)).astype(f32)
+        q = np.clip(np.round(w / sc.reshape(-1, 1)), -127, 127).astype(np.int8)
+        del p.weights[:]
+        p.weights_q8 = q.tobytes()
+        p.weight_scales.extend(sc.tolist())
+    if tanh_float32:
+        out.tanh = model_pb2.Model.TANH_FLOAT32
+    return out
+
+
 class RefLayer:
     def __init__(self, pl):
         self.n_in, self.n = pl.n_in, pl.n
-        w = np.asarray(pl.weights, dtype=f32).reshape(self.n, self.n_in)
-        self.wt = np.ascontiguousarray(w.T)  # row j: the weights out of input j
+        self.wt, self.scale = _weights(pl, self.n, self.n_in)  # row j: weights out of input j
         self.b_h = np.asarray(pl.b_h, dtype=f32)
         self.alpha, self.rho, self.r, self.r_s = f32(pl.alpha), f32(pl.rho), f32(pl.r), f32(pl.r_s)
         self.z_hyp, self.z_dep, self.theta = f32(pl.z_hyp), f32(pl.z_dep), f32(pl.theta)
@@ -46,8 +113,14 @@ class RefLayer:
         self.i0, self.h0, self.hs0 = z(pl.init_i), z(pl.init_h), z(pl.init_hs)
 
 
-def synaptic(acc, wt, s):
-    """acc + W s, one column at a time, ascending non-zero inputs (float32 throughout)."""
+def synaptic(acc, wt, s, scale=None, alpha=None):
+    """acc + W s, one column at a time, ascending non-zero inputs (float32 throughout).
+    int8 (scale given): alpha * acc + scale * (the same sum of int8 rows from zero)."""
+    if scale is not None:
+        q = np.zeros(wt.shape[1], f32)
+        for j in np.flatnonzero(s):
+            q = q + s[j] * wt[j]
+        return alpha * acc + scale * q
     for j in np.flatnonzero(s):
         acc = acc + s[j] * wt[j]
     return acc
@@ -59,12 +132,12 @@ class RefNet:
         self.has_readout = pm.HasField("readout")
         if self.has_readout:
             ro = pm.readout
-            w = np.asarray(ro.weights, dtype=f32).reshape(ro.n, ro.n_in)
-            self.wo = np.ascontiguousarray(w.T)
+            self.wo, self.so = _weights(ro, ro.n, ro.n_in)
             self.bo = np.asarray(ro.bias, dtype=f32)
             self.alpha_o = f32(ro.alpha)
             self.o0 = np.asarray(ro.init_o, dtype=f32) if len(ro.init_o) else np.zeros(ro.n, f32)
         self.n_in = pm.n_in
+        self.tanh = tanh_f32 if pm.tanh == model_pb2.Model.TANH_FLOAT32 else tanh32
         self.reset()
 
     def reset(self):
@@ -78,10 +151,13 @@ class RefNet:
         s = np.asarray(s_in, dtype=f32)
         outs = []
         for k, L in enumerate(self.layers):
-            i = synaptic(L.alpha * self.i[k], L.wt, s)                     # (5a)
-            x = L.rho * tanh32(i / L.rho)                                  # (5b)
+            if L.scale is None:
+                i = synaptic(L.alpha * self.i[k], L.wt, s)                 # (5a)
+            else:
+                i = synaptic(self.i[k], L.wt, s, L.scale, L.alpha)
+            x = L.rho * self.tanh(i / L.rho)                               # (5b)
             h_prev, hs_prev = self.h[k], self.hs[k]
-            h = tanh32(((x + L.r * h_prev) + L.r_s * hs_prev) + L.b_h)     # (5d)
+            h = self.tanh(((x + L.r * h_prev) + L.r_s * hs_prev) + L.b_h)  # (5d)
             gate = (h > L.theta).astype(f32)                               # H(h - theta)
             z = L.z_hyp + (L.z_dep - L.z_hyp) * gate                       # (5c)
             hs = z * hs_prev + (f32(1) - z) * h_prev                       # (5e)
@@ -89,7 +165,10 @@ class RefNet:
             self.i[k], self.h[k], self.hs[k] = i, h, hs
             outs.append(s)
         if self.has_readout:
-            self.o = synaptic(self.alpha_o * self.o, self.wo, s) + self.bo
+            if self.so is None:
+                self.o = synaptic(self.alpha_o * self.o, self.wo, s) + self.bo
+            else:
+                self.o = synaptic(self.o, self.wo, s, self.so, self.alpha_o) + self.bo
         for a in self.i + self.h + self.hs + ([self.o] if self.has_readout else []):
             assert a.dtype == f32
         return outs

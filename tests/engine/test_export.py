@@ -75,7 +75,8 @@ def main():
     ok(all(L.constants() == M.constants() for L, M in zip(net.layers, back.layers))
        and net.readout.alpha == back.readout.alpha, "round trip: constants identical")
     ok(back.spk_meta == {"name": "tiny-1", "version": 7, "labels": labels,
-                         "encoding": enc, "description": "a test model"},
+                         "encoding": enc, "description": "a test model", "int8": None,
+                         "tanh": "exact"},
        "round trip: name, version, labels, encoding, description", back.spk_meta)
     save_model(back, p2, "tiny-1", 7, labels, enc, "a test model")
     ok(open(p1, "rb").read() == open(p2, "rb").read(), "export(import(file)) == file, byte for byte")
@@ -88,6 +89,35 @@ def main():
     loss.backward()
     ok(back2.layers[0].weight.grad is not None and back2.layers[0].b_h.grad is not None,
        "the imported net has gradients (fine-tuning)")
+
+    # int8 (issue 14): the file holds int8 values and scales; import gives the dequantized
+    # weights, which are what QAT's fake quantisation computes; export(import) is the file.
+    for mode in ("neuron", "layer"):
+        q1, q2 = os.path.join(tmp, f"q1-{mode}.spk"), os.path.join(tmp, f"q2-{mode}.spk")
+        save_model(net, q1, "tiny-q8", 1, labels, enc, "", int8=mode, tanh="float32")
+        qb = load_model(q1)
+        ok(qb.spk_meta["int8"] == mode and qb.spk_meta["tanh"] == "float32",
+           f"int8 ({mode}): the numerics come back", qb.spk_meta)
+        save_model(qb, q2, "tiny-q8", 1, labels, enc, "", int8=mode, tanh="float32")
+        ok(open(q1, "rb").read() == open(q2, "rb").read(),
+           f"int8 ({mode}): export(import(file)) == file, byte for byte")
+        net.set_qat(mode)
+        with torch.no_grad():
+            same = all(torch.equal(L.qweight(), M.weight) for L, M in
+                       zip(list(net.layers) + [net.readout], list(qb.layers) + [qb.readout]))
+            ok(same and torch.equal(net(x)["readout"], qb(x)["readout"]),
+               f"int8 ({mode}): the imported weights are QAT's fake-quantised ones")
+        net.set_qat(None)
+        qf = os.path.getsize(q1)
+        ok(qf < os.path.getsize(p1), f"int8 ({mode}): the file is smaller ({qf} bytes vs "
+           f"{os.path.getsize(p1)})")
+    # QAT: gradients pass straight through the fake quantisation
+    net.set_qat("neuron")
+    net.zero_grad()
+    net(x)["readout"][-1].sum().backward()
+    ok(net.layers[0].weight.grad is not None and net.layers[0].weight.grad.abs().sum() > 0,
+       "QAT: the float weights get gradients (straight-through)")
+    net.set_qat(None)
 
     # Schema errors from the exporter.
     bad = net_example()

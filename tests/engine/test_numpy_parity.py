@@ -18,11 +18,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from engine_ctypes import Engine, load_lib  # noqa: E402
-from ref_src import RefNet, random_model  # noqa: E402
+from ref_src import RefNet, quantize_model, random_model  # noqa: E402
 
 TOL = 1e-5
 STEPS = 1000
 N_MODELS = 24
+N_Q8 = 6  # then int8 copies of models 0..5 (issue 14): scales per neuron / per layer,
+#           the exact tanh and the float32 tanh
 
 failures = []
 stats = {"max_diff": 0.0, "compared": 0, "models": 0, "steps": 0}
@@ -89,11 +91,13 @@ def layer_dense(spikes, n, steps):
     return d
 
 
-def run_model(lib, k):
+def run_model(lib, k, q8=False):
     rng = np.random.default_rng(1000 + k)
     n_in, widths, n_ro = model_shape(k, rng)
     pm = random_model(rng, n_in, widths, readout_n=n_ro, name="parity%d" % k,
                       init_state=(k % 3 == 2))
+    if q8:
+        pm = quantize_model(pm, per_layer=k % 2 == 1, tanh_float32=k % 3 != 0)
     blob = pm.SerializeToString()
     ref = RefNet(pm)
     engines = {name: Engine(lib, blob, widths, n_ro) for name in KERNELS}
@@ -106,7 +110,8 @@ def run_model(lib, k):
     prev_out = [np.zeros(n, np.float32) for n in widths]
     ref_out_hist = [[] for _ in range(L)]
     ref_o_hist = []
-    label = "model %d (n_in %d, layers %s, readout %d)" % (k, n_in, widths, n_ro)
+    label = "model %d (n_in %d, layers %s, readout %d%s)" % (
+        k, n_in, widths, n_ro, ", int8" + (" + float32 tanh" if pm.tanh else "") if q8 else "")
     maxd = 0.0
 
     def compare(eng, what, t):
@@ -212,9 +217,11 @@ def main():
     print("kernels compared every step:", ", ".join(KERNELS))
     for k in range(N_MODELS):
         run_model(lib, k)
+    for k in range(N_Q8):
+        run_model(lib, k, q8=True)
     print("%d models x %d steps, %d state comparisons, max |diff| %.3g, %.1fs"
           % (stats["models"], STEPS, stats["compared"], stats["max_diff"], time.time() - t0))
-    if failures or stats["models"] != N_MODELS:
+    if failures or stats["models"] != N_MODELS + N_Q8:
         print("%d failures" % len(failures))
         return 1
     return 0

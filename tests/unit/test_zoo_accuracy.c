@@ -2,7 +2,8 @@
  * all 10,000 Fashion-MNIST test images, with the model's own input encoding (spk_encode,
  * one xoshiro stream seeded with SEED for the whole set), and its accuracy (argmax of the
  * readout at the last step) must be within 0.5 points of the `accuracy_c:` line of its
- * card (models/zoo/NAME.md).
+ * card (models/zoo/NAME.md). A card with a `float_model: OTHER` line (a quantised model, issue
+ * 14) also holds the model within 0.5 points of OTHER's accuracy measured in the same run.
  *
  * Environment: SPIKESERVE_ZOO (default models/zoo), FMNIST_DIR (default
  * /usr/share/datasets/fashion-mnist). The images are read from the gzip IDX files with zlib.
@@ -89,6 +90,21 @@ static double card_accuracy(const char *path) {
     return v;
 }
 
+/* The `float_model:` name of a card into out (cap bytes); 0 when it has none. */
+static int card_float_model(const char *path, char *out, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[512], fmt[32];
+    int found = 0;
+    snprintf(fmt, sizeof fmt, "%%%zus", cap - 1);
+    while (!found && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "float_model:");
+        found = p && sscanf(p + strlen("float_model:"), fmt, out) == 1;
+    }
+    fclose(f);
+    return found;
+}
+
 /* Accuracy in percent of model m over n images; negative on an engine error. */
 static double run_model(const spk_model *m, const uint8_t *img, const uint8_t *lab, uint32_t n,
                         size_t npix) {
@@ -156,6 +172,10 @@ int main(void) {
     DIR *dir = opendir(zoo);
     ok(dir != NULL, "open the model directory %s", zoo);
     int n_models = 0;
+    enum { MAXM = 64 };
+    char names[MAXM][SPK_MAX_NAME + 1], floats[MAXM][SPK_MAX_NAME + 1];
+    double accs[MAXM];
+    int nm = 0;
     struct dirent *de;
     while (dir && (de = readdir(dir))) {
         size_t L = strlen(de->d_name);
@@ -181,10 +201,25 @@ int main(void) {
                 "%s: accuracy %.2f%% is within %.1f points of the card's %.2f%%", m->name, got,
                 TOLERANCE, want))
             diag("update the card only if the model changed");
+        if (nm < MAXM) {
+            snprintf(names[nm], sizeof names[nm], "%s", m->name);
+            if (!card_float_model(path, floats[nm], sizeof floats[nm])) floats[nm][0] = 0;
+            accs[nm++] = got;
+        }
         spk_model_free(m);
     }
     if (dir) closedir(dir);
     ok(n_models >= 1, "%d shipped model(s) checked", n_models);
+    for (int a = 0; a < nm; a++) {
+        if (!floats[a][0]) continue;
+        int b = 0;
+        while (b < nm && strcmp(names[b], floats[a]) != 0)
+            b++;
+        if (!ok(b < nm, "%s: its float model %s is shipped", names[a], floats[a])) continue;
+        ok(accs[a] >= 0 && accs[b] >= 0 && fabs(accs[a] - accs[b]) <= TOLERANCE,
+           "%s: accuracy %.2f%% within %.1f points of its float model %s (%.2f%%)", names[a],
+           accs[a], TOLERANCE, names[b], accs[b]);
+    }
     free(raw_img);
     free(raw_lab);
     return done_testing();
