@@ -1705,7 +1705,7 @@ const ProtobufCMessageDescriptor spikeserve__layer_info__descriptor =
   (ProtobufCMessageInit) spikeserve__layer_info__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__model_info__field_descriptors[8] =
+static const ProtobufCFieldDescriptor spikeserve__model_info__field_descriptors[9] =
 {
   {
     "name",
@@ -1803,6 +1803,18 @@ static const ProtobufCFieldDescriptor spikeserve__model_info__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "numerics",
+    9,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Spikeserve__ModelInfo, numerics),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__model_info__field_indices_by_name[] = {
   7,   /* field[7] = description */
@@ -1812,12 +1824,13 @@ static const unsigned spikeserve__model_info__field_indices_by_name[] = {
   2,   /* field[2] = n_in */
   3,   /* field[3] = n_out */
   0,   /* field[0] = name */
+  8,   /* field[8] = numerics */
   1,   /* field[1] = version */
 };
 static const ProtobufCIntRange spikeserve__model_info__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor spikeserve__model_info__descriptor =
 {
@@ -1827,7 +1840,7 @@ const ProtobufCMessageDescriptor spikeserve__model_info__descriptor =
   "Spikeserve__ModelInfo",
   "spikeserve",
   sizeof(Spikeserve__ModelInfo),
-  8,
+  9,
   spikeserve__model_info__field_descriptors,
   spikeserve__model_info__field_indices_by_name,
   1,  spikeserve__model_info__number_ranges,

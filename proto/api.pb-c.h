@@ -295,10 +295,14 @@ struct  Spikeserve__ModelInfo
   char **labels;
   Spikeserve__Encoding *encoding;
   char *description;
+  /*
+   * "float32", or e.g. "int8 weights (scale per neuron), float32 tanh"
+   */
+  char *numerics;
 };
 #define SPIKESERVE__MODEL_INFO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__model_info__descriptor) \
-    , NULL, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, NULL, NULL }
+    , NULL, 0, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, NULL, NULL, NULL }
 
 
 struct  Spikeserve__ModelList

@@ -402,12 +402,13 @@ static json_t *model_tree(const spk_model *m) {
     for (uint32_t i = 0; i < m->n_labels; i++)
         json_array_append_new(labels, json_string(m->labels[i]));
     const spk_encoding *e = &m->encoding;
-    return json_pack("{s:s,s:i,s:i,s:i,s:o,s:o,s:{s:s,s:i,s:i,s:f,s:f},s:s}", "name", m->name,
+    return json_pack("{s:s,s:i,s:i,s:i,s:o,s:o,s:{s:s,s:i,s:i,s:f,s:f},s:s,s:s}", "name", m->name,
                      "version", (json_int_t)m->version, "n_in", (json_int_t)m->n_in, "n_out",
                      (json_int_t)spk_model_n_out(m), "layers", layers, "labels", labels, "encoding",
                      "kind", enc_name(e->kind), "steps", (json_int_t)e->steps, "warmup_steps",
                      (json_int_t)e->warmup_steps, "gain", (double)e->gain, "threshold",
-                     (double)e->threshold, "description", m->description ? m->description : "");
+                     (double)e->threshold, "description", m->description ? m->description : "",
+                     "numerics", m->numerics);
 }
 
 static uint8_t *json_model(const spk_model *m, size_t *len) {

@@ -255,6 +255,7 @@ static void model_fill(const spk_model *m, model_msg *b) {
     b->enc.threshold = m->encoding.threshold;
     info->encoding = &b->enc;
     info->description = m->description ? m->description : "";
+    info->numerics = ss_pbstr(m->numerics);
 }
 
 static uint8_t *pb_model(const spk_model *m, size_t *len) {
