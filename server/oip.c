@@ -101,7 +101,9 @@ static void ob_float(obuf *b, float f) {
 }
 
 static void ob_str(obuf *b, const char *s) {
-    char *e = json_dumps(json_string(s), JSON_ENCODE_ANY); /* NULL for bad UTF-8 */
+    json_t *j = json_string(s); /* NULL for bad UTF-8 */
+    char *e = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
     if (!e) {
         ob_put(b, "\"\"", 2);
         return;

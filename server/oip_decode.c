@@ -349,11 +349,12 @@ static int fill(const tensor *ts, const int *have, const spk_model *m, ss_batch 
             return fail(SS_E_NOMEM, err, errlen, "out of memory");
         }
         for (size_t i = 0; i < ts[0].n; i++) {
-            if (!isfinite(v[i]) || fabs(v[i]) > 3.0e38) {
+            double x = v[i];
+            if (!(fabs(x) <= SPK_MAX_VALUE)) {
                 free(v);
                 return fail(SS_E_INVALID, err, errlen,
-                            "inputs spikes: value [%zu][%zu] is not finite", i / m->n_in,
-                            i % m->n_in);
+                            "inputs spikes: value [%zu][%zu] %g is not finite with magnitude <= %g",
+                            i / m->n_in, i % m->n_in, x, (double)SPK_MAX_VALUE);
             }
             out->dense[i] = (float)v[i];
         }
@@ -382,10 +383,11 @@ static int fill(const tensor *ts, const int *have, const spk_model *m, ss_batch 
                             "inputs events[%zu]: input %g is not an integer in [0, %u)", i, in,
                             m->n_in);
             }
-            if (!isfinite(val) || fabs(val) > 3.0e38) {
+            if (!(fabs(val) <= SPK_MAX_VALUE)) {
                 free(v);
-                return fail(SS_E_INVALID, err, errlen, "inputs events[%zu]: value is not finite",
-                            i);
+                return fail(SS_E_INVALID, err, errlen,
+                            "inputs events[%zu]: value %g is not finite with magnitude <= %g", i,
+                            val, (double)SPK_MAX_VALUE);
             }
             out->events[i] = (spk_event){(uint32_t)st, (uint32_t)in, (float)val};
         }

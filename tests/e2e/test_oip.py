@@ -469,6 +469,11 @@ def test_hostile(cl, model, n_in):
         ("steps over --max-steps", req([ev], params={"steps": 10 ** 7}), b"", None),
         ("input given twice", req([ev, ev]), b"", None),
         ("id not a string", req([ev], id=7), b"", None),
+        ("event value past the engine's bound", req([dict(ev, data=[0, 1, 1e9, 1, 2, 1])]), b"",
+         None),
+        ("dense value past the engine's bound",
+         req([{"name": "spikes", "datatype": "FP64", "shape": [1, n_in],
+               "data": [1e300] + [0.0] * (n_in - 1)}], params={}), b"", None),
     ]
     for what, head, tail, hl in cases:
         hb = head if isinstance(head, bytes) else json.dumps(head).encode()
