@@ -101,6 +101,15 @@ static void ob_float(obuf *b, float f) {
 }
 
 static void ob_str(obuf *b, const char *s) {
+    size_t n = 0;
+    while (s[n] && s[n] >= 0x20 && s[n] < 0x7f && s[n] != '"' && s[n] != '\\')
+        n++;
+    if (!s[n]) { /* plain ASCII: as it is */
+        ob_put(b, "\"", 1);
+        ob_put(b, s, n);
+        ob_put(b, "\"", 1);
+        return;
+    }
     json_t *j = json_string(s); /* NULL for bad UTF-8 */
     char *e = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
     json_decref(j);
@@ -110,6 +119,16 @@ static void ob_str(obuf *b, const char *s) {
     }
     ob_put(b, e, strlen(e));
     free(e);
+}
+
+static void ob_u64(obuf *b, uint64_t v) {
+    char tmp[24];
+    size_t k = sizeof tmp;
+    do {
+        tmp[--k] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ob_put(b, tmp + k, sizeof tmp - k);
 }
 
 static uint8_t *ob_take(obuf *b, size_t *len) {
@@ -128,22 +147,30 @@ static uint8_t *ob_take(obuf *b, size_t *len) {
 static void put_tensor(obuf *h, obuf *tail, const char *name, const char *dt, const uint64_t *dims,
                        int nd, int binary, const float *f, const int32_t *i32, size_t n,
                        char *const *strs) {
-    ob_printf(h, "{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[", name, dt);
-    for (int k = 0; k < nd; k++)
-        ob_printf(h, "%s%llu", k ? "," : "", (unsigned long long)dims[k]);
+    ob_s(h, "{\"name\":\"");
+    ob_s(h, name);
+    ob_s(h, "\",\"datatype\":\"");
+    ob_s(h, dt);
+    ob_s(h, "\",\"shape\":[");
+    for (int k = 0; k < nd; k++) {
+        if (k) ob_put(h, ",", 1);
+        ob_u64(h, dims[k]);
+    }
     ob_put(h, "]", 1);
     if (binary) {
         size_t before = tail->len;
-        for (size_t k = 0; k < n; k++) {
-            if (f) ob_put(tail, &f[k], 4);
-            if (i32) ob_put(tail, &i32[k], 4);
+        if (f) ob_put(tail, f, n * sizeof *f); /* little-endian host, as the wire */
+        if (i32) ob_put(tail, i32, n * sizeof *i32);
+        for (size_t k = 0; strs && k < n; k++) {
             if (strs) {
                 uint32_t l = (uint32_t)strlen(strs[k]);
                 ob_put(tail, &l, 4);
                 ob_put(tail, strs[k], l);
             }
         }
-        ob_printf(h, ",\"parameters\":{\"binary_data_size\":%zu}}", tail->len - before);
+        ob_s(h, ",\"parameters\":{\"binary_data_size\":");
+        ob_u64(h, tail->len - before);
+        ob_put(h, "}}", 2);
         return;
     }
     ob_put(h, ",\"data\":[", 9);
@@ -199,7 +226,9 @@ static uint8_t *oip_result(const ss_result *r, size_t *len) {
     obuf h = {0}, tail = {0};
     ob_put(&h, "{\"model_name\":", 14);
     ob_str(&h, m->name);
-    ob_printf(&h, ",\"model_version\":\"%u\"", m->version);
+    ob_s(&h, ",\"model_version\":\"");
+    ob_u64(&h, m->version);
+    ob_put(&h, "\"", 1);
     if (f->id[0]) {
         ob_put(&h, ",\"id\":", 6);
         ob_str(&h, f->id);

@@ -111,25 +111,46 @@ static int fill_json(json_t *d, const dtype *dt, double *dst, size_t *k, int dep
     return 0;
 }
 
-static double bin_value(const uint8_t *p, const dtype *dt) {
-    union {
-        float f;
-        double d;
-        int8_t i8;
-        int16_t i16;
-        int32_t i32;
-        int64_t i64;
-        uint8_t u8;
-        uint16_t u16;
-        uint32_t u32;
-        uint64_t u64;
-    } u;
-    memcpy(&u, p, (size_t)dt->size); /* little-endian host (x86-64, aarch64) */
-    if (dt->kind == K_F) return dt->size == 4 ? (double)u.f : u.d;
-    if (dt->kind == K_B) return u.u8 != 0;
-    if (dt->kind == K_I)
-        return dt->size == 1 ? u.i8 : dt->size == 2 ? u.i16 : dt->size == 4 ? u.i32 : (double)u.i64;
-    return dt->size == 1 ? u.u8 : dt->size == 2 ? u.u16 : dt->size == 4 ? u.u32 : (double)u.u64;
+/* n little-endian values of type T at p into v (a constant-size copy per element). */
+#define BIN_LOOP(T)                                                                                \
+    for (size_t i = 0; i < n; i++) {                                                               \
+        T x;                                                                                       \
+        memcpy(&x, p + i * sizeof(T), sizeof(T));                                                  \
+        v[i] = (double)x;                                                                          \
+    }
+
+static void bin_values(const uint8_t *p, size_t n, const dtype *dt, double *v) {
+    /* little-endian host (x86-64, aarch64), as the protocol's binary data is */
+    if (dt->kind == K_F) {
+        if (dt->size == 4) {
+            BIN_LOOP(float)
+        } else {
+            BIN_LOOP(double)
+        }
+    } else if (dt->kind == K_B) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = p[i] != 0;
+    } else if (dt->kind == K_I) {
+        if (dt->size == 1) {
+            BIN_LOOP(int8_t)
+        } else if (dt->size == 2) {
+            BIN_LOOP(int16_t)
+        } else if (dt->size == 4) {
+            BIN_LOOP(int32_t)
+        } else {
+            BIN_LOOP(int64_t)
+        }
+    } else {
+        if (dt->size == 1) {
+            BIN_LOOP(uint8_t)
+        } else if (dt->size == 2) {
+            BIN_LOOP(uint16_t)
+        } else if (dt->size == 4) {
+            BIN_LOOP(uint32_t)
+        } else {
+            BIN_LOOP(uint64_t)
+        }
+    }
 }
 
 /* The values of t as doubles (malloc'd, t->n of them). */
@@ -137,8 +158,7 @@ static int values(const tensor *t, const char *name, double **out, char *err, si
     double *v = malloc((t->n ? t->n : 1) * sizeof *v);
     if (!v) return fail(SS_E_NOMEM, err, errlen, "out of memory");
     if (t->bin) {
-        for (size_t i = 0; i < t->n; i++)
-            v[i] = bin_value(t->bin + i * (size_t)t->dt->size, t->dt);
+        bin_values(t->bin, t->n, t->dt, v);
     } else {
         size_t k = 0;
         if (fill_json(t->data, t->dt, v, &k, 0) != 0 || k != t->n) {
