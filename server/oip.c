@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,6 +539,88 @@ int ss_oip_op_index(ss_op *o) {
 
 /* ---- infer ---- */
 
+/* Retries by request id. A sequence request with an "id" runs with a v1 seq number (so its
+ * answer is kept): the next one of its session, or, when the id repeats the session's last
+ * id, that one again, which the worker answers from the stored answer without stepping
+ * (apply.h). Requests without an id carry no seq and do not move the count. The records
+ * are keyed by session id (and the session's address, so a new session of that id starts
+ * afresh); one per open sequence, pruned when their session is gone. */
+#define REC_BUCKETS 256
+
+typedef struct rec {
+    char sid[SS_ID_MAX + 1];
+    const ss_sess *s;
+    char rid[SS_OIP_ID_MAX + 1];
+    uint64_t seq;
+    struct rec *next;
+} rec;
+
+static rec *recs[REC_BUCKETS];
+static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned rec_hash(const char *sid) {
+    unsigned h = 2166136261u;
+    for (; *sid; sid++)
+        h = (h ^ (unsigned char)*sid) * 16777619u;
+    return h % REC_BUCKETS;
+}
+
+/* Set b's seq for request id rid on s (start: a fresh count). 0, or -1 out of memory.
+ * Called with recs_mu held. */
+static int rec_seq(ss_app *a, ss_sess *s, int start, const char *rid, ss_batch *b) {
+    rec **pp = &recs[rec_hash(s->id)], *r = NULL;
+    while (*pp) { /* find ours; drop records of sessions that are gone */
+        rec *e = *pp;
+        if (!strcmp(e->sid, s->id) && e->s == s) {
+            r = e;
+            pp = &e->next;
+            continue;
+        }
+        ss_sess *live = ss_table_get(a->table, e->sid);
+        int gone = live != e->s;
+        ss_sess_unref(live);
+        if (gone) {
+            *pp = e->next;
+            free(e);
+        } else {
+            pp = &e->next;
+        }
+    }
+    if (!r) {
+        if (!(r = calloc(1, sizeof *r))) return -1;
+        snprintf(r->sid, sizeof r->sid, "%s", s->id);
+        r->s = s;
+        pthread_mutex_lock(&s->mu);
+        r->seq = s->last_seq;
+        pthread_mutex_unlock(&s->mu);
+        r->next = recs[rec_hash(s->id)];
+        recs[rec_hash(s->id)] = r;
+    }
+    if (start) {
+        r->seq = 0; /* a new session, or a RESET queued before this batch */
+        r->rid[0] = 0;
+    }
+    b->has_seq = 1;
+    if (r->rid[0] && !strcmp(r->rid, rid)) {
+        b->seq = r->seq; /* a retry: the stored answer */
+        return 0;
+    }
+    b->seq = ++r->seq;
+    snprintf(r->rid, sizeof r->rid, "%s", rid);
+    return 0;
+}
+
+/* A batch with seq that did not run (refused, failed): its number is free again. */
+static void rec_undo(const ss_sess *s, uint64_t seq) {
+    pthread_mutex_lock(&recs_mu);
+    for (rec *e = recs[rec_hash(s->id)]; e; e = e->next)
+        if (e->s == s && !strcmp(e->sid, s->id) && e->seq == seq) {
+            e->seq--;
+            e->rid[0] = 0;
+        }
+    pthread_mutex_unlock(&recs_mu);
+}
+
 /* The answer is ready (the worker's thread, or at once for a refusal): its headers, the
  * statistics, then the front end's done. */
 static void answered(ss_job *j) {
@@ -562,6 +645,9 @@ static void closed(ss_job *c) {
 
 static void step_done(ss_job *j) {
     ss_oip_fmt *f = j->fmt;
+    if (j->sess && j->batch.has_seq && (j->reply.status != 200 || j->reply.err) &&
+        j->reply.err != SS_E_SEQ)
+        rec_undo(j->sess, j->batch.seq);
     if (f->close_after && j->reply.status == 200 && !j->reply.err) {
         ss_job *c = ss_job_new(SS_JOB_CLOSE);
         if (c) {
@@ -705,6 +791,16 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     j->kind = SS_JOB_STEP;
     j->sess = s; /* the reference from sequence() */
     f->close_after = q.end;
+    if (f->id[0]) {
+        pthread_mutex_lock(&recs_mu);
+        int rc2 = rec_seq(o->app, s, q.start, f->id, &j->batch);
+        pthread_mutex_unlock(&recs_mu);
+        if (rc2 != 0) {
+            o->done = f->done;
+            ss_job_free(j);
+            return now_fail(o, SS_E_NOMEM, "out of memory");
+        }
+    }
     return ss_op_submit(o, j, s->worker);
 }
 

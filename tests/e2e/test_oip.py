@@ -384,6 +384,21 @@ def test_sequences(cl, model, n_in):
           "sequence_start on an open sequence restarts from the initial state", a)
     st, a = seq_req(cl, model, 77, False, True, batches[1], steps)
     check(st == 200 and close(out(a, "readout")["values"], refs[1]), "and continues from there")
+    # a repeated request id is answered again without stepping twice (v1's seq underneath)
+    name = "/v1/sessions/oip-%s-301" % model
+    st, a1 = seq_req(cl, model, 301, True, False, batches[0], steps, rid="a1")
+    st, a2 = seq_req(cl, model, 301, False, False, batches[1], steps, rid="a2")
+    st2, again = seq_req(cl, model, 301, False, False, batches[1], steps, rid="a2")
+    t = v1(cl, "GET", name)[1]["t"]
+    check(st2 == 200 and again.get("id") == "a2"
+          and out(again, "readout")["values"] == out(a2, "readout")["values"] and t == 2 * steps,
+          "a repeated id gets the stored answer, the sequence does not step twice (t = %d)" % t,
+          (again, t))
+    st, a3 = seq_req(cl, model, 301, False, False, batches[2], steps)  # no id: no seq
+    st, a4 = seq_req(cl, model, 301, False, True, batches[3], steps, rid="a4")
+    check(close(out(a3, "readout")["values"], refs[2]) and close(out(a4, "readout")["values"],
+                                                                refs[3]),
+          "after the retry the sequence continues (requests with and without ids)", (a3, a4))
     # sequence_id 0 and "" mean no sequence: stateless, twice the same answer
     for sid in (0, ""):
         r1 = seq_req(cl, model, sid, False, False, batches[1], steps)
