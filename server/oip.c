@@ -740,7 +740,8 @@ static ss_sess *sequence(ss_op *o, int mi, const ss_oip_seq *q) {
         if (s || !taken) return s;
         ss_reply_clear(&o->reply); /* opened meanwhile: look it up again */
     }
-    ss_reply_fail(&o->reply, SS_E_CONFLICT, "sequence session %s is busy; retry", id);
+    ss_reply_fail(&o->reply, SS_E_CONFLICT,
+                  "sequence session %s is open under another API key, or busy; retry", id);
     return NULL;
 }
 

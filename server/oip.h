@@ -16,7 +16,11 @@
  * after the batch, before the answer goes out). The answer is encoded by ss_codec_oip from
  * the step result, with the request's options (ss_result.fmt).
  *
- * Thread-safety: reentrant except the per-model statistics, which are atomic counters.
+ * A sequence request with an "id" is numbered with v1's seq, so that a repeat of the
+ * sequence's last id is answered from the stored answer without stepping twice.
+ *
+ * Thread-safety: reentrant, except two process-wide tables (one server per process): the
+ * per-model statistics (atomic counters) and the retry records of sequences (a mutex).
  */
 #ifndef SS_OIP_H
 #define SS_OIP_H
