@@ -7,7 +7,7 @@
 -- different offset), sequence_start and sequence_end false. BODIES_FILE lines:
 -- "HEADER<TAB>HEX-TAIL", HEADER with {SEQ} where the sequence id goes.
 local bodies = {}
-local nseq, model = 1, "fmnist"
+local nseq, model, path = 1, "fmnist", "/v2/models/fmnist/infer"
 local n = 0
 local next_tid = 0
 
@@ -25,16 +25,20 @@ function init(args)
   model = args[3]
   for line in io.lines(args[2]) do
     local head, tail = line:match("^(.-)\t(%x*)$")
-    if head then bodies[#bodies + 1] = { head, unhex(tail) } end
+    if head then
+      local pre, post = head:match("^(.-){SEQ}(.*)$")
+      bodies[#bodies + 1] = { pre, post, unhex(tail) }
+    end
   end
   assert(nseq > 0 and #bodies > 0, "oip.lua: no sequences or empty bodies file")
+  path = "/v2/models/" .. model .. "/infer"
   n = (tid or 0) * 7919
 end
 
 function request()
   n = n + 1
   local b = bodies[(n % #bodies) + 1]
-  local head = b[1]:gsub("{SEQ}", tostring((n % nseq) + 1))
+  local head = b[1] .. ((n % nseq) + 1) .. b[2]
   local headers = { ["Inference-Header-Content-Length"] = tostring(#head) }
-  return wrk.format("POST", "/v2/models/" .. model .. "/infer", headers, head .. b[2])
+  return wrk.format("POST", path, headers, head .. b[3])
 end
