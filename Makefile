@@ -63,7 +63,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
 .PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
-        bench-wal bench-ui soak \
+        bench-wal bench-ui bench-oip soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -139,6 +139,9 @@ bench-engine: all
 bench-server: all
 	tests/bench/bench_server.sh $(BUILD)
 # what --wal costs: /steps requests/s without a state directory, with checkpoints, with --wal
+bench-oip: all
+	tests/bench/bench_oip.sh $(BUILD)
+
 bench-wal: all
 	tests/bench/bench_wal.sh $(BUILD)
 # the raster page in headless Chromium: draw time per frame by spikes in view, ingest, a live

@@ -67,6 +67,6 @@ ss_answer *ss_answer_make(const ss_result *r) {
 }
 
 ss_result ss_answer_result(const ss_answer *a, const char *session_id, const spk_model *m) {
-    ss_result r = {session_id, a->has_seq, a->seq, a->t0, a->steps, a->outputs, m, &a->out, NULL};
+    ss_result r = {session_id, a->has_seq, a->seq, a->t0, a->steps, a->outputs, m, &a->out, NULL, NULL};
     return r;
 }

@@ -24,7 +24,7 @@ int ss_apply_admit(ss_sess *s, const ss_batch *b, char *err, size_t errlen) {
 
 void ss_apply_commit(ss_sess *s, const ss_batch *b, uint64_t t0, const spk_output *o) {
     if (b->has_seq) {
-        ss_result res = {s->id, 1, b->seq, t0, b->steps, b->outputs, s->model, o, NULL};
+        ss_result res = {s->id, 1, b->seq, t0, b->steps, b->outputs, s->model, o, NULL, NULL};
         /* out of memory: no stored answer, and a retry of this seq gets a 409 */
         ss_sess_set_last(s, ss_answer_make(&res));
     }

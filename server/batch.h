@@ -72,6 +72,8 @@ typedef struct {
     const spk_output *out; /* as filled by spk_step() */
     const ss_batch *input; /* NULL, or the batch whose input events the JSON also lists
                               ("inputs": [[step, input, value], ...]; event streams) */
+    const void *fmt;       /* the request's options for its codec (OIP: names, binary, id), or
+                              NULL */
 } ss_result;
 
 /* The readout row of the last step, or NULL when the result carries none. */

@@ -59,6 +59,7 @@ void ss_job_free(ss_job *j) {
     ss_store_snap_free(&j->snap);
     ss_reply_clear(&j->reply);
     ss_sess_unref(j->sess);
+    if (j->fmt_free) j->fmt_free(j->fmt);
     free(j);
 }
 
@@ -135,7 +136,8 @@ static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0)
                      j->batch.outputs,
                      job_model(j),
                      o,
-                     NULL};
+                     NULL,
+                     j->fmt};
     ss_metrics_batch(x->env.metrics, j->batch.steps, j->batch.n_events, o->spikes.len);
     if (s) {
         ss_apply_commit(s, &j->batch, t0, o);
@@ -150,6 +152,7 @@ static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0)
 static void answer_again(ss_job *j) {
     ss_sess *s = j->sess;
     ss_result res = ss_answer_result(s->last, s->id, s->model);
+    res.fmt = j->fmt;
     size_t len = 0;
     uint8_t *body = codec_of(j)->result(&res, &len);
     ss_codec_reply(&j->reply, codec_of(j), 200, body, len);

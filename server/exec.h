@@ -42,6 +42,8 @@ struct ss_job {
     uint32_t model_idx;
     ss_batch batch;
     const ss_codec *codec; /* the answer's format (NULL: JSON) */
+    void *fmt;             /* the request's options for that codec (ss_result.fmt), or NULL */
+    void (*fmt_free)(void *fmt); /* frees fmt with the job (NULL: not owned) */
     ss_snap snap;          /* STATE_PUT */
     uint64_t tag;          /* the submitter's (stream: line number) */
     int logged;            /* its change is in the write-ahead log (answered after the sync) */

@@ -90,6 +90,7 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     if (rep->ctype) MHD_add_response_header(resp, "Content-Type", rep->ctype);
     if (rep->allow[0]) MHD_add_response_header(resp, "Allow", rep->allow);
     if (rep->location[0]) MHD_add_response_header(resp, "Location", rep->location);
+    if (rep->hname) MHD_add_response_header(resp, rep->hname, rep->hvalue);
     if (rep->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
     if (rep->retry_after) {
@@ -166,8 +167,10 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
                            sizeof r->op.sid, allow, sizeof allow);
     const ss_route_def *rt = i >= 0 ? &ss_routes[i] : NULL;
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept");
-    const ss_codec *out = negotiate(accept, rt ? rt->out : SS_FMT_JSON | SS_FMT_PB);
+    const ss_codec *out = rt && rt->codec ? rt->codec
+                                          : negotiate(accept, rt ? rt->out : SS_FMT_JSON | SS_FMT_PB);
     r->op.out = out ? out : &ss_codec_json;
+    if (!rt && ss_route_codec(url)) r->op.out = ss_route_codec(url);
     if (i == -404) return ss_http_fail(r, SS_E_NOT_FOUND, "no route %s %s", method, url);
     if (i == -405) {
         ss_reply rep;
@@ -187,7 +190,7 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (rt->body != SS_BODY_NONE) {
         const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
-        if (!(r->op.in = content_type(ct, rt->in)))
+        if (!(r->op.in = rt->codec ? rt->codec : content_type(ct, rt->in)))
             return ss_http_fail(r, SS_E_MEDIA_TYPE, "Content-Type %.100s is not supported here",
                                 ct ? ct : "(none)");
         const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");

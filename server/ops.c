@@ -218,6 +218,48 @@ int ss_op_open(ss_op *o) {
     return announce(o, s, 0, NULL);
 }
 
+ss_sess *ss_op_open_named(ss_op *o, int mi, const char *id, int *taken) {
+    ss_app *a = o->app;
+    char err[256];
+    *taken = 0;
+    if (!ss_util_valid_id(id, strlen(id))) {
+        ss_reply_fail(&o->reply, SS_E_INVALID, "session id %.80s: use 1..%d of [A-Za-z0-9_-]", id,
+                      SS_ID_MAX);
+        return NULL;
+    }
+    ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a),
+                                a->cfg.idle_timeout);
+    if (!s) {
+        ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory for a session");
+        return NULL;
+    }
+    s->owner = o->owner;
+    if (durable_new(a, s, 1, err, sizeof err) != 0) {
+        ss_sess_unref(s);
+        ss_reply_fail(&o->reply, SS_E_UNAVAILABLE, "%s", err);
+        return NULL;
+    }
+    ss_sess_ref(s); /* the caller's; the table takes the first */
+    int rc = ss_table_insert(a->table, s);
+    if (rc != 0) {
+        if (a->wal && rc != SS_E_EXISTS) ss_store_remove(a->cfg.state_dir, s->id);
+        ss_sess_unref(s);
+        ss_sess_unref(s);
+        if (rc == SS_E_EXISTS) {
+            *taken = 1;
+            ss_reply_fail(&o->reply, SS_E_EXISTS, "session %s is open already", id);
+        } else if (rc == SS_E_SESSIONS) {
+            ss_reply_fail(&o->reply, rc, "sessions: %zu open, the limit (--max-sessions %u)",
+                          ss_table_count(a->table), a->cfg.max_sessions);
+        } else {
+            ss_reply_fail(&o->reply, rc, "session %s: cannot be opened", id);
+        }
+        return NULL;
+    }
+    ss_metrics_session_open(a->metrics);
+    return s;
+}
+
 /* ---- jobs ---- */
 
 static int session_job(ss_op *o, ss_job_kind k) {

@@ -63,6 +63,10 @@ int ss_op_authenticate(ss_op *o, const char *authorization);
 /* The session {id} as the caller may see it: open, visible to o->owner; it counts as
  * activity. A reference, or NULL with o->reply set (404). */
 ss_sess *ss_op_session(ss_op *o);
+/* Open a session of model mi under a name a protocol derives (an OIP sequence:
+ * ops.c logs it like PUT's chosen ids), idle timeout --idle-timeout: a reference, or NULL
+ * with o->reply set (*taken = 1 and 409 when the id is open already: look it up again). */
+ss_sess *ss_op_open_named(ss_op *o, int mi, const char *id, int *taken);
 /* Subscribe sub to the session {id}'s events (it takes one reference of sub on success):
  * 0, or an ss_err with o->reply set. */
 int ss_op_subscribe(ss_op *o, ss_sse *sub);

@@ -27,6 +27,9 @@ typedef struct {
     char allow[48];       /* Allow header (405) */
     unsigned retry_after; /* Retry-After seconds (429/503), 0: none */
     char location[128];   /* Location header (201) */
+    const char *hname;    /* one more header a protocol needs (OIP's
+                             Inference-Header-Content-Length), or NULL */
+    char hvalue[24];
 } ss_reply;
 
 void ss_reply_clear(ss_reply *r); /* frees the body, zeroes the reply */

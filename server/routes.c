@@ -7,34 +7,52 @@
 #include <string.h>
 
 #include "http.h"
+#include "oip.h"
 #include "ui.h"
 
 #define J SS_FMT_JSON
 #define P SS_FMT_PB
 #define T SS_FMT_TEXT
+#define O &ss_codec_oip
 
 /* clang-format off */
 const ss_route_def ss_routes[] = {
-    /* method   pattern                          op / http handler                 body              in                       out        auth             flags */
-    {"GET",    "/healthz",                       ss_op_healthz, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    SS_RF_DRAINING},
-    {"GET",    "/readyz",                        ss_op_readyz, NULL,               SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    0},
-    {"GET",    "/metrics",                       ss_op_metrics, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_METRICS, SS_RF_DRAINING},
-    {"GET",    "/",                              ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   0},
-    {"GET",    "/ui",                            ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   SS_RF_SLASH},
-    {"GET",    "/ui/fmnist/{index}",             ss_ui_op_image, NULL,             SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_KEY,    0},
-    {"GET",    "/v1/models",                     ss_op_models, NULL,               SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     SS_RF_SLASH},
-    {"GET",    "/v1/models/{model}",             ss_op_model, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/models/{model}/sessions",    ss_op_open, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},
-    {"GET",    "/v1/sessions/{id}",              ss_op_session_get, NULL,          SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0},
-    {"DELETE", "/v1/sessions/{id}",              ss_op_close, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/sessions/{id}/reset",        ss_op_reset, NULL,                SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/sessions/{id}/steps",        ss_op_step, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/sessions/{id}/stream",       NULL, ss_stream_begin,            SS_BODY_STREAMED, J | SS_FMT_NDJSON,       J,         SS_AUTH_KEY,     0},
-    {"GET",    "/v1/sessions/{id}/events",       NULL, ss_http_events,             SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_KEY,     0},
-    {"GET",    "/v1/sessions/{id}/state",        ss_op_state_get, NULL,            SS_BODY_NONE,     0,                       P,         SS_AUTH_KEY,     0},
-    {"PUT",    "/v1/sessions/{id}/state",        ss_op_state_put, NULL,            SS_BODY_BUFFERED, P | SS_FMT_BYTES,        J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/models/{model}/infer",       ss_op_infer, NULL,                SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},
-    {"POST",   "/v1/models/{model}/classify",    ss_op_classify, NULL,             SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0},
+    /* method   pattern                          op / http handler                 body              in                       out        auth             flags  codec */
+    {"GET",    "/healthz",                       ss_op_healthz, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    SS_RF_DRAINING, NULL},
+    {"GET",    "/readyz",                        ss_op_readyz, NULL,               SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_OPEN,    0, NULL},
+    {"GET",    "/metrics",                       ss_op_metrics, NULL,              SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_METRICS, SS_RF_DRAINING, NULL},
+    {"GET",    "/",                              ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   0, NULL},
+    {"GET",    "/ui",                            ss_ui_op_page, NULL,              SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_OPEN,   SS_RF_SLASH, NULL},
+    {"GET",    "/ui/fmnist/{index}",             ss_ui_op_image, NULL,             SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_KEY,    0, NULL},
+    {"GET",    "/v1/models",                     ss_op_models, NULL,               SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     SS_RF_SLASH, NULL},
+    {"GET",    "/v1/models/{model}",             ss_op_model, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/models/{model}/sessions",    ss_op_open, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
+    {"GET",    "/v1/sessions/{id}",              ss_op_session_get, NULL,          SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
+    {"DELETE", "/v1/sessions/{id}",              ss_op_close, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/sessions/{id}/reset",        ss_op_reset, NULL,                SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/sessions/{id}/steps",        ss_op_step, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/sessions/{id}/stream",       NULL, ss_stream_begin,            SS_BODY_STREAMED, J | SS_FMT_NDJSON,       J,         SS_AUTH_KEY,     0, NULL},
+    {"GET",    "/v1/sessions/{id}/events",       NULL, ss_http_events,             SS_BODY_NONE,     0,                       J | P | T, SS_AUTH_KEY,     0, NULL},
+    {"GET",    "/v1/sessions/{id}/state",        ss_op_state_get, NULL,            SS_BODY_NONE,     0,                       P,         SS_AUTH_KEY,     0, NULL},
+    {"PUT",    "/v1/sessions/{id}/state",        ss_op_state_put, NULL,            SS_BODY_BUFFERED, P | SS_FMT_BYTES,        J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/models/{model}/infer",       ss_op_infer, NULL,                SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
+    {"POST",   "/v1/models/{model}/classify",    ss_op_classify, NULL,             SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
+    /* Open Inference Protocol (oip.h): its own codec for bodies and errors ({"error": "..."}), no Content-Type needed */
+    {"GET",    "/v2/health/live",                ss_oip_op_live, NULL,             SS_BODY_NONE,     0,                       J,         SS_AUTH_OPEN,    SS_RF_DRAINING, O},
+    {"GET",    "/v2/health/ready",               ss_oip_op_ready, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_OPEN,    SS_RF_DRAINING, O},
+    {"GET",    "/v2",                            ss_oip_op_server, NULL,           SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     SS_RF_SLASH,    O},
+    {"POST",   "/v2/repository/index",           ss_oip_op_index, NULL,            SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/stats",               ss_oip_op_stats, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}",             ss_oip_op_model, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}/versions/{v}", ss_oip_op_model, NULL,           SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}/ready",       ss_oip_op_model_ready, NULL,      SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     SS_RF_DRAINING, O},
+    {"GET",    "/v2/models/{model}/versions/{v}/ready", ss_oip_op_model_ready, NULL, SS_BODY_NONE,   0,                       J,         SS_AUTH_KEY,     SS_RF_DRAINING, O},
+    {"GET",    "/v2/models/{model}/config",      ss_oip_op_config, NULL,           SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}/versions/{v}/config", ss_oip_op_config, NULL,   SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}/stats",       ss_oip_op_stats, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"GET",    "/v2/models/{model}/versions/{v}/stats", ss_oip_op_stats, NULL,     SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
+    {"POST",   "/v2/models/{model}/infer",       NULL, ss_oip_http_infer,          SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
+    {"POST",   "/v2/models/{model}/versions/{v}/infer", NULL, ss_oip_http_infer,   SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
 };
 /* clang-format on */
 const size_t ss_route_count = sizeof ss_routes / sizeof ss_routes[0];
@@ -79,4 +97,14 @@ int ss_route_match(const char *method, const char *path, char *model, size_t mod
         found = 1;
     }
     return found ? -405 : -404;
+}
+
+const struct ss_codec *ss_route_codec(const char *path) {
+    size_t n = strcspn(path + (*path == '/'), "/") + (*path == '/');
+    for (size_t i = 0; i < ss_route_count; i++) {
+        const char *p = ss_routes[i].pattern;
+        size_t pn = strcspn(p + (*p == '/'), "/") + (*p == '/');
+        if (ss_routes[i].codec && pn == n && !strncmp(p, path, n)) return ss_routes[i].codec;
+    }
+    return NULL;
 }

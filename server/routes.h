@@ -51,6 +51,10 @@ typedef struct ss_route_def {
     unsigned in, out; /* SS_FMT_* */
     int auth;         /* SS_AUTH_* */
     unsigned flags;   /* SS_RF_* */
+    /* A protocol with its own body rules (OIP): this codec reads and writes every body and
+     * renders every error of the row, whatever Content-Type and Accept say (neither is
+     * checked). NULL: negotiated from `in` and `out`. */
+    const struct ss_codec *codec;
 } ss_route_def;
 
 extern const ss_route_def ss_routes[];
@@ -61,5 +65,9 @@ extern const size_t ss_route_count; /* rows; the index ss_route_count means "no 
  * the method (allow gets the methods that would, "GET, PUT"). */
 int ss_route_match(const char *method, const char *path, char *model, size_t model_cap, char *sid,
                    size_t sid_cap, char *allow, size_t allow_cap);
+
+/* The codec of the rows that share path's first segment ("/v2/..."), so that a protocol's
+ * 404 and 405 are rendered its way; NULL when those rows negotiate. */
+const struct ss_codec *ss_route_codec(const char *path);
 
 #endif

@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
             have_seq = 1;
             last_seq = b.seq;
         }
-        ss_result r = {NULL, b.has_seq, b.seq, t0, b.steps, b.outputs, m, &out, NULL};
+        ss_result r = {NULL, b.has_seq, b.seq, t0, b.steps, b.outputs, m, &out, NULL, NULL};
         size_t n;
         char *json = ss_result_json(&r, &n);
         ss_batch_free(&b);

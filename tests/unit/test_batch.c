@@ -461,7 +461,7 @@ static void test_result_json(void) {
     spk_output o = {{SP, 3, 3}, layers, RO, 1, NULL};
     ss_result r = {"abc\"d", 1, 7,
                    100,      2, SS_OUT_SPIKES | SS_OUT_READOUT | SS_OUT_READOUT_ALL | SS_OUT_LAYERS,
-                   M,        &o, NULL};
+                   M,        &o, NULL, NULL};
     size_t len = 0;
     char *j = ss_result_json(&r, &len);
     is_str(j,
@@ -476,7 +476,7 @@ static void test_result_json(void) {
 
     /* last-step readout only (readout_every_step 0), no session, no seq, labels absent */
     spk_output o2 = {{SP, 3, 0}, NULL, RO + 2, 0, NULL};
-    ss_result r2 = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES | SS_OUT_READOUT, M, &o2, NULL};
+    ss_result r2 = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES | SS_OUT_READOUT, M, &o2, NULL, NULL};
     j = ss_result_json(&r2, &len);
     is_str(j,
            "{\"t0\":0,\"steps\":1,\"spikes\":[],\"readout\":[0.25,3],"
@@ -490,7 +490,7 @@ static void test_result_json(void) {
     /* a model without a readout never gets readout/prediction, even if asked */
     spk_output o3 = {{SP, 3, 1}, NULL, NULL, 0, NULL};
     ss_result r3 = {"\x01\xff\xc3\xa9\xed\xa0\x80", 1,      UINT64_MAX, 5, 1,
-                    SS_OUT_SPIKES | SS_OUT_READOUT, M_NORO, &o3, NULL};
+                    SS_OUT_SPIKES | SS_OUT_READOUT, M_NORO, &o3, NULL, NULL};
     j = ss_result_json(&r3, &len);
     is_str(j,
            "{\"session_id\":\"\\u0001\\ufffd\xc3\xa9\\ufffd\\ufffd\\ufffd\","
@@ -513,7 +513,7 @@ static void test_result_pb(void) {
     spk_output o = {{SP, 3, 3}, layers, RO, 1, NULL};
     ss_result r = {"sess-1", 1, 9,
                    40,       2, SS_OUT_SPIKES | SS_OUT_READOUT | SS_OUT_READOUT_ALL | SS_OUT_LAYERS,
-                   M,        &o, NULL};
+                   M,        &o, NULL, NULL};
     size_t len = 0;
     uint8_t *buf = ss_result_pb(&r, &len);
     ok(buf != NULL, "protobuf result encodes");
@@ -545,7 +545,7 @@ static void test_result_pb(void) {
     }
     free(buf);
 
-    ss_result r2 = {NULL, 0, 0, 0, 1, 0, M_NORO, &o, NULL};
+    ss_result r2 = {NULL, 0, 0, 0, 1, 0, M_NORO, &o, NULL, NULL};
     buf = ss_result_pb(&r2, &len);
     res = buf ? spikeserve__step_result__unpack(NULL, len, buf) : NULL;
     ok(res && !res->session_id && !res->has_seq && res->has_t0 && res->t0 == 0 && res->steps == 1 &&
@@ -580,7 +580,7 @@ static void test_float_format(void) {
         sp[i] = (spk_spike){(uint32_t)i, 0, f};
     }
     spk_output o = {{sp, N, N}, NULL, NULL, 0, NULL};
-    ss_result r = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES, M_NORO, &o, NULL};
+    ss_result r = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES, M_NORO, &o, NULL, NULL};
     size_t len;
     char *j = ss_result_json(&r, &len);
     json_error_t je;
@@ -631,7 +631,7 @@ static void test_float_format(void) {
     float bad[3] = {NAN, INFINITY, 1.0f};
     spk_spike bs[3] = {{0, 0, NAN}, {0, 1, -INFINITY}, {0, 2, 2.0f}};
     spk_output o2 = {{bs, 3, 3}, NULL, bad, 0, NULL};
-    ss_result r2 = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES | SS_OUT_READOUT, M, &o2, NULL};
+    ss_result r2 = {NULL, 0, 0, 0, 1, SS_OUT_SPIKES | SS_OUT_READOUT, M, &o2, NULL, NULL};
     j = ss_result_json(&r2, &len);
     json_t *nb = j ? json_loads(j, 0, &je) : NULL;
     ok(nb && !strstr(j, "nan") && !strstr(j, "inf"),

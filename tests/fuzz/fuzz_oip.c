@@ -1,0 +1,74 @@
+/* fuzz_oip.c: libFuzzer harness for the OIP infer decoder (server/oip.h: ss_oip_decode),
+ * the v2 JSON header and the binary tensor tail together.
+ *
+ * Input: two bytes (little-endian) give the JSON header's length (as
+ * Inference-Header-Content-Length would; clamped to the rest), the rest is the body. The
+ * model is fuzz_batch_common.h's (6 inputs, a 3-class readout). Whatever the decoder
+ * accepts must be a valid engine input (it is stepped; fz_exercise aborts otherwise), and its
+ * answer encoded by ss_codec_oip must be a JSON header that parses, followed by exactly the
+ * binary bytes its outputs announce. A refusal must say why. */
+#include "fuzz_batch_common.h"
+#include "oip.h"
+
+static void check_answer(const ss_batch *b, ss_oip_fmt *fmt) {
+    const spk_model *m = fz_model;
+    spk_output out = {{0}, NULL, NULL, 0, NULL};
+    char err[256];
+    out.spikes.cap = spk_max_spikes(m->layers[m->n_layers - 1].n, b->steps);
+    out.spikes.buf = malloc(out.spikes.cap * sizeof(spk_spike));
+    float *readout = malloc((size_t)m->readout.n * b->steps * sizeof(float));
+    if (b->outputs & (SS_OUT_READOUT | SS_OUT_READOUT_ALL)) {
+        out.readout_every_step = (b->outputs & SS_OUT_READOUT_ALL) != 0;
+        out.readout = readout;
+    }
+    spk_state_reset(fz_state);
+    spk_input in = ss_batch_input(b);
+    if (spk_step(fz_state, &in, &out, fz_scratch, err, sizeof err)) fz_die("step", err);
+    ss_result r = {NULL, 0, 0, 0, b->steps, b->outputs, m, &out, NULL, fmt};
+    size_t len = 0;
+    uint8_t *body = ss_codec_oip.result(&r, &len);
+    if (!body) fz_die("oip encoder", "NULL");
+    if (fmt->head_len > len) fz_die("oip encoder", "header longer than the body");
+    json_error_t je;
+    json_t *doc = json_loadb((const char *)body, fmt->head_len, 0, &je);
+    if (!doc) fz_die("oip answer header does not parse", je.text);
+    size_t tail = 0;
+    json_t *outs = json_object_get(doc, "outputs");
+    if (json_array_size(outs) != fmt->n_out) fz_die("oip answer", "wrong number of outputs");
+    for (size_t i = 0; i < json_array_size(outs); i++) {
+        json_t *p = json_object_get(json_array_get(outs, i), "parameters");
+        json_t *s = p ? json_object_get(p, "binary_data_size") : NULL;
+        if (s) tail += (size_t)json_integer_value(s);
+    }
+    if (fmt->head_len + tail != len) fz_die("oip answer", "binary sizes do not add up");
+    json_decref(doc);
+    free(body);
+    free(out.spikes.buf);
+    free(readout);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fz_init();
+    if (size < 2) return 0;
+    size_t head = (size_t)data[0] | (size_t)data[1] << 8;
+    const uint8_t *body = data + 2;
+    size_t len = size - 2;
+    if (head > len) head = len;
+    ss_batch b;
+    ss_oip_fmt fmt;
+    ss_oip_seq seq;
+    char err[256] = "";
+    int rc = ss_oip_decode(body, head, body + head, len - head, fz_model, &fz_limits, &b, &fmt,
+                           &seq, err, sizeof err);
+    if (rc != 0) {
+        if (!err[0]) fz_die("refused without a message", NULL);
+        if (rc != SS_E_INVALID && rc != SS_E_LIMIT && rc != SS_E_NOMEM) fz_die("bad code", err);
+        return 0;
+    }
+    if (b.steps < 1 || b.steps > fz_limits.max_steps) fz_die("steps out of the limits", NULL);
+    fz_exercise(&b);
+    check_answer(&b, &fmt);
+    ss_batch_free(&b);
+    return 0;
+}
