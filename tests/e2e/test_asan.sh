@@ -40,17 +40,19 @@ for t in "${units[@]}" "${e2e[@]}"; do
         fail=1
     fi
 done
-# the gRPC front end with real clients (python3-grpcio, grpc-js, hostile HTTP/2) against the
-# sanitized server
-t1=$SECONDS
-if TMPDIR="$logs" SPIKESERVE_BUILD=$b "${PYTHON:-/usr/bin/python3}" tests/e2e/test_grpc.py \
-    >"$logs/test_grpc.out" 2>&1; then
-    echo "ok - test_grpc.py under ASan+UBSan ($((SECONDS - t1)) s)"
-else
-    echo "not ok - test_grpc.py under ASan+UBSan"
-    grep -E "^not ok" "$logs/test_grpc.out" | sed 's/^/#   /'
-    fail=1
-fi
+# the gRPC and OIP front ends with real clients (python3-grpcio, grpc-js, hostile HTTP/2, an
+# OIP client from the protocol documents) against the sanitized server
+for py in test_grpc test_oip; do
+    t1=$SECONDS
+    if TMPDIR="$logs" SPIKESERVE_BUILD=$b "${PYTHON:-/usr/bin/python3}" "tests/e2e/$py.py" \
+        >"$logs/$py.out" 2>&1; then
+        echo "ok - $py.py under ASan+UBSan ($((SECONDS - t1)) s)"
+    else
+        echo "not ok - $py.py under ASan+UBSan"
+        grep -E "^not ok" "$logs/$py.out" | sed 's/^/#   /'
+        fail=1
+    fi
+done
 pat="ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:"
 reports=$(grep -lE "$pat" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then

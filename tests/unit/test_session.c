@@ -194,8 +194,8 @@ static void test_subscribers(void) {
     for (uint32_t i = 0; i < 60; i++)
         sp[i] = (spk_spike){i, i % 5, 0.123456f};
     spk_output o0 = {{sp, 60, 0}, NULL, NULL, 0, NULL}, o1 = {{sp, 60, 60}, NULL, NULL, 0, NULL};
-    ss_result small = {"subs", 0, 0, 0, 1, SS_OUT_SPIKES, model, &o0, NULL};
-    ss_result big = {"subs", 0, 0, 0, 60, SS_OUT_SPIKES, model, &o1, NULL};
+    ss_result small = {"subs", 0, 0, 0, 1, SS_OUT_SPIKES, model, &o0, NULL, NULL};
+    ss_result big = {"subs", 0, 0, 0, 60, SS_OUT_SPIKES, model, &o1, NULL, NULL};
     ss_sse *x = ss_sse_create(4096), *y = ss_sse_create(4096), *z = ss_sse_create(4096);
     ok(!ss_sess_has_subs(s), "no subscribers at first");
     is_int(ss_sess_subscribe(s, x, 2), 0, "subscribe 1 of 2");
