@@ -1056,17 +1056,18 @@ static void run_ready(ss_h2 *h) {
 /* deadlines, stalled readers and writers, idle connections */
 static void scan_timers(ss_h2 *h, int64_t t) {
     int64_t next = t + 1000000;
-    uint64_t stall = (uint64_t)h->p.stall_timeout_s * 1000000;
+    /* signed: a worker may stamp last_progress_us after t was read (t - it < 0: no stall) */
+    int64_t stall = (int64_t)h->p.stall_timeout_s * 1000000;
     for (conn *cn = h->conns, *cnext; cn; cn = cnext) {
         cnext = cn->next;
         /* a header block left unfinished holds the whole connection (HPACK state): a
          * client that stalls inside one loses the connection */
         int hdr_stall = 0;
         for (ss_h2_call *c = cn->calls; c && !hdr_stall; c = c->next)
-            hdr_stall = !c->hdrs_done && (uint64_t)(t - c->created_us) > stall;
+            hdr_stall = !c->hdrs_done && t - c->created_us > stall;
         if (cn->fd >= 0 &&
             ((!cn->ncalls && t - cn->idle_since_us > (int64_t)h->p.idle_timeout_s * 1000000) ||
-             (cn->write_stall_since_us && (uint64_t)(t - cn->write_stall_since_us) > stall) ||
+             (cn->write_stall_since_us && t - cn->write_stall_since_us > stall) ||
              hdr_stall)) {
             nghttp2_session_terminate_session(cn->s, NGHTTP2_NO_ERROR);
             conn_flush(cn);
@@ -1078,7 +1079,7 @@ static void scan_timers(ss_h2 *h, int64_t t) {
             if (c->end_called) {
                 /* ended (deadline, limit) but its trailers cannot get out: a window that
                  * never opens. The stream must not hold the connection forever */
-                if (!c->rst_sent && (uint64_t)(t - c->ended_us) > stall) {
+                if (!c->rst_sent && t - c->ended_us > stall) {
                     c->rst_sent = 1;
                     nghttp2_submit_rst_stream(cn->s, NGHTTP2_FLAG_NONE, c->stream_id,
                                               NGHTTP2_CANCEL);
@@ -1092,7 +1093,7 @@ static void scan_timers(ss_h2 *h, int64_t t) {
             }
             if (c->deadline_us && c->deadline_us < next) next = c->deadline_us;
             pthread_mutex_lock(&c->mu);
-            int stalled = c->oq_bytes && (uint64_t)(t - c->last_progress_us) > stall;
+            int stalled = c->oq_bytes && t - c->last_progress_us > stall;
             pthread_mutex_unlock(&c->mu);
             if (stalled) {
                 c->in_dead = c->rst_sent = 1;

@@ -50,8 +50,8 @@ void *aligned_alloc(size_t align, size_t n) {
 
 int main(void) {
     if (!COUNTING) {
-        ok(1, "# SKIP under a sanitizer (it replaces the allocator)");
-        return done_testing();
+        printf("1..0 # SKIP under a sanitizer (it replaces the allocator)\n");
+        return 0;
     }
     tm_spec sp = {
         .n_in = 40, .n_layers = 3, .n = {64, 33, 20}, .readout = 5, .vary = 1, .seed = 61};
