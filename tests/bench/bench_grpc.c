@@ -19,10 +19,12 @@
  * Latency is from a batch's scheduled send time (its actual send time when not paced) to
  * its answer (gRPC message, HTTP answer, or `step` event). Prints one line
  *   RESULT mode=M batches=N seconds=S rate=R p50_ms=A p99_ms=B errors=E server_cpu_s=C
- *          cpu_us_per_batch=U client_cpu_s=K
+ *          cpu_us_per_batch=U client_cpu_s=K send_late_p99_ms=L
  * counting the answers that arrived within the measured window and the server's CPU time
- * (utime + stime of /proc/PID/stat) over the same window. Exits 1 when something could not
- * run (connection refused, a server error on the first answers); never on a timing.
+ * (utime + stime of /proc/PID/stat) over the same window; send_late: paced modes, how late
+ * the generator itself handed batches to the socket (p99; a busy machine delays it too). Exits 1
+ * when something could not run (connection refused, a server error on the first answers); never on
+ * a timing.
  */
 #define _GNU_SOURCE /* strcasestr */
 #include <arpa/inet.h>
@@ -306,6 +308,8 @@ typedef struct h2conn {
     uint8_t *out;
     size_t out_len, out_off, out_cap;
     int out_eof, closed, grpc_status, have_status;
+    uint64_t rst_in;      /* RST_STREAM frames received */
+    int32_t last_rst_sid; /* the stream of the last one */
     uint8_t *in;
     size_t in_len, in_cap;
 } h2conn;
@@ -322,6 +326,7 @@ typedef struct worker {
     char first_err[256];
 } worker;
 
+static series late; /* paced modes: how late the client sent each batch */
 static pthread_barrier_t start_barrier;
 static double g_t_begin, g_t_end;
 
@@ -370,6 +375,16 @@ static int h2_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     return 0;
 }
 
+static int h2_frame_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    (void)s;
+    h2conn *c = ud;
+    if (f->hd.type == NGHTTP2_RST_STREAM) {
+        c->rst_in++;
+        c->last_rst_sid = f->hd.stream_id;
+    }
+    return 0;
+}
+
 static int h2_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
     h2conn *c = ud;
     worker *w = c->w;
@@ -388,7 +403,12 @@ static int h2_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud) 
             series_add(&w->lat, t - u->t0);
         }
     } else {
-        note_err(w, "Step: grpc-status %d, HTTP/2 error %u", u->have_status ? u->status : -1, code);
+        note_err(w,
+                 "Step: grpc-status %d, HTTP/2 error %u (%s), %.3f s into the run, %.3f s after it "
+                 "was sent, :status %s",
+                 u->have_status ? u->status : -1, code,
+                 c->last_rst_sid == id ? "RST_STREAM from the server" : "not reset by the server",
+                 t - w->t_begin, t - u->t0, u->http_ok ? "200" : "not 200 or none");
     }
     c->inflight--;
     free(u);
@@ -489,6 +509,7 @@ static void h2_open(h2conn *c, worker *w) {
     nghttp2_session_callbacks_set_on_header_callback(cb, h2_header_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_close_cb);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_data_cb);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_frame_cb);
     if (nghttp2_session_client_new(&c->s, cb, c)) die("nghttp2_session_client_new");
     nghttp2_session_callbacks_del(cb);
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
@@ -587,13 +608,15 @@ static void *unary_thread(void *arg) {
 static void report(const char *mode, uint64_t n, double secs, series *lat, uint64_t errors,
                    double cpu0, double cpu1, double self0, const char *err) {
     double p50 = percentile(lat, 0.50) * 1e3, p99 = percentile(lat, 0.99) * 1e3;
+    double late99 = percentile(&late, 0.99) * 1e3;
     double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
     if (err && err[0]) fprintf(stderr, "bench_grpc %s: first error: %s\n", mode, err);
     printf("RESULT mode=%s batches=%llu seconds=%.3f rate=%.1f p50_ms=%.3f p99_ms=%.3f "
-           "errors=%llu server_cpu_s=%.3f cpu_us_per_batch=%.1f client_cpu_s=%.3f\n",
+           "errors=%llu server_cpu_s=%.3f cpu_us_per_batch=%.1f client_cpu_s=%.3f "
+           "send_late_p99_ms=%.3f\n",
            mode, (unsigned long long)n, secs, secs > 0 ? (double)n / secs : 0, p50, p99,
            (unsigned long long)errors, cpu, cpu >= 0 && n ? cpu * 1e6 / (double)n : -1,
-           self_cpu_s() - self0);
+           self_cpu_s() - self0, late99);
     fflush(stdout);
 }
 
@@ -676,6 +699,7 @@ static int run_stream(void) {
                 if (need > c.out_cap) break;
                 c.out_len += grpc_frame(c.out + c.out_len, &bodies[w.sent % n_bodies], NULL);
                 series_add(&w.sched, opt.rate > 0 ? due : now_s());
+                if (opt.rate > 0) series_add(&late, now_s() - due);
                 w.sent++;
                 added = 1;
             }
@@ -749,6 +773,7 @@ static int run_keepalive(void) {
         double due = opt.rate > 0 ? t_begin + (double)sent / opt.rate : now_s();
         if (due >= t_end) break;
         sleep_until(due);
+        if (opt.rate > 0) series_add(&late, now_s() - due);
         const blob *b = &bodies[sent % n_bodies];
         const char *ct = opt.pb ? "application/x-protobuf" : "application/json";
         int hl = snprintf(req, sizeof req,
@@ -909,6 +934,7 @@ static int run_sse(void) {
                 memcpy(out + out_len, "\n\r\n", 3);
                 out_len += 3;
                 series_add(&sched, opt.rate > 0 ? due : now_s());
+                if (opt.rate > 0) series_add(&late, now_s() - due);
                 sent++;
             }
         } else if (!finished && (rd.steps >= sent || t > t_end + DRAIN_S)) {

@@ -6,7 +6,8 @@
 #  1. unary: wrk (steps.lua, -t THREADS -c CONNECTIONS) POSTing /v1/sessions/{id}/steps in
 #     JSON and in protobuf, against BUILD/bench/bench_grpc unary: Step calls over
 #     GRPC_CONNS HTTP/2 connections per thread with GRPC_STREAMS calls in flight each (as
-#     many requests in flight as wrk's connections), over the same 1,000 sessions;
+#     many requests in flight as wrk's connections), and over one connection with 64 calls
+#     in flight, over the same 1,000 sessions;
 #  2. one session, pipelined: one StreamSteps call (at most WINDOW batches unanswered), one
 #     HTTP/1.1 keep-alive connection POSTing /steps (protobuf) back to back, and one
 #     chunked /stream upload (NDJSON) whose answers are read from /events (at most WINDOW
@@ -97,6 +98,11 @@ for r in $(seq "$rounds"); do
     row+=" unary_rps=$(res "unary-$r" rate) unary_p50=$(res "unary-$r" p50_ms)ms"
     row+=" unary_p99=$(res "unary-$r" p99_ms)ms unary_cpu=$(res "unary-$r" cpu_us_per_batch)"
     row+=" unary_err=$(res "unary-$r" errors)"
+    gen "unary1-$r" unary --port "$grpc_port" --ids "$work/ids.txt" --bodies "$work/bodies.pbhex" \
+        --threads 1 --conns 1 --streams 64
+    row+=" unary1_rps=$(res "unary1-$r" rate) unary1_p50=$(res "unary1-$r" p50_ms)ms"
+    row+=" unary1_p99=$(res "unary1-$r" p99_ms)ms unary1_cpu=$(res "unary1-$r" cpu_us_per_batch)"
+    row+=" unary1_err=$(res "unary1-$r" errors)"
     for m in stream keepalive sse; do
         case $m in
         stream) a=(--port "$grpc_port" --session "$s_stream" --bodies "$work/bodies.pbhex" --window "$window") ;;
@@ -109,7 +115,7 @@ for r in $(seq "$rounds"); do
         row+=" ${m}_bps=$rate ${m}_cpu=$(res "$m-$r" cpu_us_per_batch) ${m}_err=$(res "$m-$r" errors)"
         row+=" ${m}_half=$(res "$m-paced-$r" rate) ${m}_p50=$(res "$m-paced-$r" p50_ms)ms"
         row+=" ${m}_p99=$(res "$m-paced-$r" p99_ms)ms ${m}_hcpu=$(res "$m-paced-$r" cpu_us_per_batch)"
-        row+=" ${m}_herr=$(res "$m-paced-$r" errors)"
+        row+=" ${m}_herr=$(res "$m-paced-$r" errors) ${m}_late=$(res "$m-paced-$r" send_late_p99_ms)ms"
     done
     row+=" load=$(cut -d' ' -f1 /proc/loadavg)"
     rows+=("$row")
@@ -139,23 +145,26 @@ printf '%-44s %12s %10s %10s %12s\n' "HTTP/1.1 /steps protobuf (same)" \
     "$(med wrk_pb_rps)" "$(med wrk_pb_p50)" "$(med wrk_pb_p99)" "$(med wrk_pb_cpu)"
 printf '%-44s %12s %10s %10s %12s\n' "gRPC Step ($threads thr x $gconns conn x $gstreams calls)" \
     "$(med unary_rps)" "$(med unary_p50)" "$(med unary_p99)" "$(med unary_cpu)"
+printf '%-44s %12s %10s %10s %12s\n' "gRPC Step (1 thr x 1 conn x 64 calls)" \
+    "$(med unary1_rps)" "$(med unary1_p50)" "$(med unary1_p99)" "$(med unary1_cpu)"
 echo "  gRPC Step / wrk protobuf: $(ratio "$(med unary_rps)" "$(med wrk_pb_rps)")," \
     "/ wrk JSON: $(ratio "$(med unary_rps)" "$(med wrk_json_rps)") (goal >= 1x)"
 echo
-printf '%-44s %10s %12s %10s %10s %12s\n' "one session, pipelined" "batches/s" "half rate" "p50" "p99" "CPU us/batch"
+printf '%-44s %10s %10s %9s %9s %10s %13s\n' "one session, pipelined" "batches/s" "half rate" "p50" "p99" "late p99" "CPU us/batch"
 for m in stream keepalive sse; do
     case $m in
     stream) label="gRPC StreamSteps (window $window)" ;;
     keepalive) label="HTTP/1.1 keep-alive /steps back to back" ;;
     sse) label="HTTP/1.1 /stream + /events (window $window)" ;;
     esac
-    printf '%-44s %10s %12s %10s %10s %12s\n' "$label" "$(med ${m}_bps)" "$(med ${m}_half)" \
-        "$(med ${m}_p50)" "$(med ${m}_p99)" "$(med ${m}_cpu)/$(med ${m}_hcpu)"
+    printf '%-44s %10s %10s %9s %9s %10s %13s\n' "$label" "$(med ${m}_bps)" "$(med ${m}_half)" \
+        "$(med ${m}_p50)" "$(med ${m}_p99)" "$(med ${m}_late)" "$(med ${m}_cpu)/$(med ${m}_hcpu)"
 done
 echo "  StreamSteps / keep-alive: $(ratio "$(med stream_bps)" "$(med keepalive_bps)") (goal >= 5x)," \
     "/ (/stream + /events): $(ratio "$(med stream_bps)" "$(med sse_bps)")"
-echo "(p50, p99: answer latency at half the rate, from the scheduled send; CPU us/batch: the"
-echo " server's CPU per batch at full rate / at half rate)"
+echo "(p50, p99: answer latency at half the rate, from the scheduled send; late p99: how late"
+echo " the generator itself sent (the machine's load delays it too); CPU us/batch: the server's"
+echo " CPU per batch at full rate / at half rate)"
 echo "every round:"
 for row in "${rows[@]}"; do echo " $row"; done | sed 's/ \([a-z_]*\)=/ \1=/g' | fold -s -w 120
 errs=$(printf '%s\n' "${rows[@]}" | tr ' ' '\n' | grep -E '_(err|herr|bad)=' | grep -v '=0$' || true)
