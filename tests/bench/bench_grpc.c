@@ -293,7 +293,7 @@ struct h2conn;
 typedef struct { /* one unary Step call */
     struct h2conn *c;
     double t0;
-    int status, have_status, http_ok;
+    int status, have_status, http_ok, eos_sent;
     size_t len, off;
     uint8_t buf[MSG_MAX];
 } ucall;
@@ -385,6 +385,14 @@ static int h2_frame_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
 }
 
+static int h2_frame_send_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
+    (void)ud;
+    if (opt.mode[0] != 'u' || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    ucall *u = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (u) u->eos_sent = 1;
+    return 0;
+}
+
 static int h2_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
     h2conn *c = ud;
     worker *w = c->w;
@@ -405,10 +413,11 @@ static int h2_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud) 
     } else {
         note_err(w,
                  "Step: grpc-status %d, HTTP/2 error %u (%s), %.3f s into the run, %.3f s after it "
-                 "was sent, :status %s",
+                 "was sent, :status %s, request %zu of %zu bytes given to nghttp2, END_STREAM %s",
                  u->have_status ? u->status : -1, code,
                  c->last_rst_sid == id ? "RST_STREAM from the server" : "not reset by the server",
-                 t - w->t_begin, t - u->t0, u->http_ok ? "200" : "not 200 or none");
+                 t - w->t_begin, t - u->t0, u->http_ok ? "200" : "not 200 or none", u->off, u->len,
+                 u->eos_sent ? "sent" : "not sent");
     }
     c->inflight--;
     free(u);
@@ -510,6 +519,7 @@ static void h2_open(h2conn *c, worker *w) {
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_close_cb);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_data_cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_frame_cb);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, h2_frame_send_cb);
     if (nghttp2_session_client_new(&c->s, cb, c)) die("nghttp2_session_client_new");
     nghttp2_session_callbacks_del(cb);
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100},
