@@ -63,7 +63,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
 .PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
-        bench-wal bench-ui bench-oip soak \
+        bench-grpc bench-wal bench-ui bench-oip soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -133,11 +133,19 @@ all: $(BENCH_BINS)
 $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_ENGINE)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB_ENGINE) $(PB_LIBS) $(LDLIBS)
-bench: bench-engine bench-server bench-wal bench-ui
+# the gRPC load generator: libnghttp2's client side and api.proto's C code
+$(BUILD)/bench/bench_grpc: $(call obj,tests/bench/bench_grpc.c proto/api.pb-c.c proto/model.pb-c.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lnghttp2 $(PB_LIBS) $(LDLIBS)
+bench: bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all
 	tests/bench/bench_server.sh $(BUILD)
+# gRPC against HTTP/1.1 on the same server: unary Step vs /steps, one StreamSteps call vs one
+# keep-alive connection and vs /stream + /events, server CPU per batch
+bench-grpc: all
+	tests/bench/bench_grpc.sh $(BUILD)
 # what --wal costs: /steps requests/s without a state directory, with checkpoints, with --wal
 bench-oip: all
 	tests/bench/bench_oip.sh $(BUILD)
