@@ -22,22 +22,13 @@
 #                                        GRPC_CONNS=1 GRPC_STREAMS=32 WINDOW=64 SERVER_ARGS=)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build}
-py=${PYTHON:-/usr/bin/python3}
-duration=${DURATION:-10}
-rounds=${ROUNDS:-3}
-threads=${THREADS:-2}
-conns=${CONNECTIONS:-64}
 gconns=${GRPC_CONNS:-1}
 gstreams=${GRPC_STREAMS:-32}
 window=${WINDOW:-64}
 me=bench_grpc.sh
-. tests/bench/lib.sh
+. tests/bench/lib.sh "$@"
 gen="$build/bench/bench_grpc"
-opener="$build/bench/bench_open"
-for f in "$server" "$gen" "$opener"; do
-    [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
-done
+need_programs "$server" "$gen" "$opener"
 need_tools wrk curl
 
 load0=$(cut -d' ' -f1 /proc/loadavg)

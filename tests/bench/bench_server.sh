@@ -20,20 +20,10 @@
 #                                          SESSIONS=1000 IDLE_SESSIONS=100000 SERVER_ARGS=)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build}
-py=${PYTHON:-/usr/bin/python3}
-duration=${DURATION:-10}
-rounds=${ROUNDS:-3}
-threads=${THREADS:-2}
-conns=${CONNECTIONS:-64}
-sessions=${SESSIONS:-1000}
 idle_sessions=${IDLE_SESSIONS:-100000}
 me=bench_server.sh
-. tests/bench/lib.sh
-opener="$build/bench/bench_open"
-for f in "$server" "$opener"; do
-    [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
-done
+. tests/bench/lib.sh "$@"
+need_programs "$server" "$opener"
 need_tools wrk nginx curl
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 

@@ -13,18 +13,9 @@
 #   tests/bench/bench_wal.sh [BUILD]   (env: DURATION=10 THREADS=2 CONNECTIONS=64 SESSIONS=1000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build}
-py=${PYTHON:-/usr/bin/python3}
-duration=${DURATION:-10}
-threads=${THREADS:-2}
-conns=${CONNECTIONS:-64}
-sessions=${SESSIONS:-1000}
 me=bench_wal.sh
-. tests/bench/lib.sh
-opener="$build/bench/bench_open"
-for f in "$server" "$opener"; do
-    [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
-done
+. tests/bench/lib.sh "$@"
+need_programs "$server" "$opener"
 need_tools wrk curl
 state_root=$(mktemp -d "$(pwd)/$build/bench-wal-state.XXXXXX")
 cleanup_dirs+=("$state_root")

@@ -1,9 +1,20 @@
-# tests/bench/lib.sh: what bench_server.sh and bench_wal.sh share (sourced, bash): the work
-# directory and the processes they start (stopped on exit, bounded), spikeserve on a free
-# 127.0.0.1 port, and one wrk run of tests/bench/steps.lua with its figures.
-# The caller sets before sourcing: me (its name, for messages), build, py, duration, threads,
-# conns; after: server (BUILD/spikeserve) and work (a new temporary directory).
+# tests/bench/lib.sh: what the server benchmarks share (sourced, bash; bench_server.sh,
+# bench_wal.sh, bench_grpc.sh, bench_oip.sh): their settings, the work directory and the
+# processes they start (stopped on exit, bounded), spikeserve on a free 127.0.0.1 port, and
+# one wrk run of tests/bench/steps.lua with its figures.
+# The caller sets `me` (its name, for messages) and sources this with its arguments ([BUILD]);
+# after: build, py, duration, rounds, threads, conns, sessions (from DURATION, ROUNDS, THREADS,
+# CONNECTIONS, SESSIONS, PYTHON), server (BUILD/spikeserve), opener (BUILD/bench/bench_open)
+# and work (a new temporary directory).
+build=${1:-build}
+py=${PYTHON:-/usr/bin/python3}
+duration=${DURATION:-10}
+rounds=${ROUNDS:-3}
+threads=${THREADS:-2}
+conns=${CONNECTIONS:-64}
+sessions=${SESSIONS:-1000}
 server="$build/spikeserve"
+opener="$build/bench/bench_open"
 work=$(mktemp -d "/tmp/spikeserve-$me.XXXXXX")
 pids=()
 cleanup_dirs=("$work")
@@ -21,6 +32,14 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
+
+# need_programs FILE...: each built (executable), else a message and exit 1.
+need_programs() {
+    local f
+    for f in "$@"; do
+        [ -x "$f" ] || { echo "$me: $f missing (run make)" >&2; exit 1; }
+    done
+}
 
 # need_tools TOOL...: each on PATH or in /usr/sbin, else a message and exit 1.
 need_tools() {
