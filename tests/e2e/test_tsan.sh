@@ -27,6 +27,8 @@ for t in "${tests[@]}"; do
         echo "ok - $t under ThreadSanitizer"
     else
         echo "not ok - $t under ThreadSanitizer"
+        # the failed checks first (with what they printed), then the end of the run
+        grep -E -A 4 "^not ok" "$logs/$t.out" | head -n 40 | sed 's/^/#   /'
         tail -n 30 "$logs/$t.out" | sed 's/^/#   /'
         fail=1
     fi
