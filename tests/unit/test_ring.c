@@ -1,9 +1,9 @@
 /* test_ring.c: the session ring (server/ring.h).
  *
  * Golden owners: computed by an independent implementation of nginx's rule in Python
- * (zlib.crc32, struct.pack('<I'), sort, bisect; deploy/README.md gives it), so a slip in the
+ * (tests/unit/ring_ref.py: zlib.crc32, struct.pack, sort, bisect), so a slip in the
  * C (a point chained wrong, the port split, the wrap) changes them. The real nginx is the
- * judge in tests/e2e/test_ring_nginx.sh. Properties: bad peer lists are refused with the peer
+ * judge in tests/e2e/test_ring_nginx.c. Properties: bad peer lists are refused with the peer
  * named; the same peers give the same owners whatever their order; adding a peer moves keys
  * only to it (about 1/N of them), removing one moves only its keys; load is balanced. */
 #include <stdio.h>
@@ -81,6 +81,19 @@ static void golden(void) {
                 {"z-147", 0}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         is_int(owner_s(r, want[i].key), want[i].owner, want[i].key);
+    /* 20,000 keys "g-K": the count per peer and a digest of the owners in order (d = d * 31 +
+     * owner mod 1e9+7), so one point out of place in 480 shows */
+    long cnt[3] = {0}, dig = 0;
+    for (int k = 0; k < 20000; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "g-%d", k);
+        size_t o = owner_s(r, key);
+        cnt[o]++;
+        dig = (dig * 31 + (long)o) % 1000000007L;
+    }
+    ok(cnt[0] == 6299 && cnt[1] == 7241 && cnt[2] == 6460,
+       "20,000 keys: %ld %ld %ld per peer (Python: 6299 7241 6460)", cnt[0], cnt[1], cnt[2]);
+    is_int(dig, 615229343, "20,000 keys: the digest of their owners");
     ss_ring_free(r);
 
     /* names without a port, with a unix: prefix, an IPv6 literal */

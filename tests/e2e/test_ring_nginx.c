@@ -1,0 +1,224 @@
+/* test_ring_nginx.c: the real nginx (Debian's nginx-light) with the shipped deploy/nginx.conf
+ * in front of four real spikeserve replicas routes every session to the replica our ring
+ * (server/ring.c) names as its owner.
+ *
+ * The replicas are plain servers (no --peers: nothing is forwarded), so where a request
+ * lands is where nginx sent it. Evidence comes from the replicas themselves:
+ *  - v1: 2,000 session ids, GET /v1/sessions/{id} through nginx (each 404, answered by a
+ *    replica), a tenth of them also POST .../steps; each replica's access log says which
+ *    requests it served: every id must be in exactly one log, the owner's, on both paths.
+ *  - OIP: 300 sequences started through nginx with X-Sequence-Id (numeric and string ids,
+ *    with and without /versions/1): the session oip-tiny-{n} / oip-tiny-s-{id} must then
+ *    exist on exactly one replica, asked directly, the owner of that name.
+ *  - the ring file order: a second nginx with the upstream servers in reverse order routes
+ *    the same ids the same way (the ring does not depend on the order, as ours). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../support/balancer.h"
+#include "../support/harness.h"
+#include "../tap.h"
+#include "ring.h"
+
+#define NREP 4
+#define NIDS 2000
+#define NSEQ 300
+
+static ts_server rep[NREP];
+static char names[NREP][64];
+static const char *name_ptr[NREP];
+
+static char nginx_bin[] = "/usr/sbin/nginx"; /* Debian's nginx-light */
+
+static int start_nginx(ts_server *ng, const char *tag, int reverse) {
+    char dir[256], conf[300], logs[300], tmp[300], listen[128], elog[300];
+    if (ts_tmpdir(dir, sizeof dir, tag) != 0) return -1;
+    snprintf(conf, sizeof conf, "%s/nginx.conf", dir);
+    snprintf(logs, sizeof logs, "%s/logs", dir);
+    snprintf(tmp, sizeof tmp, "%s/tmp", dir);
+    snprintf(elog, sizeof elog, "%s/logs/error.log", dir);
+    mkdir(logs, 0755);
+    mkdir(tmp, 0755);
+    char lines[NREP][96];
+    const char *lp[NREP];
+    for (int i = 0; i < NREP; i++) {
+        snprintf(lines[i], sizeof lines[i], "        server %s;",
+                 names[reverse ? NREP - 1 - i : i]);
+        lp[i] = lines[i];
+    }
+    unsigned port = tb_free_port();
+    snprintf(listen, sizeof listen, "        listen 127.0.0.1:%u;", port);
+    const tb_subst subs[] = {{"#@listen", listen}, {"#@daemon", "daemon off;"}, {NULL, NULL}};
+    if (tb_render("deploy/nginx.conf", conf, lp, NREP, subs) != 0) return -1;
+    char *argv[] = {nginx_bin, "-e", elog, "-p", dir, "-c", conf, NULL};
+    if (tb_start(ng, dir, port, argv) != 0) {
+        char *e = tb_slurp(elog, NULL);
+        if (e) printf("# error.log:\n%s\n", e);
+        free(e);
+        return -1;
+    }
+    return 0;
+}
+
+/* Which replicas' access logs hold " PATH " (as the request line): a bit per replica. */
+static unsigned where_logged(char *const *logs, const char *method, const char *path) {
+    char needle[256];
+    snprintf(needle, sizeof needle, " %s %s ", method, path);
+    unsigned m = 0;
+    for (int i = 0; i < NREP; i++)
+        if (logs[i] && strstr(logs[i], needle)) m |= 1u << i;
+    return m;
+}
+
+static void read_logs(char **logs) {
+    for (int i = 0; i < NREP; i++) {
+        free(logs[i]);
+        logs[i] = tb_slurp(rep[i].log, NULL);
+    }
+}
+
+static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, int check_steps) {
+    long sent = 0, answered = 0, right = 0, wrong = 0, steps_right = 0, steps_sent = 0;
+    long per[NREP] = {0};
+    for (int k = 0; k < NIDS; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/sessions/%s-%05d", tag, k);
+        ts_resp r;
+        sent++;
+        if (ts_http(ng, "GET", path, NULL, NULL, 0, NULL, &r) == 0 && r.status == 404 && r.body &&
+            strstr(r.body, "not_found"))
+            answered++;
+        ts_resp_free(&r);
+        if (check_steps && k % 10 == 0) {
+            char p2[160];
+            snprintf(p2, sizeof p2, "%s/steps", path);
+            if (ts_json(ng, "POST", p2, "{\"steps\": 1}", &r) == 0 && r.status == 404) steps_sent++;
+            ts_resp_free(&r);
+        }
+    }
+    char *logs[NREP] = {0};
+    read_logs(logs);
+    for (int k = 0; k < NIDS; k++) {
+        char id[64], path[128];
+        snprintf(id, sizeof id, "%s-%05d", tag, k);
+        snprintf(path, sizeof path, "/v1/sessions/%s", id);
+        size_t o = ss_ring_owner(ring, id, strlen(id));
+        unsigned m = where_logged(logs, "GET", path);
+        if (m == 1u << o) {
+            right++;
+            per[o]++;
+        } else {
+            if (wrong < 5)
+                printf("# %s: owner %s, served by replicas mask 0x%x\n", id, ss_ring_peer(ring, o),
+                       m);
+            wrong++;
+        }
+        if (check_steps && k % 10 == 0) {
+            char p2[160];
+            snprintf(p2, sizeof p2, "%s/steps", path);
+            if (where_logged(logs, "POST", p2) == 1u << o) steps_right++;
+        }
+    }
+    for (int i = 0; i < NREP; i++)
+        free(logs[i]);
+    is_int(answered, sent, "every GET through nginx is answered 404 not_found by a replica");
+    is_int(right, NIDS, "every session id is served by exactly its ring owner");
+    diag("%s: %ld of %d ids on the ring's owner (%ld elsewhere); per replica %ld %ld %ld %ld", tag,
+         right, NIDS, wrong, per[0], per[1], per[2], per[3]);
+    for (int i = 0; i < NREP; i++)
+        ok(per[i] > NIDS / NREP / 3, "replica %d serves its share (%ld of %d ids)", i, per[i],
+           NIDS);
+    if (check_steps) {
+        ok(steps_sent == NIDS / 10, "POST .../steps through nginx answered 404 (%ld)", steps_sent);
+        is_int(steps_right, NIDS / 10, "POST /v1/sessions/{id}/steps goes to the same owner");
+    }
+}
+
+static void oip(const ts_server *ng, const ss_ring *ring) {
+    long started = 0, right = 0, wrong = 0;
+    for (int q = 0; q < NSEQ; q++) {
+        char hdr[96], body[512], path[96], sid[96];
+        int str = q % 3 == 2;
+        if (str) {
+            snprintf(hdr, sizeof hdr, "X-Sequence-Id: seq_%d", q);
+            snprintf(sid, sizeof sid, "oip-tiny-s-seq_%d", q);
+            snprintf(body, sizeof body,
+                     "{\"parameters\": {\"sequence_id\": \"seq_%d\", \"sequence_start\": true, "
+                     "\"steps\": 2}, \"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", "
+                     "\"shape\": [1, 3], \"data\": [0, 1, 1]}]}",
+                     q);
+        } else {
+            snprintf(hdr, sizeof hdr, "X-Sequence-Id: %d", 1000 + q);
+            snprintf(sid, sizeof sid, "oip-tiny-%d", 1000 + q);
+            snprintf(body, sizeof body,
+                     "{\"parameters\": {\"sequence_id\": %d, \"sequence_start\": true, "
+                     "\"steps\": 2}, \"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", "
+                     "\"shape\": [1, 3], \"data\": [0, 1, 1]}]}",
+                     1000 + q);
+        }
+        snprintf(path, sizeof path, "/v2/models/tiny%s/infer", q % 2 ? "/versions/1" : "");
+        ts_resp r;
+        if (ts_http_h(ng, "POST", path, "application/json", body, strlen(body), NULL, hdr, &r) ==
+                0 &&
+            r.status == 200)
+            started++;
+        else if (started == q)
+            printf("# %s %s: status %ld %s\n", path, hdr, r.status, r.body ? r.body : "");
+        ts_resp_free(&r);
+        unsigned m = 0;
+        char get[128];
+        snprintf(get, sizeof get, "/v1/sessions/%s", sid);
+        for (int i = 0; i < NREP; i++) {
+            if (ts_http(&rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
+                m |= 1u << i;
+            ts_resp_free(&r);
+        }
+        size_t o = ss_ring_owner(ring, sid, strlen(sid));
+        if (m == 1u << o)
+            right++;
+        else if (wrong++ < 5)
+            printf("# %s: owner %s, held by replicas mask 0x%x\n", sid, ss_ring_peer(ring, o), m);
+    }
+    is_int(started, NSEQ, "every OIP sequence starts through nginx");
+    is_int(right, NSEQ, "every OIP sequence's session is on exactly its ring owner");
+    diag("OIP: %ld of %d sequences on the ring's owner", right, NSEQ);
+}
+
+int main(void) {
+    char models[256];
+    if (ts_tmpdir(models, sizeof models, "models") || ts_make_model(models, "tiny", "--seed 3"))
+        return 1;
+    for (int i = 0; i < NREP; i++) {
+        if (!ok(ts_server_start(&rep[i], models, NULL) == 0, "replica %d starts", i))
+            return done_testing();
+        snprintf(names[i], sizeof names[i], "127.0.0.1:%u", rep[i].port);
+        name_ptr[i] = names[i];
+    }
+    char err[256];
+    ss_ring *ring = NULL;
+    if (!ok(ss_ring_new(&ring, name_ptr, NREP, err, sizeof err) == 0, "ring of the replicas (%s)",
+            err))
+        return done_testing();
+
+    ts_server ng;
+    if (ok(start_nginx(&ng, "nginx", 0) == 0, "nginx starts with deploy/nginx.conf")) {
+        v1_ids(&ng, ring, "ring", 1);
+        oip(&ng, ring);
+        ok(tb_stop(&ng) == 0, "nginx stops on SIGTERM");
+    }
+    ts_server ng2;
+    if (ok(start_nginx(&ng2, "nginx-rev", 1) == 0, "nginx starts with the servers reversed")) {
+        v1_ids(&ng2, ring, "rev", 0);
+        ok(tb_stop(&ng2) == 0, "the second nginx stops");
+    }
+    for (int i = 0; i < NREP; i++) {
+        int st = -1;
+        ok(ts_server_stop(&rep[i], SIGTERM, &st) == 0 && st == 0, "replica %d exits 0", i);
+    }
+    ss_ring_free(ring);
+    return done_testing();
+}
