@@ -52,13 +52,6 @@ static int start_haproxy(ts_server *hp) {
     return tb_start(hp, dir, port, argv);
 }
 
-static void read_logs(char **logs) {
-    for (int i = 0; i < NREP; i++) {
-        free(logs[i]);
-        logs[i] = tb_slurp(rep[i].log, NULL);
-    }
-}
-
 static int one_bit(unsigned m) {
     return m && !(m & (m - 1));
 }
@@ -92,7 +85,7 @@ static void v1_ids(const ts_server *hp, const ss_ring *ring) {
             }
         }
     char *logs[NREP] = {0};
-    read_logs(logs);
+    tb_read_logs(logs, rep, NREP, " /v1/sessions/hap0-", 2 * NIDS + NIDS / 10);
     for (int k = 0; k < NIDS; k++) {
         char id[64], path[128], p2[160];
         snprintf(id, sizeof id, "hap0-%05d", k);

@@ -64,13 +64,6 @@ static int start_nginx(ts_server *ng, const char *tag, int reverse) {
     return 0;
 }
 
-static void read_logs(char **logs) {
-    for (int i = 0; i < NREP; i++) {
-        free(logs[i]);
-        logs[i] = tb_slurp(rep[i].log, NULL);
-    }
-}
-
 static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, int check_steps) {
     long sent = 0, answered = 0, right = 0, wrong = 0, steps_right = 0, steps_sent = 0;
     long per[NREP] = {0};
@@ -90,8 +83,9 @@ static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, in
             ts_resp_free(&r);
         }
     }
-    char *logs[NREP] = {0};
-    read_logs(logs);
+    char *logs[NREP] = {0}, needle[64];
+    snprintf(needle, sizeof needle, " /v1/sessions/%s-", tag);
+    tb_read_logs(logs, rep, NREP, needle, NIDS + (check_steps ? NIDS / 10 : 0));
     for (int k = 0; k < NIDS; k++) {
         char id[64], path[128];
         snprintf(id, sizeof id, "%s-%05d", tag, k);

@@ -217,3 +217,19 @@ unsigned tb_where_logged(char *const *logs, int n, const char *method, const cha
         if (logs[i] && strstr(logs[i], needle)) m |= 1u << i;
     return m;
 }
+
+long tb_read_logs(char **logs, const ts_server *rep, int n, const char *needle, long want) {
+    long found = 0;
+    for (int attempt = 0; attempt < 250; attempt++) {
+        found = 0;
+        for (int i = 0; i < n; i++) {
+            free(logs[i]);
+            logs[i] = tb_slurp(rep[i].log, NULL);
+            for (const char *p = logs[i]; p && (p = strstr(p, needle)); p++)
+                found++;
+        }
+        if (found >= want) break;
+        sleep_ms(20);
+    }
+    return found;
+}

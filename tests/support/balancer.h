@@ -40,6 +40,11 @@ int tb_chown_nobody(const char *dir);
  * " METHOD PATH ": a bit per text (n <= 32). */
 unsigned tb_where_logged(char *const *logs, int n, const char *method, const char *path);
 
+/* Read the n replicas' logs (rep[i].log) into logs[i] (freed first), again every 20 ms for up
+ * to 5 s until needle occurs at least want times in all: a replica writes its access-log
+ * line after the answer, so the last requests' lines may lag. The count found. */
+long tb_read_logs(char **logs, const ts_server *rep, int n, const char *needle, long want);
+
 /* The whole text of a file (malloc'd, NUL-terminated), or NULL. */
 char *tb_slurp(const char *path, size_t *len);
 
