@@ -11,7 +11,9 @@
  *    with and without /versions/1): the session oip-tiny-{n} / oip-tiny-s-{id} must then
  *    exist on exactly one replica, asked directly, the owner of that name.
  *  - the ring file order: a second nginx with the upstream servers in reverse order routes
- *    the same ids the same way (the ring does not depend on the order, as ours). */
+ *    ids to the owners of our ring too (nginx's ring does not depend on the order, as ours).
+ *  - a replica down (stopped): nginx sends each of its ids to the next point of the ring,
+ *    the owner in our ring without that replica (its heir); the other ids stay put. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,6 +174,50 @@ static void oip(const ts_server *ng, const ss_ring *ring) {
     diag("OIP: %ld of %d sequences on the ring's owner", right, NSEQ);
 }
 
+/* A replica down: nginx tries the next point of the ring, so each of its sessions reaches its
+ * heir, the owner in the ring without it (what a replica's drain hands the session to). */
+static void one_down(const ts_server *ng, const ss_ring *ring) {
+    int st = -1;
+    ok(ts_server_stop(&rep[NREP - 1], SIGTERM, &st) == 0 && st == 0, "replica %d stops", NREP - 1);
+    char err[256];
+    ss_ring *rest = NULL;
+    if (!ok(ss_ring_new(&rest, name_ptr, NREP - 1, err, sizeof err) == 0, "the ring without it"))
+        return;
+    long answered = 0, heirs = 0, to_heir = 0, kept = 0, others = 0;
+    for (int k = 0; k < NIDS / 2; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/sessions/down-%05d", k);
+        ts_resp r;
+        if (ts_http(ng, "GET", path, NULL, NULL, 0, NULL, &r) == 0 && r.status == 404) answered++;
+        ts_resp_free(&r);
+    }
+    char *logs[NREP] = {0};
+    tb_read_logs(logs, rep, NREP - 1, " /v1/sessions/down-", NIDS / 2);
+    for (int k = 0; k < NIDS / 2; k++) {
+        char id[64], path[128];
+        snprintf(id, sizeof id, "down-%05d", k);
+        snprintf(path, sizeof path, "/v1/sessions/%s", id);
+        unsigned m = tb_where_logged(logs, NREP - 1, "GET", path);
+        size_t o = ss_ring_owner(ring, id, strlen(id)), h = ss_ring_owner(rest, id, strlen(id));
+        if (o == NREP - 1) {
+            heirs++;
+            if (m == 1u << h) to_heir++;
+        } else {
+            others++;
+            if (m == 1u << o) kept++;
+        }
+    }
+    for (int i = 0; i < NREP; i++)
+        free(logs[i]);
+    is_int(answered, NIDS / 2, "with a replica down every GET is still answered");
+    ok(heirs > 0 && to_heir == heirs, "the down replica's ids reach their heir (%ld of %ld)",
+       to_heir, heirs);
+    is_int(kept, others, "the other ids stay on their owner");
+    diag("one down: %ld of %ld of its ids on the heir, %ld of %ld others on their owner", to_heir,
+         heirs, kept, others);
+    ss_ring_free(rest);
+}
+
 int main(void) {
     char models[256];
     if (ts_tmpdir(models, sizeof models, "models") || ts_make_model(models, "tiny", "--seed 3"))
@@ -199,7 +245,11 @@ int main(void) {
         v1_ids(&ng2, ring, "rev", 0);
         ok(tb_stop(&ng2) == 0, "the second nginx stops");
     }
-    for (int i = 0; i < NREP; i++) {
+    if (ok(start_nginx(&ng, "nginx-down", 0) == 0, "nginx starts again")) {
+        one_down(&ng, ring);
+        ok(tb_stop(&ng) == 0, "nginx stops");
+    }
+    for (int i = 0; i < NREP - 1; i++) {
         int st = -1;
         ok(ts_server_stop(&rep[i], SIGTERM, &st) == 0 && st == 0, "replica %d exits 0", i);
     }
