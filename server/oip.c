@@ -408,7 +408,7 @@ int ss_oip_op_ready(ss_op *o) {
 int ss_oip_op_server(ss_op *o) {
     const char *b = "{\"name\":\"spikeserve\",\"version\":\"" SERVER_VERSION
                     "\",\"extensions\":[\"binary_tensor_data\",\"classification\",\"sequence\","
-                    "\"model_configuration\",\"statistics\"]}";
+                    "\"model_configuration\",\"statistics\",\"model_repository\"]}";
     char *c = strdup(b);
     return now_body(o, 200, (uint8_t *)c, c ? strlen(c) : 0);
 }

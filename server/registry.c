@@ -568,8 +568,9 @@ int ss_reg_scan(ss_reg *r, const char *only, int strict, ss_reg_scan_stats *st, 
                 st->reloaded++;
             else
                 st->loaded++;
-            ss_log(SS_LOG_INFO, "model %s %s from %s", what, reloaded ? "reloaded" : "loaded",
-                   c->path);
+            /* at start-up main.c lists what is served */
+            ss_log(strict ? SS_LOG_DEBUG : SS_LOG_INFO, "model %s %s from %s", what,
+                   reloaded ? "reloaded" : "loaded", c->path);
             continue;
         }
         rc = -1;
