@@ -146,14 +146,14 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
         ss_metrics_wal_enable(a->metrics);
     }
-    ss_exec_env env = {a->table, a->metrics, a->cfg.state_dir, a->wal, a->cfg.wal_max_bytes,
-                       &a->save_failures};
+    ss_exec_env env = {a->table, a->metrics,           a->cfg.state_dir,
+                       a->wal,   a->cfg.wal_max_bytes, &a->save_failures};
     a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
     if (!a->pool) return -1;
     if (a->cfg.state_dir[0]) {
         restore_ctx c = {a, 0, 0};
-        if (ss_store_load_dir(a->cfg.state_dir, a->reg, restore_one, restore_bad, &c, err,
-                              errlen) < 0)
+        if (ss_store_load_dir(a->cfg.state_dir, a->reg, restore_one, restore_bad, &c, err, errlen) <
+            0)
             return -1;
         if (c.ok || c.bad)
             ss_log(SS_LOG_INFO, "restored %zu sessions from %s (%zu failed)", c.ok,

@@ -434,8 +434,7 @@ static int admit_step(ss_exec *x, group *g, ss_job *j) {
     const spk_model *m = job_model(j);
     uint32_t mi = job_mv(j)->slot;
     if (prepare(x, job_mv(j)) != 0) {
-        ss_reply_fail(&j->reply, SS_E_NOMEM, "out of memory for the scratch of model %s",
-                      m->name);
+        ss_reply_fail(&j->reply, SS_E_NOMEM, "out of memory for the scratch of model %s", m->name);
         return 0;
     }
     size_t need = g->need + ss_batch_out_bytes(m, &j->batch);

@@ -551,8 +551,7 @@ int ss_oip_op_index(ss_op *o) {
         if (want_ready >= 0 && rows[i].ready != want_ready) continue;
         ob_put(&b, b.len > 1 ? ",{\"name\":" : "{\"name\":", b.len > 1 ? 9 : 8);
         ob_str(&b, rows[i].name);
-        if (rows[i].version)
-            ob_printf(&b, ",\"version\":\"%u\"", rows[i].version);
+        if (rows[i].version) ob_printf(&b, ",\"version\":\"%u\"", rows[i].version);
         ob_printf(&b, ",\"state\":\"%s\",\"reason\":", rows[i].ready ? "READY" : "UNAVAILABLE");
         ob_str(&b, rows[i].reason);
         ob_put(&b, "}", 1);

@@ -117,19 +117,16 @@ int ss_op_readyz(ss_op *o) {
 }
 
 int ss_op_metrics(ss_op *o) {
-    size_t len, rlen = 0;
+    size_t len, n = 0;
+    ss_metrics_model *rows = NULL; /* the spikeserve_model_* families: the registry's */
+    ss_metrics_models_total t;
     char *text = ss_metrics_render(o->app->metrics, &len);
-    char *more = text ? ss_reg_metrics(o->app->reg, &rlen) : NULL; /* spikeserve_model_* */
-    char *all = more ? realloc(text, len + rlen + 1) : NULL;
-    if (!all) {
-        free(text);
-        free(more);
-        return now_fail(o, SS_E_NOMEM, "out of memory");
-    }
-    memcpy(all + len, more, rlen + 1);
-    free(more);
-    text = all;
-    len += rlen;
+    if (text && ss_reg_metrics(o->app->reg, &rows, &n, &t) == 0)
+        text = ss_metrics_render_models(text, &len, rows, n, &t);
+    else
+        free(text), text = NULL;
+    free(rows);
+    if (!text) return now_fail(o, SS_E_NOMEM, "out of memory");
     ss_reply_set(&o->reply, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     return SS_OP_NOW;
 }

@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -656,86 +655,24 @@ int ss_reg_index(ss_reg *r, ss_reg_row **out, size_t *n) {
     return rows ? 0 : -1;
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} tbuf;
-
-static void tprintf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tprintf(tbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int k = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if ((size_t)k < room) {
-            b->len += (size_t)k;
-            return;
-        }
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->len + (size_t)k + 1)
-            nc *= 2;
-        char *g = realloc(b->p, nc);
-        if (!g) {
-            b->oom = 1;
-            return;
-        }
-        b->p = g;
-        b->cap = nc;
+int ss_reg_metrics(ss_reg *r, ss_metrics_model **rows, size_t *n, ss_metrics_models_total *t) {
+    pthread_rwlock_rdlock(&r->lk);
+    ss_metrics_model *m = calloc(r->n ? r->n : 1, sizeof *m);
+    for (size_t i = 0; m && i < r->n; i++) {
+        ss_mver *v = r->list[i];
+        snprintf(m[i].model, sizeof m[i].model, "%s", v->name);
+        m[i].version = v->version;
+        m[i].sessions = __atomic_load_n(&v->sessions, __ATOMIC_RELAXED);
+        m[i].batches = __atomic_load_n(&v->batches, __ATOMIC_RELAXED);
+        m[i].steps = __atomic_load_n(&v->steps, __ATOMIC_RELAXED);
     }
-}
-
-char *ss_reg_metrics(ss_reg *r, size_t *len) {
-    ss_mver **vs;
-    size_t n;
-    if (ss_reg_list(r, 0, &vs, &n) != 0) return NULL;
-    tbuf b = {0};
-    static const struct {
-        const char *name, *type, *help;
-    } fam[] = {
-        {"spikeserve_model_version_loaded", "gauge", "1 for each model version being served"},
-        {"spikeserve_model_sessions_open", "gauge", "sessions pinned to a model version"},
-        {"spikeserve_model_batches_total", "counter", "spike batches run, by model and version"},
-        {"spikeserve_model_steps_total", "counter", "time steps run, by model and version"},
-    };
-    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
-        tprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
-                fam[f].type);
-        for (size_t i = 0; i < n; i++) {
-            ss_mver *v = vs[i];
-            long long x = f == 0   ? 1
-                          : f == 1 ? (long long)__atomic_load_n(&v->sessions, __ATOMIC_RELAXED)
-                          : f == 2 ? (long long)__atomic_load_n(&v->batches, __ATOMIC_RELAXED)
-                                   : (long long)__atomic_load_n(&v->steps, __ATOMIC_RELAXED);
-            tprintf(&b, "%s{model=\"%s\",version=\"%u\"} %lld\n", fam[f].name, v->name, v->version,
-                    x);
-        }
-    }
-    tprintf(&b,
-            "# HELP spikeserve_model_loads_total model versions loaded or reloaded (start-up "
-            "included)\n# TYPE spikeserve_model_loads_total counter\n"
-            "spikeserve_model_loads_total %llu\n",
-            (unsigned long long)__atomic_load_n(&r->loads, __ATOMIC_RELAXED));
-    tprintf(&b,
-            "# HELP spikeserve_model_unloads_total model versions taken out of service\n"
-            "# TYPE spikeserve_model_unloads_total counter\nspikeserve_model_unloads_total %llu\n",
-            (unsigned long long)__atomic_load_n(&r->unloads, __ATOMIC_RELAXED));
-    tprintf(&b,
-            "# HELP spikeserve_model_load_failures_total model files refused by the loader\n"
-            "# TYPE spikeserve_model_load_failures_total counter\n"
-            "spikeserve_model_load_failures_total %llu\n",
-            (unsigned long long)__atomic_load_n(&r->failures, __ATOMIC_RELAXED));
-    ss_reg_list_free(vs, n);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    *len = b.len;
-    return b.p;
+    *n = r->n;
+    pthread_rwlock_unlock(&r->lk);
+    t->loads = __atomic_load_n(&r->loads, __ATOMIC_RELAXED);
+    t->unloads = __atomic_load_n(&r->unloads, __ATOMIC_RELAXED);
+    t->failures = __atomic_load_n(&r->failures, __ATOMIC_RELAXED);
+    *rows = m;
+    return m ? 0 : -1;
 }
 
 /* ---- polling ---- */

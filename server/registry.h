@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "../engine/model.h"
+#include "metrics.h"
 
 #define SS_REG_SLOTS 256
 
@@ -102,8 +103,9 @@ typedef struct {
 } ss_reg_row;
 int ss_reg_index(ss_reg *r, ss_reg_row **out, size_t *n); /* malloc'd; 0 or -1 */
 
-/* The spikeserve_model_* families, Prometheus text, malloc'd (NULL: out of memory). */
-char *ss_reg_metrics(ss_reg *r, size_t *len);
+/* What /metrics shows of the registry (metrics.h): a malloc'd row per listed version and
+ * the totals. 0 or -1 (out of memory). */
+int ss_reg_metrics(ss_reg *r, ss_metrics_model **rows, size_t *n, ss_metrics_models_total *t);
 
 /* Scan every `seconds` on a thread of its own until ss_reg_poll_stop (or ss_reg_free). */
 int ss_reg_poll_start(ss_reg *r, uint32_t seconds, char *err, size_t errlen);

@@ -164,7 +164,8 @@ void ss_store_snap_free(ss_snap *s) {
 
 int ss_store_apply(ss_sess *s, const ss_snap *snap, char *err, size_t errlen) {
     if (snap->model != s->model) {
-        snprintf(err, errlen, "snapshot is of model %s version %u; the session runs %s version %u%s",
+        snprintf(err, errlen,
+                 "snapshot is of model %s version %u; the session runs %s version %u%s",
                  snap->model->name, snap->model->version, s->model->name, s->model->version,
                  snap->model->version == s->model->version ? " (reloaded since)" : "");
         return -1;
@@ -207,8 +208,7 @@ void ss_store_remove(const char *dir, const char *id) {
     unlink(path);
 }
 
-int ss_store_load_dir(const char *dir, ss_reg *reg,
-                      void (*fn)(const ss_snap *snap, void *arg),
+int ss_store_load_dir(const char *dir, ss_reg *reg, void (*fn)(const ss_snap *snap, void *arg),
                       void (*bad)(const char *path, const char *msg, void *arg), void *arg,
                       char *err, size_t errlen) {
     DIR *d = opendir(dir);

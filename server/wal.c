@@ -414,8 +414,9 @@ static spk_scratch *replay_scratch(spk_scratch **scratch, const ss_sess *s) {
     return scratch[s->model_idx];
 }
 
-static int replay_file(const char *path, ss_table *table, ss_reg *reg, spk_scratch **scratch, uint32_t (*pick)(void *), void *arg, ss_wal_stats *st,
-                       const char *dir, const ss_limits *lim) {
+static int replay_file(const char *path, ss_table *table, ss_reg *reg, spk_scratch **scratch,
+                       uint32_t (*pick)(void *), void *arg, ss_wal_stats *st, const char *dir,
+                       const ss_limits *lim) {
     uint8_t *buf;
     size_t len;
     char err[512];
@@ -510,8 +511,9 @@ static int replay_file(const char *path, ss_table *table, ss_reg *reg, spk_scrat
     return 0;
 }
 
-int ss_wal_replay(const char *dir, ss_table *table, ss_reg *reg, const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
-                  char *err, size_t errlen) {
+int ss_wal_replay(const char *dir, ss_table *table, ss_reg *reg, const ss_limits *lim,
+                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
+                  size_t errlen) {
     memset(st, 0, sizeof *st);
     spk_scratch **scratch = calloc(SS_REG_SLOTS, sizeof *scratch); /* per version slot */
     if (!scratch) {

@@ -66,8 +66,8 @@ typedef struct {
     size_t records, applied, skipped, created, closed, torn;
 } ss_wal_stats;
 struct ss_reg;
-int ss_wal_replay(const char *dir, ss_table *table, struct ss_reg *reg,
-                  const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
-                  char *err, size_t errlen);
+int ss_wal_replay(const char *dir, ss_table *table, struct ss_reg *reg, const ss_limits *lim,
+                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
+                  size_t errlen);
 
 #endif
