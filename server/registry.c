@@ -436,6 +436,16 @@ static void note_failed(ss_reg *r, const cand *c, const char *name, uint32_t ver
     snprintf(f->msg, sizeof f->msg, "%.*s", (int)sizeof f->msg - 1, msg);
 }
 
+/* 1 when a scan of model `only` (NULL: all) looks at the file of refusal f: its directory
+ * is only's, or it is the flat file only.spk. */
+static int failed_in_scope(const ss_reg *r, const failed_file *f, const char *only) {
+    if (!only) return 1;
+    if (f->name[0]) return !strcmp(f->name, only);
+    char flat[1100];
+    snprintf(flat, sizeof flat, "%s/%s.spk", r->dir, only);
+    return !strcmp(flat, f->path);
+}
+
 static void forget_failed(ss_reg *r, size_t i) {
     memmove(r->failed + i, r->failed + i + 1, (r->n_failed - i - 1) * sizeof *r->failed);
     r->n_failed--;
@@ -604,11 +614,12 @@ int ss_reg_scan(ss_reg *r, const char *only, int strict, ss_reg_scan_stats *st, 
             if (!name[0]) break;
             st->unloaded += ss_reg_unlist(r, name, version);
         }
-        pthread_rwlock_wrlock(&r->lk); /* refusals of files that are gone */
+        pthread_rwlock_wrlock(&r->lk); /* refusals of files that are gone (in scope) */
         for (size_t i = 0; i < r->n_failed;) {
             cand key;
             snprintf(key.path, sizeof key.path, "%s", r->failed[i].path);
-            if (!n || !bsearch(&key, cs, n, sizeof *cs, cmp_cand))
+            if (failed_in_scope(r, &r->failed[i], only) &&
+                (!n || !bsearch(&key, cs, n, sizeof *cs, cmp_cand)))
                 forget_failed(r, i);
             else
                 i++;
