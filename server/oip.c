@@ -18,10 +18,12 @@
 #define SERVER_VERSION "0.13.0"
 #define HEAD_HEADER "Inference-Header-Content-Length"
 
-/* ---- statistics (the statistics extension): per model, process-wide atomics ---- */
+/* ---- statistics (the statistics extension): per model version, process-wide atomics ----
+ * indexed by the version's slot (registry.h); gen says which version the counts are of, so
+ * a version that takes a freed slot starts from zero */
 
 typedef struct {
-    uint64_t ok, ok_ns, fail, fail_ns, last_ms;
+    uint64_t gen, ok, ok_ns, fail, fail_ns, last_ms;
 } oip_stat;
 static oip_stat stats[SS_OIP_MAX_MODELS];
 
@@ -31,9 +33,18 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void stat_add(uint32_t mi, int ok, int64_t ns) {
+static void stat_add(uint32_t mi, uint64_t gen, int ok, int64_t ns) {
     if (mi >= SS_OIP_MAX_MODELS) return;
     oip_stat *s = &stats[mi];
+    uint64_t was = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+    if (was != gen &&
+        __atomic_compare_exchange_n(&s->gen, &was, gen, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->ok, 0, __ATOMIC_RELAXED); /* the slot's earlier tenant's */
+        __atomic_store_n(&s->ok_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fail, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fail_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->last_ms, 0, __ATOMIC_RELAXED);
+    }
     __atomic_fetch_add(ok ? &s->ok : &s->fail, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(ok ? &s->ok_ns : &s->fail_ns, (uint64_t)(ns > 0 ? ns : 0), __ATOMIC_RELAXED);
     if (ok) __atomic_store_n(&s->last_ms, (uint64_t)ss_util_now_ms(), __ATOMIC_RELAXED);
@@ -472,9 +483,9 @@ int ss_oip_op_config(ss_op *o) {
     return now_body(o, 200, body, len);
 }
 
-static void stat_json(obuf *b, const spk_model *m, uint32_t mi) {
+static void stat_json(obuf *b, const spk_model *m, uint32_t mi, uint64_t gen) {
     oip_stat s = {0};
-    if (mi < SS_OIP_MAX_MODELS) {
+    if (mi < SS_OIP_MAX_MODELS && __atomic_load_n(&stats[mi].gen, __ATOMIC_ACQUIRE) == gen) {
         s.ok = __atomic_load_n(&stats[mi].ok, __ATOMIC_RELAXED);
         s.ok_ns = __atomic_load_n(&stats[mi].ok_ns, __ATOMIC_RELAXED);
         s.fail = __atomic_load_n(&stats[mi].fail, __ATOMIC_RELAXED);
@@ -507,7 +518,7 @@ int ss_oip_op_stats(ss_op *o) {
             free(b.p);
             return SS_OP_NOW;
         }
-        stat_json(&b, v->model, v->slot);
+        stat_json(&b, v->model, v->slot, v->gen);
         ss_reg_unref(v);
     } else {
         ss_mver **vs;
@@ -518,7 +529,7 @@ int ss_oip_op_stats(ss_op *o) {
         }
         for (size_t i = 0; i < n; i++) {
             if (i) ob_put(&b, ",", 1);
-            stat_json(&b, vs[i]->model, vs[i]->slot);
+            stat_json(&b, vs[i]->model, vs[i]->slot, vs[i]->gen);
         }
         ss_reg_list_free(vs, n);
     }
@@ -658,7 +669,7 @@ static void answered(ss_job *j) {
         r->hname = HEAD_HEADER;
         snprintf(r->hvalue, sizeof r->hvalue, "%zu", f->head_len);
     }
-    stat_add(f->model_idx, ok, now_ns() - f->t0_ns);
+    stat_add(f->model_idx, f->model_gen, ok, now_ns() - f->t0_ns);
     f->done(j);
 }
 
@@ -811,11 +822,12 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     f->head = &f->head_len;
     f->t0_ns = t0;
     f->model_idx = mi;
+    f->model_gen = v->gen;
     f->app = o->app;
     f->done = o->done;
     if (rc != 0) {
+        stat_add(mi, v->gen, 0, now_ns() - t0); /* before the job (and v's reference) goes */
         ss_job_free(j);
-        stat_add(mi, 0, now_ns() - t0);
         return now_fail(o, rc, "%s", err);
     }
     o->done = step_done;

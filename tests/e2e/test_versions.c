@@ -185,6 +185,10 @@ int main(void) {
     if (o1.status != 200) diag("%s", o1.body ? o1.body : "");
     ts_resp_free(&o1), ts_resp_free(&o2), ts_resp_free(&o3);
 
+    ok(get(&s, "/v2/models/tiny/versions/1/stats", "\"inference_count\":1,") == 200 &&
+           get(&s, "/v2/models/ref1/stats", "\"inference_count\":1,") == 200 &&
+           get(&s, "/v2/models/ref2/stats", "\"inference_count\":0,") == 200,
+       "OIP statistics per version: one inference on tiny 1, one on ref1, none on ref2");
     ts_json(&s, "POST", "/v2/repository/index", NULL, &r);
     ok(r.status == 200 && r.body &&
            strstr(r.body, "{\"name\":\"tiny\",\"version\":\"1\",\"state\":\"READY\"") &&
