@@ -14,6 +14,7 @@
 
 #include "../support/harness.h"
 #include "../tap.h"
+#include "api.pb-c.h"
 
 static char batch[2048];
 
@@ -118,6 +119,18 @@ int main(void) {
        st);
     opened = open_on(&s, "tiny", "{\"version\":0}", r1, &st, text, sizeof text) == 0;
     ok(!opened && st == 400, "open on version 0: 400 (%ld)", st);
+    /* protobuf (and so gRPC): OpenSessionRequest.model_version */
+    Spikeserve__OpenSessionRequest q = SPIKESERVE__OPEN_SESSION_REQUEST__INIT;
+    q.has_model_version = 1;
+    q.model_version = 1;
+    uint8_t qb[64];
+    size_t ql = spikeserve__open_session_request__pack(&q, qb);
+    ts_resp pr;
+    ts_http(&s, "POST", "/v1/models/tiny/sessions", "application/x-protobuf", qb, ql,
+            "application/json", &pr);
+    ok(pr.status == 201 && pr.body && strstr(pr.body, "\"model_version\":1"),
+       "open with a protobuf OpenSessionRequest{model_version: 1}: version 1 (%ld)", pr.status);
+    ts_resp_free(&pr);
     ok(open_on(&s, "ref1", NULL, r1, &st, text, sizeof text) == 0 &&
            open_on(&s, "ref2", NULL, r2, &st, text, sizeof text) == 0,
        "sessions on ref1 and ref2 (the same weights as versions 1 and 2)");
@@ -210,7 +223,8 @@ int main(void) {
     double s2 = ts_metric(r.body, "spikeserve_model_sessions_open{model=\"tiny\",version=\"2\"}");
     ok(b1 == 4 && b2 == 3, "batches per version: 1 ran %g (2 + 1 restored + 1 OIP), 2 ran %g", b1,
        b2);
-    ok(s1 == 2 && s2 == 2, "sessions per version: %g on 1, %g on 2", s1, s2);
+    ok(s1 == 3 && s2 == 2, "sessions per version: %g on 1 (JSON, protobuf, restored), %g on 2", s1,
+       s2);
     ok(ts_metric(r.body, "spikeserve_model_loads_total") == 4 &&
            ts_metric(r.body, "spikeserve_model_load_failures_total") == 0,
        "four versions loaded, none refused");
