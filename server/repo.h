@@ -9,7 +9,9 @@
  * unload: body optional {"parameters": {"version": "2", "drain": true}}; without version,
  * every version of the model. A version that open sessions are pinned to is refused (409)
  * unless drain is true: then those sessions are closed (their event streams end with
- * `end` {"reason": "model version unloaded"}) before the answer.
+ * `end` {"reason": "model version unloaded"}) before the answer. A session being opened at
+ * that very moment (its version looked up before the unload) is not refused: it runs on
+ * the unloaded version, whose reference it holds, until it closes.
  *
  * Thread-safety: as ops.h (the registry serializes loads).
  */
