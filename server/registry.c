@@ -243,7 +243,8 @@ size_t ss_reg_count(ss_reg *r) {
     return n;
 }
 
-size_t ss_reg_unlist(ss_reg *r, const char *name, uint32_t version) {
+/* ss_reg_unlist with scan_mu held. */
+static size_t unlist(ss_reg *r, const char *name, uint32_t version) {
     ss_mver *drop[SS_REG_SLOTS];
     size_t nd = 0;
     pthread_rwlock_wrlock(&r->lk);
@@ -264,6 +265,13 @@ size_t ss_reg_unlist(ss_reg *r, const char *name, uint32_t version) {
         ss_reg_unref(drop[i]);
     }
     return nd;
+}
+
+size_t ss_reg_unlist(ss_reg *r, const char *name, uint32_t version) {
+    pthread_mutex_lock(&r->scan_mu); /* not in the middle of a scan */
+    size_t n = unlist(r, name, version);
+    pthread_mutex_unlock(&r->scan_mu);
+    return n;
 }
 
 ss_mver *ss_reg_adopt(ss_reg *r, spk_model *m) {
@@ -612,7 +620,7 @@ int ss_reg_scan(ss_reg *r, const char *only, int strict, ss_reg_scan_stats *st, 
             }
             pthread_rwlock_unlock(&r->lk);
             if (!name[0]) break;
-            st->unloaded += ss_reg_unlist(r, name, version);
+            st->unloaded += unlist(r, name, version);
         }
         pthread_rwlock_wrlock(&r->lk); /* refusals of files that are gone (in scope) */
         for (size_t i = 0; i < r->n_failed;) {
@@ -644,7 +652,12 @@ int ss_reg_index(ss_reg *r, ss_reg_row **out, size_t *n) {
         rows[k].ready = 1;
     }
     for (size_t i = 0; rows && i < r->n_failed; i++) {
-        if (!r->failed[i].name[0] && find_path(r, r->failed[i].path) >= 0) continue;
+        long at = find_path(r, r->failed[i].path);
+        if (at >= 0) { /* a replacement refused: the row of what its file held before says so */
+            snprintf(rows[at].reason, sizeof rows[at].reason,
+                     "serving the file loaded before; %.340s", r->failed[i].msg);
+            continue;
+        }
         const char *base = strrchr(r->failed[i].path, '/');
         base = base ? base + 1 : r->failed[i].path;
         if (r->failed[i].name[0])

@@ -93,8 +93,9 @@ size_t ss_reg_count(ss_reg *r); /* versions listed */
  * Returns how many, 0 when none was listed. */
 size_t ss_reg_unlist(ss_reg *r, const char *name, uint32_t version);
 
-/* Repository index rows: what is listed (READY), what failed to load and what was
- * unloaded (UNAVAILABLE, with the reason). */
+/* Repository index rows: what is listed (READY; the reason says when its file was replaced
+ * by one that was refused), what failed to load and what was unloaded (UNAVAILABLE, with the
+ * reason). */
 typedef struct {
     char name[SPK_MAX_NAME + 1];
     uint32_t version; /* 0: unknown (a flat file that did not load) */

@@ -114,6 +114,11 @@ int main(void) {
     write_bytes("tiny/1.spk", "truncated");
     ok(ss_reg_scan(r, NULL, 0, &st, err, sizeof err) != 0 && strstr(err, "tiny/1.spk"),
        "tiny/1.spk overwritten with junk: refused");
+    ok(ss_reg_index(r, &rows, &n) == 0 && n == 4 && rows[1].ready && rows[1].version == 1 &&
+           strstr(rows[1].reason, "serving the file loaded before") &&
+           strstr(rows[1].reason, "tiny/1.spk"),
+       "index: version 1 still READY, its reason tells of the refused replacement");
+    free(rows);
     ss_mver *still = ss_reg_get(r, "tiny", 1);
     ok(still == v1, "version 1 is the one loaded before");
     ss_reg_unref(still);
