@@ -1357,7 +1357,7 @@ const ProtobufCMessageDescriptor spikeserve__classify_request__descriptor =
   (ProtobufCMessageInit) spikeserve__classify_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_descriptors[3] =
 {
   {
     "idle_timeout_s",
@@ -1383,15 +1383,28 @@ static const ProtobufCFieldDescriptor spikeserve__open_session_request__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "model_version",
+    3,
+    PROTOBUF_C_LABEL_OPTIONAL,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Spikeserve__OpenSessionRequest, has_model_version),
+    offsetof(Spikeserve__OpenSessionRequest, model_version),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spikeserve__open_session_request__field_indices_by_name[] = {
   0,   /* field[0] = idle_timeout_s */
   1,   /* field[1] = model */
+  2,   /* field[2] = model_version */
 };
 static const ProtobufCIntRange spikeserve__open_session_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor spikeserve__open_session_request__descriptor =
 {
@@ -1401,7 +1414,7 @@ const ProtobufCMessageDescriptor spikeserve__open_session_request__descriptor =
   "Spikeserve__OpenSessionRequest",
   "spikeserve",
   sizeof(Spikeserve__OpenSessionRequest),
-  2,
+  3,
   spikeserve__open_session_request__field_descriptors,
   spikeserve__open_session_request__field_indices_by_name,
   1,  spikeserve__open_session_request__number_ranges,

@@ -213,10 +213,15 @@ struct  Spikeserve__OpenSessionRequest
    * gRPC only (HTTP: the path's)
    */
   char *model;
+  /*
+   * pin the session to this version (absent: the latest)
+   */
+  protobuf_c_boolean has_model_version;
+  uint32_t model_version;
 };
 #define SPIKESERVE__OPEN_SESSION_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spikeserve__open_session_request__descriptor) \
-    , 0, 0, NULL }
+    , 0, 0, NULL, 0, 0 }
 
 
 struct  Spikeserve__SessionInfo

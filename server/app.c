@@ -3,7 +3,6 @@
  * checkpoints are jobs for the session's worker. */
 #include "app.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
@@ -20,67 +19,23 @@
 #include "store.h"
 #include "ui.h"
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int load_models(ss_app *a, char *err, size_t errlen) {
-    DIR *d = opendir(a->cfg.model_dir);
-    if (!d) {
-        snprintf(err, errlen, "--model-dir %s: %s", a->cfg.model_dir, strerror(errno));
+    a->reg = ss_reg_create(a->cfg.model_dir);
+    if (!a->reg) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    char **names = NULL;
-    size_t n = 0;
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l < 5 || strcmp(e->d_name + l - 4, ".spk") != 0 || e->d_name[0] == '.') continue;
-        char **nn = realloc(names, (n + 1) * sizeof *nn);
-        if (!nn || !(nn[n] = strdup(e->d_name))) {
-            names = nn ? nn : names;
-            rc = -1;
-            snprintf(err, errlen, "out of memory");
-            break;
-        }
-        names = nn;
-        n++;
+    char msg[2048];
+    if (ss_reg_scan(a->reg, NULL, 1, NULL, msg, sizeof msg) != 0) {
+        snprintf(err, errlen, "bad model file: %s", msg);
+        return -1;
     }
-    closedir(d);
-    if (rc == 0 && n == 0) {
+    /* with run-time loading, an empty directory waits for its first model */
+    if (ss_reg_count(a->reg) == 0 && !strcmp(a->cfg.model_control, "none")) {
         snprintf(err, errlen, "--model-dir %s: no model files (*.spk)", a->cfg.model_dir);
-        rc = -1;
+        return -1;
     }
-    if (rc == 0) {
-        qsort(names, n, sizeof *names, cmp_str);
-        a->models = calloc(n, sizeof *a->models);
-        if (!a->models) rc = -1, snprintf(err, errlen, "out of memory");
-    }
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        char path[2048], msg[512];
-        snprintf(path, sizeof path, "%s/%s", a->cfg.model_dir, names[i]);
-        if (spk_model_load_file(path, &a->models[a->n_models], msg, sizeof msg) != 0) {
-            if (strstr(msg, path))
-                snprintf(err, errlen, "bad model file: %s", msg);
-            else
-                snprintf(err, errlen, "bad model file %s: %s", path, msg);
-            rc = -1;
-            break;
-        }
-        const char *name = a->models[a->n_models]->name;
-        a->n_models++;
-        for (size_t k = 0; k + 1 < a->n_models; k++)
-            if (!strcmp(a->models[k]->name, name)) {
-                snprintf(err, errlen, "model file %s: a model named %s is already loaded", path,
-                         name);
-                rc = -1;
-            }
-    }
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    return rc;
+    return 0;
 }
 
 typedef struct {
@@ -98,8 +53,7 @@ static void restore_one(const ss_snap *snap, void *arg) {
         return;
     }
     uint32_t idle = snap->has_idle ? snap->idle_timeout_s : a->cfg.idle_timeout;
-    ss_sess *s =
-        ss_sess_create(snap->id, snap->model, snap->model_idx, ss_app_pick_worker(a), idle);
+    ss_sess *s = ss_sess_create(snap->id, snap->mv, ss_app_pick_worker(a), idle);
     if (s) s->owner = snap->owner;
     if (!s || ss_store_apply(s, snap, err, sizeof err) != 0 || ss_table_insert(a->table, s) != 0) {
         ss_log(SS_LOG_WARN, "session %s not restored%s%s", snap->id, s ? ": " : "", s ? err : "");
@@ -129,8 +83,7 @@ static int replay_wal(ss_app *a, char *err, size_t errlen) {
     /* batches in the log were accepted under the last start's limits: only the output
      * memory of this start bounds them (and a sanity bound on steps) */
     ss_limits lim = {1u << 24, UINT32_MAX, a->cfg.max_output_bytes};
-    if (ss_wal_replay(a->cfg.state_dir, a->table, a->models, a->n_models, &lim, pick, a, &st, err,
-                      errlen) != 0)
+    if (ss_wal_replay(a->cfg.state_dir, a->table, a->reg, &lim, pick, a, &st, err, errlen) != 0)
         return -1;
     ss_sess **all;
     size_t n;
@@ -164,10 +117,8 @@ uint32_t ss_app_pick_worker(ss_app *a) {
     return __atomic_fetch_add(&a->next_worker, 1, __ATOMIC_RELAXED) % ss_pool_workers(a->pool);
 }
 
-int ss_app_model(const ss_app *a, const char *name) {
-    for (size_t i = 0; i < a->n_models; i++)
-        if (!strcmp(a->models[i]->name, name)) return (int)i;
-    return -1;
+ss_mver *ss_app_model(const ss_app *a, const char *name, uint32_t version) {
+    return ss_reg_get(a->reg, name, version);
 }
 
 int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
@@ -195,14 +146,14 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         if (ss_wal_open(a->cfg.state_dir, a->cfg.workers, &a->wal, err, errlen) != 0) return -1;
         ss_metrics_wal_enable(a->metrics);
     }
-    ss_exec_env env = {a->table,    a->metrics, a->cfg.state_dir,     a->models,
-                       a->n_models, a->wal,     a->cfg.wal_max_bytes, &a->save_failures};
+    ss_exec_env env = {a->table, a->metrics,           a->cfg.state_dir,
+                       a->wal,   a->cfg.wal_max_bytes, &a->save_failures};
     a->pool = ss_pool_create(a->cfg.workers, a->cfg.queue_depth, &env, err, errlen);
     if (!a->pool) return -1;
     if (a->cfg.state_dir[0]) {
         restore_ctx c = {a, 0, 0};
-        if (ss_store_load_dir(a->cfg.state_dir, a->models, a->n_models, restore_one, restore_bad,
-                              &c, err, errlen) < 0)
+        if (ss_store_load_dir(a->cfg.state_dir, a->reg, restore_one, restore_bad, &c, err, errlen) <
+            0)
             return -1;
         if (c.ok || c.bad)
             ss_log(SS_LOG_INFO, "restored %zu sessions from %s (%zu failed)", c.ok,
@@ -280,6 +231,9 @@ static void *janitor(void *arg) {
 
 int ss_app_start(ss_app *a, char *err, size_t errlen) {
     if (ss_http_start(a, err, errlen) != 0) return -1;
+    if (!strcmp(a->cfg.model_control, "poll") &&
+        ss_reg_poll_start(a->reg, a->cfg.model_poll_seconds, err, errlen) != 0)
+        return -1;
     if (ss_grpc_start(a, err, errlen) != 0) return -1;
     if (pthread_create(&a->janitor, NULL, janitor, a) != 0) {
         snprintf(err, errlen, "cannot start the housekeeping thread");
@@ -304,6 +258,7 @@ static void stop_janitor(ss_app *a) {
 void ss_app_stop_accepting(ss_app *a) {
     __atomic_store_n(&a->draining, 1, __ATOMIC_RELAXED);
     stop_janitor(a);
+    if (a->reg) ss_reg_poll_stop(a->reg);
     if (a->daemon) {
         MHD_socket fd = MHD_quiesce_daemon(a->daemon);
         if (fd != MHD_INVALID_SOCKET) close(fd);
@@ -368,10 +323,8 @@ void ss_app_free(ss_app *a) {
     ss_app_stop_http(a);
     ss_pool_free(a->pool);
     ss_wal_free(a->wal);
-    ss_table_free(a->table);
-    for (size_t i = 0; i < a->n_models; i++)
-        spk_model_free(a->models[i]);
-    free(a->models);
+    ss_table_free(a->table); /* the sessions' references to their versions first */
+    ss_reg_free(a->reg);
     ss_metrics_free(a->metrics);
     ss_auth_free(a->auth);
     ss_ui_release();

@@ -12,14 +12,14 @@
 #include "config.h"
 #include "metrics.h"
 #include "pool.h"
+#include "registry.h"
 #include "session.h"
 
 struct MHD_Daemon;
 
 typedef struct ss_app {
     ss_config cfg;
-    spk_model **models;
-    size_t n_models;
+    ss_reg *reg; /* the model versions served (registry.h) */
     ss_table *table;
     ss_metrics *metrics;
     ss_auth *auth; /* NULL: no API keys */
@@ -39,8 +39,9 @@ typedef struct ss_app {
     pthread_cond_t jcv;
 } ss_app;
 
-/* Load every *.spk of cfg->model_dir (refusing a bad one, naming it), start the workers
- * and restore the sessions of cfg->state_dir. 0 or -1 with err. */
+/* Load every model file of cfg->model_dir (registry.h: NAME.spk and NAME/VERSION.spk;
+ * refusing a bad one, naming it), start the workers and restore the sessions of
+ * cfg->state_dir. 0 or -1 with err. */
 int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen);
 /* Start the HTTP daemon (a->port gets the bound port) and the housekeeping thread. */
 int ss_app_start(ss_app *a, char *err, size_t errlen);
@@ -57,7 +58,8 @@ void ss_app_free(ss_app *a);
 
 /* The next worker for a new session. */
 uint32_t ss_app_pick_worker(ss_app *a);
-/* Index of the model called name, or -1. */
-int ss_app_model(const ss_app *a, const char *name);
+/* The model called name at version (0: its latest), with a reference (ss_reg_unref), or
+ * NULL when that is not loaded. */
+ss_mver *ss_app_model(const ss_app *a, const char *name, uint32_t version);
 
 #endif

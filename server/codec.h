@@ -21,6 +21,7 @@
 typedef struct {
     int has_timeout;
     uint32_t idle_timeout_s;
+    uint32_t version; /* the model version to pin the session to; 0: the latest */
 } ss_open_req;
 
 typedef struct {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "registry.h"
 
 /* ---- JSON result ---- */
 
@@ -450,6 +451,17 @@ static int json_open_req(const uint8_t *buf, size_t len, ss_open_req *out, char 
         } else {
             out->has_timeout = 1;
             out->idle_timeout_s = (uint32_t)json_integer_value(t);
+        }
+    }
+    json_t *v = json_object_get(j, "version"); /* 2 or "2" (OIP writes versions as strings) */
+    if (rc == 0 && v) {
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (json_is_string(v)) x = ss_reg_parse_version(json_string_value(v));
+        if (x < 1 || x > UINT32_MAX) {
+            snprintf(err, errlen, "version: must be a model version, an integer >= 1");
+            rc = SS_E_INVALID;
+        } else {
+            out->version = (uint32_t)x;
         }
     }
     json_decref(j);

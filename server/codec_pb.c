@@ -296,7 +296,13 @@ static int pb_open_req(const uint8_t *buf, size_t len, ss_open_req *out, char *e
     }
     out->has_timeout = q->has_idle_timeout_s;
     out->idle_timeout_s = q->idle_timeout_s;
+    out->version = q->has_model_version ? q->model_version : 0;
+    int bad = q->has_model_version && q->model_version == 0;
     spikeserve__open_session_request__free_unpacked(q, NULL);
+    if (bad) {
+        snprintf(err, errlen, "model_version: must be a model version, an integer >= 1");
+        return SS_E_INVALID;
+    }
     return 0;
 }
 

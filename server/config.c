@@ -78,6 +78,12 @@ static const opt opts[] = {
      "log)"},
     {"ui-dataset-dir", OPT_STR, S(ui_dataset_dir), "/usr/share/datasets/fashion-mnist",
      "Fashion-MNIST IDX files for the page at / (Debian's dataset-fashion-mnist)"},
+    {"model-control", OPT_STR, S(model_control), "none",
+     "none: models are loaded at start only; explicit: POST /v2/repository/models/{m}/load "
+     "and /unload load, reload and unload them; poll: --model-dir is scanned every "
+     "--model-poll-seconds (new, changed and removed files)"},
+    {"model-poll-seconds", OPT_U32, S(model_poll_seconds), "5",
+     "seconds between scans of --model-dir with --model-control poll"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -182,6 +188,15 @@ int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errle
     }
     if (strcmp(c->event_loop, "epoll") && strcmp(c->event_loop, "poll")) {
         snprintf(err, errlen, "event-loop %s: use epoll or poll", c->event_loop);
+        return -1;
+    }
+    if (strcmp(c->model_control, "none") && strcmp(c->model_control, "explicit") &&
+        strcmp(c->model_control, "poll")) {
+        snprintf(err, errlen, "model-control %s: use none, explicit or poll", c->model_control);
+        return -1;
+    }
+    if (c->model_poll_seconds == 0) {
+        snprintf(err, errlen, "model-poll-seconds must be >= 1");
         return -1;
     }
     ss_log_level lvl;

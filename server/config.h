@@ -43,6 +43,8 @@ typedef struct {
     uint32_t grpc_max_streams;
     char log_level[8];           /* "error", "warn", "info", "debug" */
     char ui_dataset_dir[1024];   /* ui.c: Fashion-MNIST test images for the page */
+    char model_control[16];      /* "none", "explicit" or "poll" (registry.h) */
+    uint32_t model_poll_seconds; /* poll: seconds between scans of --model-dir */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

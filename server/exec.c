@@ -23,6 +23,7 @@
 #include "answer.h"
 #include "apply.h"
 #include "log.h"
+#include "registry.h"
 
 #define MAX_GROUP 64
 #define MAX_DEFER 64
@@ -39,8 +40,11 @@ typedef struct {
 struct ss_exec {
     ss_exec_env env;
     uint32_t worker;
-    spk_scratch **scratch; /* per model */
-    spk_state **spare;     /* per model, for INFER (made on first use) */
+    /* per model version slot (registry.h), made on the first job of a version; gen says
+     * which version they were made for (a slot is reused once a version is freed) */
+    spk_scratch *scratch[SS_REG_SLOTS];
+    spk_state *spare[SS_REG_SLOTS]; /* for INFER */
+    uint64_t gen[SS_REG_SLOTS];
     uint8_t *arena;
     size_t arena_cap;
     ss_job *defer[MAX_DEFER]; /* run, answered after the write-ahead log is synced */
@@ -59,6 +63,7 @@ void ss_job_free(ss_job *j) {
     ss_store_snap_free(&j->snap);
     ss_reply_clear(&j->reply);
     ss_sess_unref(j->sess);
+    ss_reg_unref(j->mv);
     if (j->fmt_free) j->fmt_free(j->fmt);
     free(j);
 }
@@ -72,11 +77,6 @@ ss_exec *ss_exec_create(const ss_exec_env *env, uint32_t worker, char *err, size
     if (!x) goto fail;
     x->env = *env;
     x->worker = worker;
-    x->scratch = calloc(env->n_models + 1, sizeof *x->scratch);
-    x->spare = calloc(env->n_models + 1, sizeof *x->spare);
-    if (!x->scratch || !x->spare) goto fail;
-    for (size_t i = 0; i < env->n_models; i++)
-        if (!(x->scratch[i] = spk_scratch_create(env->models[i]))) goto fail;
     return x;
 fail:
     snprintf(err, errlen, "worker %u: out of memory", worker);
@@ -86,12 +86,10 @@ fail:
 
 void ss_exec_free(ss_exec *x) {
     if (!x) return;
-    for (size_t i = 0; i < x->env.n_models; i++) {
-        if (x->scratch) spk_scratch_free(x->scratch[i]);
-        if (x->spare) spk_state_free(x->spare[i]);
+    for (size_t i = 0; i < SS_REG_SLOTS; i++) {
+        spk_scratch_free(x->scratch[i]);
+        spk_state_free(x->spare[i]);
     }
-    free(x->scratch);
-    free(x->spare);
     free(x->arena);
     free(x);
 }
@@ -104,8 +102,21 @@ static const spk_model *job_model(const ss_job *j) {
     return j->sess ? j->sess->model : j->model;
 }
 
-static uint32_t job_model_idx(const ss_job *j) {
-    return j->sess ? j->sess->model_idx : j->model_idx;
+static ss_mver *job_mv(const ss_job *j) {
+    return j->sess ? j->sess->mv : j->mv;
+}
+
+/* The worker's scratch for version v's slot, made for v (not an earlier tenant of the
+ * slot). 0 or -1 (out of memory). */
+static int prepare(ss_exec *x, const ss_mver *v) {
+    uint32_t i = v->slot;
+    if (x->gen[i] == v->gen && x->scratch[i]) return 0;
+    spk_scratch_free(x->scratch[i]);
+    spk_state_free(x->spare[i]);
+    x->spare[i] = NULL;
+    x->gen[i] = v->gen;
+    x->scratch[i] = spk_scratch_create(v->model);
+    return x->scratch[i] ? 0 : -1;
 }
 
 static int arena_fit(ss_exec *x, size_t need) {
@@ -139,6 +150,9 @@ static void finish_step(ss_exec *x, ss_job *j, const spk_output *o, uint64_t t0)
                      NULL,
                      j->fmt};
     ss_metrics_batch(x->env.metrics, j->batch.steps, j->batch.n_events, o->spikes.len);
+    ss_mver *v = job_mv(j);
+    __atomic_fetch_add(&v->batches, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&v->steps, j->batch.steps, __ATOMIC_RELAXED);
     if (s) {
         ss_apply_commit(s, &j->batch, t0, o);
         if (ss_sess_has_subs(s)) publish(x, s, &res, &j->batch);
@@ -329,6 +343,9 @@ static void run_other(ss_exec *x, ss_job *j) {
         pthread_mutex_unlock(&s->mu);
         break;
     }
+    case SS_JOB_UNLOAD:
+        close_session(x, s, "model version unloaded", 0);
+        break;
     case SS_JOB_CHECKPOINT:
         if (x->env.wal) checkpoint(x);
         break; /* flush() updates the log's size in /metrics */
@@ -415,7 +432,11 @@ static int admit_step(ss_exec *x, group *g, ss_job *j) {
         if (a != SS_ADMIT_RUN) return 0;
     }
     const spk_model *m = job_model(j);
-    uint32_t mi = job_model_idx(j);
+    uint32_t mi = job_mv(j)->slot;
+    if (prepare(x, job_mv(j)) != 0) {
+        ss_reply_fail(&j->reply, SS_E_NOMEM, "out of memory for the scratch of model %s", m->name);
+        return 0;
+    }
     size_t need = g->need + ss_batch_out_bytes(m, &j->batch);
     if (need < g->need || arena_fit(x, need) != 0) {
         ss_reply_fail(&j->reply, SS_E_NOMEM, "out of memory for the outputs of %u steps",

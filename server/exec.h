@@ -8,7 +8,7 @@
  * each session's jobs still run in arrival order. Batches are applied through apply.h.
  *
  * Thread-safety: a ss_exec is one worker's private context (scratch, output arena, spare
- * states); only that worker uses it.
+ * states, per model version slot: made on a version's first job); only that worker uses it.
  */
 #ifndef SS_EXEC_H
 #define SS_EXEC_H
@@ -31,6 +31,7 @@ typedef enum {
     SS_JOB_EXPIRE,     /* sess: close it if it is still idle */
     SS_JOB_SAVE,       /* sess: write it to the state directory */
     SS_JOB_CHECKPOINT, /* no session: save this worker's sessions in its log, empty the log */
+    SS_JOB_UNLOAD,     /* sess: close it, its model version is being unloaded (drain) */
 } ss_job_kind;
 
 typedef struct ss_job ss_job;
@@ -38,8 +39,9 @@ struct ss_job {
     ss_job_kind kind;
     ss_job *next;
     ss_sess *sess;          /* a reference, or NULL */
-    const spk_model *model; /* INFER */
-    uint32_t model_idx;
+    const spk_model *model; /* INFER: mv->model */
+    uint32_t model_idx;     /* mv->slot */
+    struct ss_mver *mv;     /* INFER: a reference (registry.h) */
     ss_batch batch;
     const ss_codec *codec; /* the answer's format (NULL: JSON) */
     void *fmt;             /* the request's options for that codec (ss_result.fmt), or NULL */
@@ -62,8 +64,6 @@ typedef struct {
     ss_table *table;
     ss_metrics *metrics;
     const char *state_dir; /* "" or NULL: none */
-    spk_model *const *models;
-    size_t n_models;
     ss_wal *wal;            /* NULL: no write-ahead log (--wal 0) */
     uint64_t wal_max_bytes; /* a worker whose log grows past this checkpoints at once */
     int64_t *save_failures; /* atomic: sessions a SAVE or CHECKPOINT could not write */

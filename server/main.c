@@ -63,12 +63,19 @@ int main(int argc, char **argv) {
         return 1;
     }
     ss_log(SS_LOG_INFO,
-           "listening on %s:%u (%zu models, %u workers, %zu sessions, max body %llu bytes)",
-           app.cfg.bind, (unsigned)app.port, app.n_models, app.cfg.workers,
+           "listening on %s:%u (%zu model versions, %u workers, %zu sessions, max body %llu bytes)",
+           app.cfg.bind, (unsigned)app.port, ss_reg_count(app.reg), app.cfg.workers,
            ss_table_count(app.table), (unsigned long long)app.cfg.max_body_bytes);
-    for (size_t i = 0; i < app.n_models; i++)
-        ss_log(SS_LOG_INFO, "model %s v%u (%u inputs, %u layers)", app.models[i]->name,
-               app.models[i]->version, app.models[i]->n_in, app.models[i]->n_layers);
+    ss_mver **vs;
+    size_t nv;
+    if (ss_reg_list(app.reg, 0, &vs, &nv) == 0) {
+        for (size_t i = 0; i < nv; i++)
+            ss_log(SS_LOG_INFO, "model %s v%u (%u inputs, %u layers)", vs[i]->name, vs[i]->version,
+                   vs[i]->model->n_in, vs[i]->model->n_layers);
+        ss_reg_list_free(vs, nv);
+    }
+    if (strcmp(app.cfg.model_control, "none") != 0)
+        ss_log(SS_LOG_INFO, "--model-control %s", app.cfg.model_control);
     if (app.h2) ss_log(SS_LOG_INFO, "gRPC on %s:%u", app.cfg.bind, (unsigned)app.grpc_port);
     if (cfg.grpc_port_file[0] && app.h2 && write_port_file(cfg.grpc_port_file, app.grpc_port) != 0)
         ss_log(SS_LOG_ERROR, "cannot write --grpc-port-file %s", cfg.grpc_port_file);

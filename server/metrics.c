@@ -272,3 +272,39 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
     *len = b.len;
     return b.buf;
 }
+
+char *ss_metrics_render_models(char *text, size_t *len, const ss_metrics_model *rows, size_t n,
+                               const ss_metrics_models_total *t) {
+    sb b = {text, *len, *len + 1, 0}; /* put() grows it */
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"spikeserve_model_version_loaded", "gauge", "1 for each model version being served."},
+        {"spikeserve_model_sessions_open", "gauge", "Sessions pinned to a model version."},
+        {"spikeserve_model_batches_total", "counter", "Spike batches run, by model and version."},
+        {"spikeserve_model_steps_total", "counter", "Time steps run, by model and version."},
+    };
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        put(&b, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name, fam[f].type);
+        for (size_t i = 0; i < n; i++) {
+            long long v = f == 0   ? 1
+                          : f == 1 ? (long long)rows[i].sessions
+                          : f == 2 ? (long long)rows[i].batches
+                                   : (long long)rows[i].steps;
+            put(&b, "%s{model=\"%s\",version=\"%u\"} %lld\n", fam[f].name, rows[i].model,
+                rows[i].version, v);
+        }
+    }
+    counter(&b, "spikeserve_model_loads_total",
+            "Model versions loaded or reloaded, start-up included.", t->loads);
+    counter(&b, "spikeserve_model_unloads_total", "Model versions taken out of service.",
+            t->unloads);
+    counter(&b, "spikeserve_model_load_failures_total", "Model files refused by the loader.",
+            t->failures);
+    if (b.oom) {
+        free(b.buf);
+        return NULL;
+    }
+    *len = b.len;
+    return b.buf;
+}

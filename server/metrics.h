@@ -35,4 +35,20 @@ int64_t ss_metrics_sessions_open(const ss_metrics *m);
 /* The Prometheus text; malloc'd, NUL-terminated. NULL when out of memory. */
 char *ss_metrics_render(const ss_metrics *m, size_t *len);
 
+/* The spikeserve_model_* families: one row per model version served (registry.h gathers
+ * them) and the registry's totals. */
+typedef struct {
+    char model[72];
+    uint32_t version;
+    int64_t sessions;
+    uint64_t batches, steps;
+} ss_metrics_model;
+typedef struct {
+    uint64_t loads, unloads, failures;
+} ss_metrics_models_total;
+/* Append them to text (ss_metrics_render's, *len bytes): the longer text, or NULL when out
+ * of memory (text is freed then). */
+char *ss_metrics_render_models(char *text, size_t *len, const ss_metrics_model *rows, size_t n,
+                               const ss_metrics_models_total *t);
+
 #endif

@@ -18,10 +18,12 @@
 #define SERVER_VERSION "0.13.0"
 #define HEAD_HEADER "Inference-Header-Content-Length"
 
-/* ---- statistics (the statistics extension): per model, process-wide atomics ---- */
+/* ---- statistics (the statistics extension): per model version, process-wide atomics ----
+ * indexed by the version's slot (registry.h); gen says which version the counts are of, so
+ * a version that takes a freed slot starts from zero */
 
 typedef struct {
-    uint64_t ok, ok_ns, fail, fail_ns, last_ms;
+    uint64_t gen, ok, ok_ns, fail, fail_ns, last_ms;
 } oip_stat;
 static oip_stat stats[SS_OIP_MAX_MODELS];
 
@@ -31,9 +33,18 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void stat_add(uint32_t mi, int ok, int64_t ns) {
+static void stat_add(uint32_t mi, uint64_t gen, int ok, int64_t ns) {
     if (mi >= SS_OIP_MAX_MODELS) return;
     oip_stat *s = &stats[mi];
+    uint64_t was = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
+    if (was != gen &&
+        __atomic_compare_exchange_n(&s->gen, &was, gen, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&s->ok, 0, __ATOMIC_RELAXED); /* the slot's earlier tenant's */
+        __atomic_store_n(&s->ok_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fail, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->fail_ns, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->last_ms, 0, __ATOMIC_RELAXED);
+    }
     __atomic_fetch_add(ok ? &s->ok : &s->fail, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(ok ? &s->ok_ns : &s->fail_ns, (uint64_t)(ns > 0 ? ns : 0), __ATOMIC_RELAXED);
     if (ok) __atomic_store_n(&s->last_ms, (uint64_t)ss_util_now_ms(), __ATOMIC_RELAXED);
@@ -364,23 +375,28 @@ static int now_body(ss_op *o, unsigned status, uint8_t *body, size_t len) {
     return SS_OP_NOW;
 }
 
-/* The model {model} (and version {id} when given): its index, or -1 with o->reply set. */
-static int find_model(ss_op *o) {
-    int mi = ss_app_model(o->app, o->model);
-    if (mi < 0) {
+/* The model {model} (at version {v} when given, else its latest): a reference, or NULL
+ * with o->reply set. */
+static ss_mver *find_model(ss_op *o) {
+    uint32_t version = 0;
+    if (o->sid[0] && !(version = ss_reg_parse_version(o->sid))) {
+        ss_reply_fail(&o->reply, SS_E_NOT_FOUND,
+                      "Request for unknown model: '%s' version %.20s is not found", o->model,
+                      o->sid);
+        return NULL;
+    }
+    ss_mver *v = ss_app_model(o->app, o->model, version);
+    if (v) return v;
+    ss_mver *any = version ? ss_app_model(o->app, o->model, 0) : NULL;
+    if (any)
+        ss_reply_fail(&o->reply, SS_E_NOT_FOUND,
+                      "Request for unknown model: '%s' version %s is not found (latest %u)",
+                      o->model, o->sid, any->version);
+    else
         ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "Request for unknown model: '%s' is not found",
                       o->model);
-        return -1;
-    }
-    char v[16];
-    snprintf(v, sizeof v, "%u", o->app->models[mi]->version);
-    if (o->sid[0] && strcmp(o->sid, v) != 0) {
-        ss_reply_fail(&o->reply, SS_E_NOT_FOUND,
-                      "Request for unknown model: '%s' version %s is not found (it has %s)",
-                      o->model, o->sid, v);
-        return -1;
-    }
-    return mi;
+    ss_reg_unref(any);
+    return NULL;
 }
 
 static int draining(ss_op *o) {
@@ -393,7 +409,7 @@ int ss_oip_op_live(ss_op *o) {
 }
 
 int ss_oip_op_ready(ss_op *o) {
-    if (draining(o) || o->app->n_models == 0)
+    if (draining(o) || ss_reg_count(o->app->reg) == 0)
         return now_fail(o, SS_E_UNAVAILABLE, "server is not ready (%s)",
                         draining(o) ? "shutting down" : "no models");
     ss_reply_set(&o->reply, 200, NULL, NULL, 0);
@@ -403,30 +419,33 @@ int ss_oip_op_ready(ss_op *o) {
 int ss_oip_op_server(ss_op *o) {
     const char *b = "{\"name\":\"spikeserve\",\"version\":\"" SERVER_VERSION
                     "\",\"extensions\":[\"binary_tensor_data\",\"classification\",\"sequence\","
-                    "\"model_configuration\",\"statistics\"]}";
+                    "\"model_configuration\",\"statistics\",\"model_repository\"]}";
     char *c = strdup(b);
     return now_body(o, 200, (uint8_t *)c, c ? strlen(c) : 0);
 }
 
 int ss_oip_op_model(ss_op *o) {
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
     size_t len = 0;
-    uint8_t *b = oip_model(o->app->models[mi], &len);
+    uint8_t *b = oip_model(v->model, &len);
+    ss_reg_unref(v);
     return now_body(o, 200, b, len);
 }
 
 int ss_oip_op_model_ready(ss_op *o) {
-    if (find_model(o) < 0) return SS_OP_NOW;
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
+    ss_reg_unref(v);
     if (draining(o)) return now_fail(o, SS_E_UNAVAILABLE, "server is shutting down");
     ss_reply_set(&o->reply, 200, NULL, NULL, 0);
     return SS_OP_NOW;
 }
 
 int ss_oip_op_config(ss_op *o) {
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
-    const spk_model *m = o->app->models[mi];
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
+    const spk_model *m = v->model;
     obuf b = {0};
     ob_put(&b, "{\"name\":", 8);
     ob_str(&b, m->name);
@@ -458,14 +477,15 @@ int ss_oip_op_config(ss_op *o) {
         ob_printf(&b, ",\"encoding_steps\":{\"string_value\":\"%u\"}",
                   spk_encode_steps(&m->encoding));
     ob_put(&b, "}}", 2);
+    ss_reg_unref(v);
     size_t len = 0;
     uint8_t *body = ob_take(&b, &len);
     return now_body(o, 200, body, len);
 }
 
-static void stat_json(obuf *b, const spk_model *m, uint32_t mi) {
+static void stat_json(obuf *b, const spk_model *m, uint32_t mi, uint64_t gen) {
     oip_stat s = {0};
-    if (mi < SS_OIP_MAX_MODELS) {
+    if (mi < SS_OIP_MAX_MODELS && __atomic_load_n(&stats[mi].gen, __ATOMIC_ACQUIRE) == gen) {
         s.ok = __atomic_load_n(&stats[mi].ok, __ATOMIC_RELAXED);
         s.ok_ns = __atomic_load_n(&stats[mi].ok_ns, __ATOMIC_RELAXED);
         s.fail = __atomic_load_n(&stats[mi].fail, __ATOMIC_RELAXED);
@@ -493,17 +513,25 @@ int ss_oip_op_stats(ss_op *o) {
     obuf b = {0};
     ob_put(&b, "{\"model_stats\":[", 16);
     if (o->model[0]) {
-        int mi = find_model(o);
-        if (mi < 0) {
+        ss_mver *v = find_model(o);
+        if (!v) {
             free(b.p);
             return SS_OP_NOW;
         }
-        stat_json(&b, o->app->models[mi], (uint32_t)mi);
+        stat_json(&b, v->model, v->slot, v->gen);
+        ss_reg_unref(v);
     } else {
-        for (size_t i = 0; i < o->app->n_models; i++) {
-            if (i) ob_put(&b, ",", 1);
-            stat_json(&b, o->app->models[i], (uint32_t)i);
+        ss_mver **vs;
+        size_t n;
+        if (ss_reg_list(o->app->reg, 0, &vs, &n) != 0) {
+            free(b.p);
+            return now_fail(o, SS_E_NOMEM, "out of memory");
         }
+        for (size_t i = 0; i < n; i++) {
+            if (i) ob_put(&b, ",", 1);
+            stat_json(&b, vs[i]->model, vs[i]->slot, vs[i]->gen);
+        }
+        ss_reg_list_free(vs, n);
     }
     ob_put(&b, "]}", 2);
     size_t len = 0;
@@ -512,25 +540,34 @@ int ss_oip_op_stats(ss_op *o) {
 }
 
 int ss_oip_op_index(ss_op *o) {
-    /* body: optional {"ready": bool}; every model here is loaded and ready */
+    /* body: optional {"ready": bool}: true lists only what is loaded */
+    int want_ready = -1;
     if (o->len) {
         json_error_t je;
         json_t *r = json_loadb((const char *)o->body, o->len, 0, &je);
         int ok = r && json_is_object(r) &&
                  (!json_object_get(r, "ready") || json_is_boolean(json_object_get(r, "ready")));
+        if (ok && json_is_true(json_object_get(r, "ready"))) want_ready = 1;
         json_decref(r);
         if (!ok)
             return now_fail(o, SS_E_INVALID,
                             "repository index: the body must be {\"ready\": true|false} or empty");
     }
+    ss_reg_row *rows;
+    size_t n;
+    if (ss_reg_index(o->app->reg, &rows, &n) != 0) return now_fail(o, SS_E_NOMEM, "out of memory");
     obuf b = {0};
     ob_put(&b, "[", 1);
-    for (size_t i = 0; i < o->app->n_models; i++) {
-        ob_put(&b, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
-        ob_str(&b, o->app->models[i]->name);
-        ob_printf(&b, ",\"version\":\"%u\",\"state\":\"READY\",\"reason\":\"\"}",
-                  o->app->models[i]->version);
+    for (size_t i = 0; i < n; i++) { /* every version: listed ones, refused files, unloaded */
+        if (want_ready >= 0 && rows[i].ready != want_ready) continue;
+        ob_put(&b, b.len > 1 ? ",{\"name\":" : "{\"name\":", b.len > 1 ? 9 : 8);
+        ob_str(&b, rows[i].name);
+        if (rows[i].version) ob_printf(&b, ",\"version\":\"%u\"", rows[i].version);
+        ob_printf(&b, ",\"state\":\"%s\",\"reason\":", rows[i].ready ? "READY" : "UNAVAILABLE");
+        ob_str(&b, rows[i].reason);
+        ob_put(&b, "}", 1);
     }
+    free(rows);
     ob_put(&b, "]", 1);
     size_t len = 0;
     uint8_t *body = ob_take(&b, &len);
@@ -632,7 +669,7 @@ static void answered(ss_job *j) {
         r->hname = HEAD_HEADER;
         snprintf(r->hvalue, sizeof r->hvalue, "%zu", f->head_len);
     }
-    stat_add(f->model_idx, ok, now_ns() - f->t0_ns);
+    stat_add(f->model_idx, f->model_gen, ok, now_ns() - f->t0_ns);
     f->done(j);
 }
 
@@ -675,7 +712,7 @@ static ss_limits limits(const ss_app *a) {
 
 /* The sequence's session for this request: a reference (reset queued first when a start
  * finds it open), or NULL with o->reply set. */
-static ss_sess *sequence(ss_op *o, int mi, const ss_oip_seq *q) {
+static ss_sess *sequence(ss_op *o, ss_mver *v, const ss_oip_seq *q) {
     char id[SS_ID_MAX + 1];
     if (ss_oip_session_id(o->model, q, id, sizeof id) != 0) {
         ss_reply_fail(&o->reply, SS_E_INVALID,
@@ -690,10 +727,20 @@ static ss_sess *sequence(ss_op *o, int mi, const ss_oip_seq *q) {
             pthread_mutex_lock(&s->mu);
             int gone = s->closed;
             pthread_mutex_unlock(&s->mu);
-            if (gone || !ss_sess_visible(s, o->owner) || s->model_idx != (uint32_t)mi) {
+            if (gone || !ss_sess_visible(s, o->owner) || strcmp(s->model->name, v->name) != 0) {
                 ss_sess_unref(s);
                 s = NULL;
             }
+        }
+        /* a sequence stays on the version it started on; a request naming another one, or
+         * one whose input size differs from the latest's, is refused */
+        if (s && s->mv != v && (o->sid[0] || q->start || s->model->n_in != v->model->n_in)) {
+            ss_reply_fail(&o->reply, SS_E_CONFLICT,
+                          "sequence session %s runs model '%s' version %u, not version %u; end "
+                          "it first (sequence_end)",
+                          id, s->model->name, s->model->version, v->version);
+            ss_sess_unref(s);
+            return NULL;
         }
         if (s && q->start) { /* a new sequence on this id: from the initial state */
             ss_job *r = ss_job_new(SS_JOB_RESET);
@@ -736,7 +783,7 @@ static ss_sess *sequence(ss_op *o, int mi, const ss_oip_seq *q) {
             return NULL;
         }
         int taken = 0;
-        s = ss_op_open_named(o, mi, id, &taken);
+        s = ss_op_open_named(o, v, id, &taken);
         if (s || !taken) return s;
         ss_reply_clear(&o->reply); /* opened meanwhile: look it up again */
     }
@@ -747,19 +794,24 @@ static ss_sess *sequence(ss_op *o, int mi, const ss_oip_seq *q) {
 
 int ss_oip_infer(ss_op *o, size_t head_len) {
     int64_t t0 = now_ns();
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
-    const spk_model *m = o->app->models[mi];
-    if (head_len > o->len)
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
+    const spk_model *m = v->model;
+    uint32_t mi = v->slot;
+    if (head_len > o->len) {
+        ss_reg_unref(v);
         return now_fail(o, SS_E_INVALID, HEAD_HEADER " %zu passes the end of the body (%zu bytes)",
                         head_len, o->len);
+    }
     ss_oip_fmt *f = malloc(sizeof *f);
     ss_job *j = ss_job_new(SS_JOB_INFER);
     if (!f || !j) {
         free(f);
         ss_job_free(j);
+        ss_reg_unref(v);
         return now_fail(o, SS_E_NOMEM, "out of memory");
     }
+    j->mv = v; /* the job holds the reference from here on (ss_job_free drops it) */
     j->fmt = f;
     j->fmt_free = free;
     ss_limits lim = limits(o->app);
@@ -769,21 +821,22 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
                            &j->batch, f, &q, err, sizeof err);
     f->head = &f->head_len;
     f->t0_ns = t0;
-    f->model_idx = (uint32_t)mi;
+    f->model_idx = mi;
+    f->model_gen = v->gen;
     f->app = o->app;
     f->done = o->done;
     if (rc != 0) {
+        stat_add(mi, v->gen, 0, now_ns() - t0); /* before the job (and v's reference) goes */
         ss_job_free(j);
-        stat_add((uint32_t)mi, 0, now_ns() - t0);
         return now_fail(o, rc, "%s", err);
     }
     o->done = step_done;
     if (!q.has_id) {
         j->model = m;
-        j->model_idx = (uint32_t)mi;
+        j->model_idx = mi;
         return ss_op_submit(o, j, ss_app_pick_worker(o->app));
     }
-    ss_sess *s = sequence(o, mi, &q);
+    ss_sess *s = sequence(o, v, &q);
     if (!s) {
         o->done = f->done;
         ss_job_free(j);
@@ -791,6 +844,8 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     }
     j->kind = SS_JOB_STEP;
     j->sess = s; /* the reference from sequence() */
+    ss_reg_unref(j->mv);
+    j->mv = NULL; /* the session's version runs it */
     f->close_after = q.end;
     if (f->id[0]) {
         pthread_mutex_lock(&recs_mu);

@@ -52,6 +52,7 @@ typedef struct ss_oip_fmt {
     /* the request's life (set by ss_oip_infer) */
     int64_t t0_ns;
     uint32_t model_idx;
+    uint64_t model_gen; /* the version's generation (registry.h): its statistics slot */
     int close_after; /* sequence_end */
     struct ss_app *app;
     void (*done)(ss_job *j); /* the front end's done */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../engine/encode.h"
+#include "registry.h"
 #include "store.h"
 
 static int now_fail(ss_op *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -63,11 +64,22 @@ ss_sess *ss_op_session(ss_op *o) {
     return NULL;
 }
 
-/* The model {model}: its index, or -1 with o->reply set. */
-static int find_model(ss_op *o) {
-    int i = ss_app_model(o->app, o->model);
-    if (i < 0) ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "model %s: not found", o->model);
-    return i;
+ss_mver *ss_op_model_version(ss_op *o, uint32_t version) {
+    ss_mver *v = ss_app_model(o->app, o->model, version);
+    if (v) return v;
+    ss_mver *any = version ? ss_app_model(o->app, o->model, 0) : NULL;
+    if (any)
+        ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "model %s: version %u not loaded (latest %u)",
+                      o->model, version, any->version);
+    else
+        ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "model %s: not found", o->model);
+    ss_reg_unref(any);
+    return NULL;
+}
+
+/* The model {model} at its latest version: a reference, or NULL with o->reply set. */
+static ss_mver *find_model(ss_op *o) {
+    return ss_op_model_version(o, 0);
 }
 
 int ss_op_submit(ss_op *o, ss_job *j, uint32_t w) {
@@ -100,29 +112,48 @@ int ss_op_readyz(ss_op *o) {
         return SS_OP_NOW;
     }
     char b[64];
-    snprintf(b, sizeof b, "{\"status\":\"ready\",\"models\":%zu}", o->app->n_models);
+    snprintf(b, sizeof b, "{\"status\":\"ready\",\"models\":%zu}", ss_reg_count(o->app->reg));
     return now_json(o, 200, b);
 }
 
 int ss_op_metrics(ss_op *o) {
-    size_t len;
+    size_t len, n = 0;
+    ss_metrics_model *rows = NULL; /* the spikeserve_model_* families: the registry's */
+    ss_metrics_models_total t;
     char *text = ss_metrics_render(o->app->metrics, &len);
+    if (text && ss_reg_metrics(o->app->reg, &rows, &n, &t) == 0)
+        text = ss_metrics_render_models(text, &len, rows, n, &t);
+    else
+        free(text), text = NULL;
+    free(rows);
     if (!text) return now_fail(o, SS_E_NOMEM, "out of memory");
     ss_reply_set(&o->reply, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     return SS_OP_NOW;
 }
 
 int ss_op_models(ss_op *o) {
-    size_t len = 0;
-    uint8_t *b = o->out->models(o->app->models, o->app->n_models, &len);
+    ss_mver **vs;
+    size_t n, len = 0;
+    if (ss_reg_list(o->app->reg, 1, &vs, &n) != 0) return now_fail(o, SS_E_NOMEM, "out of memory");
+    spk_model **ms = malloc((n ? n : 1) * sizeof *ms);
+    for (size_t i = 0; ms && i < n; i++)
+        ms[i] = vs[i]->model;
+    uint8_t *b = ms ? o->out->models(ms, n, &len) : NULL;
+    free(ms);
+    ss_reg_list_free(vs, n);
     return now_body(o, 200, b, len);
 }
 
 int ss_op_model(ss_op *o) {
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
+    uint32_t version = 0;
+    if (o->sid[0] && !(version = ss_reg_parse_version(o->sid))) /* /versions/{v} */
+        return now_fail(o, SS_E_NOT_FOUND, "model %s: version %.20s: not a version number",
+                        o->model, o->sid);
+    ss_mver *v = ss_op_model_version(o, version);
+    if (!v) return SS_OP_NOW;
     size_t len = 0;
-    uint8_t *b = o->out->model(o->app->models[mi], &len);
+    uint8_t *b = o->out->model(v->model, &len);
+    ss_reg_unref(v);
     return now_body(o, 200, b, len);
 }
 
@@ -197,28 +228,32 @@ static int announce(ss_op *o, ss_sess *s, int logged, int *taken) {
 
 int ss_op_open(ss_op *o) {
     ss_app *a = o->app;
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
     char err[256];
     ss_open_req q;
     int rc = o->in->open_req(o->body, o->len, &q, err, sizeof err);
     if (rc != 0) return now_fail(o, rc, "%s", err);
+    ss_mver *v = ss_op_model_version(o, q.version);
+    if (!v) return SS_OP_NOW;
     uint32_t timeout = q.idle_timeout_s;
     if (!q.has_timeout || (a->cfg.idle_timeout && (timeout == 0 || timeout > a->cfg.idle_timeout)))
         timeout = a->cfg.idle_timeout; /* clients may only shorten it */
     size_t open = ss_table_count(a->table);
-    if (open >= a->cfg.max_sessions)
-        return now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
-                        a->cfg.max_sessions);
     char id[SS_ID_LEN + 1];
-    if (ss_util_new_id(id) != 0) return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
-    ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
-    if (!s) return now_fail(o, SS_E_NOMEM, "out of memory for a session");
+    ss_sess *s = NULL;
+    if (open >= a->cfg.max_sessions)
+        now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
+                 a->cfg.max_sessions);
+    else if (ss_util_new_id(id) != 0)
+        now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+    else if (!(s = ss_sess_create(id, v, ss_app_pick_worker(a), timeout)))
+        now_fail(o, SS_E_NOMEM, "out of memory for a session");
+    ss_reg_unref(v); /* the session holds its own */
+    if (!s) return SS_OP_NOW;
     s->owner = o->owner;
     return announce(o, s, 0, NULL);
 }
 
-ss_sess *ss_op_open_named(ss_op *o, int mi, const char *id, int *taken) {
+ss_sess *ss_op_open_named(ss_op *o, ss_mver *v, const char *id, int *taken) {
     ss_app *a = o->app;
     char err[256];
     *taken = 0;
@@ -227,8 +262,7 @@ ss_sess *ss_op_open_named(ss_op *o, int mi, const char *id, int *taken) {
                       SS_ID_MAX);
         return NULL;
     }
-    ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a),
-                                a->cfg.idle_timeout);
+    ss_sess *s = ss_sess_create(id, v, ss_app_pick_worker(a), a->cfg.idle_timeout);
     if (!s) {
         ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory for a session");
         return NULL;
@@ -314,45 +348,67 @@ int ss_op_step(ss_op *o) {
     return ss_op_submit(o, j, j->sess->worker);
 }
 
-/* A run of model mi on a fresh state (j's batch decoded with rc, err): queued, or refused. */
-static int stateless(ss_op *o, ss_job *j, int mi, int rc, const char *err) {
+void ss_op_job_model(ss_job *j, ss_mver *v) {
+    j->mv = v;
+    j->model = v->model;
+    j->model_idx = v->slot;
+}
+
+/* A run of version v on a fresh state (j's batch decoded with rc, err): queued, or refused.
+ * Takes v's reference. */
+static int stateless(ss_op *o, ss_job *j, ss_mver *v, int rc, const char *err) {
     if (rc != 0) {
         ss_job_free(j);
+        ss_reg_unref(v);
         return now_fail(o, rc, "%s", err);
     }
-    j->model = o->app->models[mi];
-    j->model_idx = (uint32_t)mi;
+    ss_op_job_model(j, v);
     return ss_op_submit(o, j, ss_app_pick_worker(o->app));
 }
 
 int ss_op_infer(ss_op *o) {
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
-    const spk_model *m = o->app->models[mi];
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
+    const spk_model *m = v->model;
     ss_job *j = ss_job_new(SS_JOB_INFER);
-    if (!j) return now_fail(o, SS_E_NOMEM, "out of memory");
+    if (!j) {
+        ss_reg_unref(v);
+        return now_fail(o, SS_E_NOMEM, "out of memory");
+    }
     ss_limits lim = limits(o->app);
     char err[512];
     int rc = o->in->batch(o->body, o->len, m, &lim, &j->batch, err, sizeof err);
-    return stateless(o, j, mi, rc, err);
+    return stateless(o, j, v, rc, err);
 }
 
+static int classify(ss_op *o, ss_mver *v);
 int ss_op_classify(ss_op *o) {
-    int mi = find_model(o);
-    if (mi < 0) return SS_OP_NOW;
-    const spk_model *m = o->app->models[mi];
+    ss_mver *v = find_model(o);
+    if (!v) return SS_OP_NOW;
+    return classify(o, v);
+}
+
+/* ss_op_classify of version v (takes its reference). */
+static int classify(ss_op *o, ss_mver *v) {
+    const spk_model *m = v->model;
     char err[512];
-    if (m->encoding.kind == SPK_ENC_NONE)
+    if (m->encoding.kind == SPK_ENC_NONE) {
+        ss_reg_unref(v);
         return now_fail(o, SS_E_INVALID, "model %s has no input encoding; use /infer", m->name);
+    }
     ss_classify_req q;
     int rc = o->in->classify_req(o->body, o->len, m, &q, err, sizeof err);
-    if (rc != 0) return now_fail(o, rc, "%s", err);
+    if (rc != 0) {
+        ss_reg_unref(v);
+        return now_fail(o, rc, "%s", err);
+    }
     /* the encoding's steps and outputs are held to the limits like any batch's, before
      * anything is allocated from them */
     ss_limits lim = limits(o->app);
     ss_batch probe = {.steps = spk_encode_steps(&m->encoding), .outputs = q.outputs};
     if ((rc = ss_batch_check_limits(m, &probe, &lim, err, sizeof err)) != 0) {
         free(q.values);
+        ss_reg_unref(v);
         return now_fail(o, rc, "the model's encoding: %s", err);
     }
     ss_job *j = ss_job_new(SS_JOB_INFER);
@@ -362,6 +418,7 @@ int ss_op_classify(ss_op *o) {
         free(q.values);
         free(ev);
         ss_job_free(j);
+        ss_reg_unref(v);
         return now_fail(o, SS_E_NOMEM, "out of memory");
     }
     spk_rng rng;
@@ -373,7 +430,7 @@ int ss_op_classify(ss_op *o) {
     j->batch.events = ev;
     j->batch.n_events = n_ev;
     j->batch.outputs = q.outputs;
-    return stateless(o, j, mi, rc ? SS_E_INVALID : 0, err);
+    return stateless(o, j, v, rc ? SS_E_INVALID : 0, err);
 }
 
 int ss_op_state_put(ss_op *o) {
@@ -383,7 +440,7 @@ int ss_op_state_put(ss_op *o) {
         return now_fail(o, SS_E_INVALID, "id: use 1..%d characters of [A-Za-z0-9_-]", SS_ID_MAX);
     ss_job *j = ss_job_new(SS_JOB_STATE_PUT);
     if (!j) return now_fail(o, SS_E_NOMEM, "out of memory");
-    int rc = ss_store_decode(o->body, o->len, a->models, a->n_models, &j->snap, err, sizeof err);
+    int rc = ss_store_decode(o->body, o->len, a->reg, &j->snap, err, sizeof err);
     if (rc != 0) {
         ss_job_free(j);
         return now_fail(o, rc, "%s", err);
@@ -397,8 +454,11 @@ int ss_op_state_put(ss_op *o) {
                 return now_fail(o, SS_E_FORBIDDEN, "session %s belongs to another API key", o->sid);
             }
             if (s->model != j->snap.model) {
-                now_fail(o, SS_E_CONFLICT, "session %s runs model %s; the snapshot is of %s",
-                         o->sid, s->model->name, j->snap.model->name);
+                now_fail(o, SS_E_CONFLICT,
+                         "session %s runs model %s version %u; the snapshot is of %s version %u%s",
+                         o->sid, s->model->name, s->model->version, j->snap.model->name,
+                         j->snap.model->version,
+                         s->model->version == j->snap.model->version ? " (reloaded since)" : "");
                 ss_sess_unref(s);
                 ss_job_free(j);
                 return SS_OP_NOW;
@@ -407,7 +467,7 @@ int ss_op_state_put(ss_op *o) {
             return ss_op_submit(o, j, s->worker);
         }
         uint32_t idle = j->snap.has_idle ? j->snap.idle_timeout_s : a->cfg.idle_timeout;
-        s = ss_sess_create(o->sid, j->snap.model, j->snap.model_idx, ss_app_pick_worker(a), idle);
+        s = ss_sess_create(o->sid, j->snap.mv, ss_app_pick_worker(a), idle);
         if (!s) break;
         s->owner = o->owner;
         if (ss_store_apply(s, &j->snap, err, sizeof err) != 0) {

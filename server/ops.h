@@ -63,10 +63,16 @@ int ss_op_authenticate(ss_op *o, const char *authorization);
 /* The session {id} as the caller may see it: open, visible to o->owner; it counts as
  * activity. A reference, or NULL with o->reply set (404). */
 ss_sess *ss_op_session(ss_op *o);
-/* Open a session of model mi under a name a protocol derives (an OIP sequence:
+/* Open a session of model version v under a name a protocol derives (an OIP sequence:
  * ops.c logs it like PUT's chosen ids), idle timeout --idle-timeout: a reference, or NULL
- * with o->reply set (*taken = 1 and 409 when the id is open already: look it up again). */
-ss_sess *ss_op_open_named(ss_op *o, int mi, const char *id, int *taken);
+ * with o->reply set (*taken = 1 and 409 when the id is open already: look it up again).
+ * v stays the caller's. */
+ss_sess *ss_op_open_named(ss_op *o, struct ss_mver *v, const char *id, int *taken);
+/* The model {model} at version (0: the latest): a reference, or NULL with o->reply set
+ * (404 naming what is missing). */
+struct ss_mver *ss_op_model_version(ss_op *o, uint32_t version);
+/* A stateless job runs version v: j takes v's reference. */
+void ss_op_job_model(ss_job *j, struct ss_mver *v);
 /* Subscribe sub to the session {id}'s events (it takes one reference of sub on success):
  * 0, or an ss_err with o->reply set. */
 int ss_op_subscribe(ss_op *o, ss_sse *sub);

@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "oip.h"
+#include "repo.h"
 #include "ui.h"
 
 #define J SS_FMT_JSON
@@ -26,6 +27,7 @@ const ss_route_def ss_routes[] = {
     {"GET",    "/ui/fmnist/{index}",             ss_ui_op_image, NULL,             SS_BODY_NONE,     0,                       SS_FMT_ANY, SS_AUTH_KEY,    0, NULL},
     {"GET",    "/v1/models",                     ss_op_models, NULL,               SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     SS_RF_SLASH, NULL},
     {"GET",    "/v1/models/{model}",             ss_op_model, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
+    {"GET",    "/v1/models/{model}/versions/{v}", ss_op_model, NULL,               SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
     {"POST",   "/v1/models/{model}/sessions",    ss_op_open, NULL,                 SS_BODY_BUFFERED, J | P,                   J | P,     SS_AUTH_KEY,     0, NULL},
     {"GET",    "/v1/sessions/{id}",              ss_op_session_get, NULL,          SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
     {"DELETE", "/v1/sessions/{id}",              ss_op_close, NULL,                SS_BODY_NONE,     0,                       J | P,     SS_AUTH_KEY,     0, NULL},
@@ -42,6 +44,8 @@ const ss_route_def ss_routes[] = {
     {"GET",    "/v2/health/ready",               ss_oip_op_ready, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_OPEN,    SS_RF_DRAINING, O},
     {"GET",    "/v2",                            ss_oip_op_server, NULL,           SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     SS_RF_SLASH,    O},
     {"POST",   "/v2/repository/index",           ss_oip_op_index, NULL,            SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
+    {"POST",   "/v2/repository/models/{model}/load", ss_repo_op_load, NULL,     SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
+    {"POST",   "/v2/repository/models/{model}/unload", ss_repo_op_unload, NULL, SS_BODY_BUFFERED, J,                       J,         SS_AUTH_KEY,     0,              O},
     {"GET",    "/v2/models/stats",               ss_oip_op_stats, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
     {"GET",    "/v2/models/{model}",             ss_oip_op_model, NULL,            SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},
     {"GET",    "/v2/models/{model}/versions/{v}", ss_oip_op_model, NULL,           SS_BODY_NONE,     0,                       J,         SS_AUTH_KEY,     0,              O},

@@ -4,15 +4,16 @@
 
 #include "answer.h"
 #include "codec.h"
+#include "registry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, uint32_t worker,
-                        uint32_t idle_timeout_s) {
+ss_sess *ss_sess_create(const char *id, ss_mver *mv, uint32_t worker, uint32_t idle_timeout_s) {
     ss_sess *s = calloc(1, sizeof *s);
     if (!s) return NULL;
+    const spk_model *m = mv->model;
     s->state = spk_state_create(m);
     if (!s->state) {
         free(s);
@@ -20,7 +21,10 @@ ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, 
     }
     snprintf(s->id, sizeof s->id, "%s", id);
     s->model = m;
-    s->model_idx = model_idx;
+    s->model_idx = mv->slot;
+    s->mv = mv;
+    ss_reg_ref(mv);
+    __atomic_fetch_add(&mv->sessions, 1, __ATOMIC_RELAXED);
     s->worker = worker;
     s->idle_timeout_s = idle_timeout_s;
     s->created_ms = s->active_ms = ss_util_now_ms();
@@ -62,6 +66,8 @@ void ss_sess_unref(ss_sess *s) {
     free(s->subs);
     spk_state_free(s->state);
     ss_answer_free(s->last);
+    if (s->mv) __atomic_fetch_sub(&s->mv->sessions, 1, __ATOMIC_RELAXED);
+    ss_reg_unref(s->mv); /* last: the answer and state above were of its model */
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

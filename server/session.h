@@ -24,8 +24,9 @@
 
 typedef struct ss_sess {
     char id[SS_ID_MAX + 1];
-    const spk_model *model;
-    uint32_t model_idx;
+    const spk_model *model; /* mv->model */
+    uint32_t model_idx;     /* mv->slot */
+    struct ss_mver *mv;     /* the model version it is pinned to: a reference (registry.h) */
     uint32_t worker;
     uint64_t owner;         /* hash of the API key that opened it (0: any key), fixed */
     spk_state *state;       /* worker-owned */
@@ -57,8 +58,9 @@ void ss_sess_info_get(ss_sess *s, ss_sess_info *out);
 /* Set the answer of last_seq (worker-only): s takes a (NULL drops the stored one). */
 void ss_sess_set_last(ss_sess *s, struct ss_answer *a);
 
-/* A new session (one reference), state at the model's initial state, times = now. */
-ss_sess *ss_sess_create(const char *id, const spk_model *m, uint32_t model_idx, uint32_t worker,
+/* A new session (one reference) of model version mv (it takes a reference of its own),
+ * state at the model's initial state, times = now. */
+ss_sess *ss_sess_create(const char *id, struct ss_mver *mv, uint32_t worker,
                         uint32_t idle_timeout_s);
 void ss_sess_ref(ss_sess *s);
 void ss_sess_unref(ss_sess *s); /* frees at zero; NULL is a no-op */

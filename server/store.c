@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "codec.h"
 #include "model.pb-c.h"
+#include "registry.h"
 
 #define SUFFIX ".session"
 
@@ -74,8 +75,8 @@ int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char
     return 0;
 }
 
-int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, size_t n_models,
-                    ss_snap *out, char *err, size_t errlen) {
+int ss_store_decode(const uint8_t *buf, size_t len, ss_reg *reg, ss_snap *out, char *err,
+                    size_t errlen) {
     memset(out, 0, sizeof *out);
     Spikeserve__SessionSnapshot *m = spikeserve__session_snapshot__unpack(NULL, len, buf);
     if (!m) {
@@ -88,16 +89,22 @@ int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, si
         rc = -1;
         goto done;
     }
-    for (size_t i = 0; i < n_models; i++)
-        if (!strcmp(models[i]->name, m->model)) {
-            out->model = models[i];
-            out->model_idx = (uint32_t)i;
+    uint32_t version = m->has_model_version ? m->model_version : 0;
+    out->mv = ss_reg_get(reg, m->model, version);
+    if (!out->mv) {
+        if (version && (out->mv = ss_reg_get(reg, m->model, 0)) != NULL) {
+            ss_reg_unref(out->mv);
+            out->mv = NULL;
+            snprintf(err, errlen, "model_version: model \"%.64s\" version %u is not loaded",
+                     m->model, version);
+        } else {
+            snprintf(err, errlen, "model: no model named \"%.64s\" is loaded", m->model);
         }
-    if (!out->model) {
-        snprintf(err, errlen, "model: no model named \"%.64s\" is loaded", m->model);
         rc = SS_E_NOT_FOUND;
         goto done;
     }
+    out->model = out->mv->model;
+    out->model_idx = out->mv->slot;
     if (m->session_id && *m->session_id) {
         if (!ss_util_valid_id(m->session_id, strlen(m->session_id))) {
             snprintf(err, errlen, "session_id: not a valid id");
@@ -151,12 +158,16 @@ void ss_store_snap_free(ss_snap *s) {
     free(s->last_pb);
     free(s->state);
     s->last_pb = s->state = NULL;
+    ss_reg_unref(s->mv);
+    s->mv = NULL;
 }
 
 int ss_store_apply(ss_sess *s, const ss_snap *snap, char *err, size_t errlen) {
     if (snap->model != s->model) {
-        snprintf(err, errlen, "snapshot is of model %s; the session runs %s", snap->model->name,
-                 s->model->name);
+        snprintf(err, errlen,
+                 "snapshot is of model %s version %u; the session runs %s version %u%s",
+                 snap->model->name, snap->model->version, s->model->name, s->model->version,
+                 snap->model->version == s->model->version ? " (reloaded since)" : "");
         return -1;
     }
     ss_answer *last = NULL;
@@ -197,8 +208,7 @@ void ss_store_remove(const char *dir, const char *id) {
     unlink(path);
 }
 
-int ss_store_load_dir(const char *dir, spk_model *const *models, size_t n_models,
-                      void (*fn)(const ss_snap *snap, void *arg),
+int ss_store_load_dir(const char *dir, ss_reg *reg, void (*fn)(const ss_snap *snap, void *arg),
                       void (*bad)(const char *path, const char *msg, void *arg), void *arg,
                       char *err, size_t errlen) {
     DIR *d = opendir(dir);
@@ -220,7 +230,7 @@ int ss_store_load_dir(const char *dir, spk_model *const *models, size_t n_models
             continue;
         }
         ss_snap snap;
-        int rc = ss_store_decode(buf, len, models, n_models, &snap, msg, sizeof msg);
+        int rc = ss_store_decode(buf, len, reg, &snap, msg, sizeof msg);
         free(buf);
         if (rc != 0) {
             bad(path, msg, arg);

@@ -11,10 +11,13 @@
 #include "err.h"
 #include "session.h"
 
+struct ss_reg;
+
 typedef struct {
     char id[SS_ID_MAX + 1]; /* may be empty (PUT names the id in the path) */
-    const spk_model *model;
-    uint32_t model_idx;
+    const spk_model *model; /* mv->model */
+    uint32_t model_idx;     /* mv->slot */
+    struct ss_mver *mv;     /* the snapshot's model version: a reference (registry.h) */
     int has_idle;
     uint32_t idle_timeout_s;
     uint64_t last_seq;
@@ -31,11 +34,12 @@ typedef struct {
  * malloc'd. 0 or -1. */
 int ss_store_encode(ss_sess *s, int with_owner, uint8_t **buf, size_t *len, char *err,
                     size_t errlen);
-/* Decode and check against the loaded models. 0, SS_E_INVALID (bad bytes) or SS_E_NOT_FOUND
- * (unknown model). */
-int ss_store_decode(const uint8_t *buf, size_t len, spk_model *const *models, size_t n_models,
-                    ss_snap *out, char *err, size_t errlen);
-void ss_store_snap_free(ss_snap *s); /* frees the arrays, not s */
+/* Decode and check against the loaded models: the snapshot's model at its model_version
+ * (a snapshot without a version: the latest). 0, SS_E_INVALID (bad bytes) or SS_E_NOT_FOUND
+ * (that model or version is not loaded). */
+int ss_store_decode(const uint8_t *buf, size_t len, struct ss_reg *reg, ss_snap *out, char *err,
+                    size_t errlen);
+void ss_store_snap_free(ss_snap *s); /* frees the arrays and the reference, not s */
 /* Put a snapshot into a session of the same model (worker-only, or before the session is
  * published): engine state, t, last_seq, stored answer, idle timeout, creation time.
  * 0, or -1 leaving the session unchanged. */
@@ -46,7 +50,7 @@ void ss_store_remove(const char *dir, const char *id);
 /* Call fn for every "*.session" file of dir with its decoded snapshot (fn takes nothing
  * over; the snapshot is freed after). Files that fail to decode are reported through
  * bad(path, message). Returns the number of files loaded, or -1 when dir is unreadable. */
-int ss_store_load_dir(const char *dir, spk_model *const *models, size_t n_models,
+int ss_store_load_dir(const char *dir, struct ss_reg *reg,
                       void (*fn)(const ss_snap *snap, void *arg),
                       void (*bad)(const char *path, const char *msg, void *arg), void *arg,
                       char *err, size_t errlen);

@@ -19,6 +19,7 @@
 #include "apply.h"
 #include "exec.h"
 #include "log.h"
+#include "registry.h"
 
 enum { REC_STEP = 1, REC_RESET = 2, REC_CLOSE = 3, REC_SNAP = 4 };
 #define REC_MAX ((size_t)1 << 30)
@@ -407,9 +408,15 @@ done:
     return rc;
 }
 
-static int replay_file(const char *path, ss_table *table, spk_model *const *models, size_t n_models,
-                       spk_scratch **scratch, uint32_t (*pick)(void *), void *arg, ss_wal_stats *st,
-                       const char *dir, const ss_limits *lim) {
+/* The replay's scratch for s's model version (made on first use). */
+static spk_scratch *replay_scratch(spk_scratch **scratch, const ss_sess *s) {
+    if (!scratch[s->model_idx]) scratch[s->model_idx] = spk_scratch_create(s->model);
+    return scratch[s->model_idx];
+}
+
+static int replay_file(const char *path, ss_table *table, ss_reg *reg, spk_scratch **scratch,
+                       uint32_t (*pick)(void *), void *arg, ss_wal_stats *st, const char *dir,
+                       const ss_limits *lim) {
     uint8_t *buf;
     size_t len;
     char err[512];
@@ -448,8 +455,7 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
         int rc = 1;
         if (kind == REC_SNAP) {
             ss_snap snap;
-            if (ss_store_decode(r.p + r.off, r.len - r.off, models, n_models, &snap, err,
-                                sizeof err) == 0) {
+            if (ss_store_decode(r.p + r.off, r.len - r.off, reg, &snap, err, sizeof err) == 0) {
                 if (s && s->model != snap.model) {
                     ss_table_remove(table, s) ? ss_sess_unref(s) : (void)0;
                     ss_sess_unref(s);
@@ -457,7 +463,7 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
                 }
                 if (!s) {
                     uint32_t idle = snap.has_idle ? snap.idle_timeout_s : 0;
-                    s = ss_sess_create(id, snap.model, snap.model_idx, pick(arg), idle);
+                    s = ss_sess_create(id, snap.mv, pick(arg), idle);
                     if (s) {
                         s->owner = snap.owner;
                         if (ss_table_insert(table, s) != 0) {
@@ -477,7 +483,9 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
         } else if (!s) {
             rc = 1; /* closed before its last save, or never saved: nothing to apply to */
         } else if (kind == REC_STEP) {
-            rc = replay_step(&r, s, scratch[s->model_idx], lim, err, sizeof err);
+            spk_scratch *sc = replay_scratch(scratch, s);
+            if (!sc) snprintf(err, sizeof err, "out of memory");
+            rc = sc ? replay_step(&r, s, sc, lim, err, sizeof err) : -1;
         } else if (kind == REC_RESET) {
             ss_apply_reset(s);
             rc = 0;
@@ -503,30 +511,24 @@ static int replay_file(const char *path, ss_table *table, spk_model *const *mode
     return 0;
 }
 
-int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
-                  char *err, size_t errlen) {
+int ss_wal_replay(const char *dir, ss_table *table, ss_reg *reg, const ss_limits *lim,
+                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
+                  size_t errlen) {
     memset(st, 0, sizeof *st);
-    spk_scratch **scratch = calloc(n_models + 1, sizeof *scratch);
-    if (!scratch) goto oom;
-    for (size_t i = 0; i < n_models; i++)
-        if (!(scratch[i] = spk_scratch_create(models[i]))) goto oom;
+    spk_scratch **scratch = calloc(SS_REG_SLOTS, sizeof *scratch); /* per version slot */
+    if (!scratch) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     /* files in worker order; each session's records are all in one file */
     for (uint32_t i = 0;; i++) {
         char path[1100];
         file_name(dir, i, path, sizeof path);
         if (access(path, F_OK) != 0) break;
-        replay_file(path, table, models, n_models, scratch, pick, arg, st, dir, lim);
+        replay_file(path, table, reg, scratch, pick, arg, st, dir, lim);
     }
-    for (size_t i = 0; i < n_models; i++)
+    for (size_t i = 0; i < SS_REG_SLOTS; i++)
         spk_scratch_free(scratch[i]);
     free(scratch);
     return 0;
-oom:
-    if (scratch)
-        for (size_t i = 0; i < n_models; i++)
-            spk_scratch_free(scratch[i]);
-    free(scratch);
-    snprintf(err, errlen, "out of memory");
-    return -1;
 }

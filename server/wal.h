@@ -65,8 +65,9 @@ uint64_t ss_wal_bytes(const ss_wal *w);
 typedef struct {
     size_t records, applied, skipped, created, closed, torn;
 } ss_wal_stats;
-int ss_wal_replay(const char *dir, ss_table *table, spk_model *const *models, size_t n_models,
-                  const ss_limits *lim, uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st,
-                  char *err, size_t errlen);
+struct ss_reg;
+int ss_wal_replay(const char *dir, ss_table *table, struct ss_reg *reg, const ss_limits *lim,
+                  uint32_t (*pick)(void *arg), void *arg, ss_wal_stats *st, char *err,
+                  size_t errlen);
 
 #endif

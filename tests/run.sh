@@ -45,8 +45,9 @@ for tier in "${tiers[@]}"; do
             n=$(basename "$f" .c); run_case "e2e/$n" "$build/tests/$n"
         done
         # The same server under the other event loop (--event-loop poll): the routes,
-        # suspended uploads and event streams, hostile clients, many threads at once.
-        for n in test_routes test_stream test_events test_hostile test_concurrency; do
+        # suspended uploads and event streams, hostile clients, many threads at once, model
+        # versions swapped under load.
+        for n in test_routes test_stream test_events test_hostile test_concurrency test_reload; do
             [ -x "$build/tests/$n" ] || continue
             run_case "e2e/poll/$n" env SPIKESERVE_EVENT_LOOP=poll "$build/tests/$n"
         done

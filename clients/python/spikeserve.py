@@ -156,12 +156,19 @@ class Client:
         r = self.request("GET", "/v1/models")
         return r["models"] if isinstance(r, dict) else r
 
-    def model(self, name):
-        return self.request("GET", f"/v1/models/{_quote(name)}")
+    def model(self, name, version=None):
+        """The model's metadata: its latest version, or the given one."""
+        path = f"/v1/models/{_quote(name)}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        return self.request("GET", path)
 
     # ---- sessions ----
-    def open_session(self, model, idle_timeout_s=None):
+    def open_session(self, model, idle_timeout_s=None, version=None):
+        """A session on the model's latest version, or pinned to the given one."""
         body = {} if idle_timeout_s is None else {"idle_timeout_s": int(idle_timeout_s)}
+        if version is not None:
+            body["version"] = int(version)
         info = self.request("POST", f"/v1/models/{_quote(model)}/sessions", body)
         return Session(self, info)
 

@@ -11,7 +11,8 @@ units=()
 for f in tests/unit/test_*.c; do units+=("$(basename "$f" .c)"); done
 e2e=(test_routes test_errors test_malformed test_hostile test_stream test_events test_restart
      test_seq test_auth test_concurrency test_drain test_expiry test_continuity test_metrics
-     test_durable test_exposure test_refusals test_ui_images)
+     test_durable test_exposure test_refusals test_ui_images test_versions test_model_control
+     test_reload)
 targets=("$b/spikeserve")
 for t in "${units[@]}" "${e2e[@]}"; do targets+=("$b/tests/$t"); done
 mkdir -p "$b"

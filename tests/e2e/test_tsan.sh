@@ -3,11 +3,12 @@
 # end-to-end tests with SANITIZER=thread (into build-thread/) and runs them; fails on a test
 # failure or on any ThreadSanitizer report in a server log. test_durable runs the
 # write-ahead log (appends from workers and HTTP threads, group commit, checkpoints) under
-# load with kills and restarts, shortened to 5 s of load.
+# load with kills and restarts, shortened to 5 s of load. test_reload swaps model versions
+# (registry.c: read-write lock, reference counts) under concurrent clients.
 set -u
 cd "$(dirname "$0")/../.."
 tests=(test_pool test_h2 test_concurrency test_stream test_events test_drain test_expiry
-       test_durable)
+       test_durable test_versions test_model_control test_reload)
 targets=(build-thread/spikeserve)
 for t in "${tests[@]}"; do targets+=("build-thread/tests/$t"); done
 mkdir -p build-thread

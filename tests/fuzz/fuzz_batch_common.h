@@ -16,10 +16,13 @@
 #include "batch.h"
 #include "codec.h"
 #include "model.pb-c.h"
+#include "registry.h"
 #include "state.h"
 #include "step.h"
 
 static spk_model *fz_model;
+static ss_reg *fz_reg; /* lists fz_model (sessions and snapshots need a version) */
+static ss_mver *fz_mv;
 static spk_state *fz_state;
 static spk_scratch *fz_scratch;
 static const ss_limits fz_limits = {64, 512};
@@ -94,6 +97,9 @@ static void fz_init(void) {
     fz_state = spk_state_create(fz_model);
     fz_scratch = spk_scratch_create(fz_model);
     if (!fz_state || !fz_scratch) fz_die("state", "out of memory");
+    fz_reg = ss_reg_create(".");
+    fz_mv = fz_reg ? ss_reg_adopt(fz_reg, fz_model) : NULL;
+    if (!fz_mv) fz_die("registry", "out of memory");
 }
 
 /* Step an accepted batch on a fresh state and encode the result both ways. */

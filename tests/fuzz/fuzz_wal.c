@@ -61,13 +61,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     write_log(data, size);
     ss_table *t = ss_table_create(16);
-    ss_sess *s = ss_sess_create("s1", fz_model, 0, 0, 60);
+    ss_sess *s = ss_sess_create("s1", fz_mv, 0, 60);
     CHECK(t && s && ss_table_insert(t, s) == 0);
-    spk_model *ms[1] = {fz_model};
     ss_wal_stats st;
     char err[256];
     ss_limits lim = {1u << 24, UINT32_MAX, 1u << 20};
-    CHECK(ss_wal_replay(fz_dir, t, ms, 1, &lim, pick, NULL, &st, err, sizeof err) == 0);
+    CHECK(ss_wal_replay(fz_dir, t, fz_reg, &lim, pick, NULL, &st, err, sizeof err) == 0);
     CHECK(st.applied + st.skipped == st.records && st.torn <= 1);
     ss_sess **all;
     size_t n;
@@ -78,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t len;
         ss_snap snap;
         CHECK(ss_store_encode(all[i], 1, &buf, &len, err, sizeof err) == 0);
-        CHECK(ss_store_decode(buf, len, ms, 1, &snap, err, sizeof err) == 0);
+        CHECK(ss_store_decode(buf, len, fz_reg, &snap, err, sizeof err) == 0);
         ss_store_snap_free(&snap);
         free(buf);
         ss_sess_unref(all[i]);
@@ -98,8 +97,8 @@ int main(int argc, char **argv) {
     CHECK(mkdtemp(tmp));
     ss_wal *w;
     CHECK(ss_wal_open(tmp, 1, &w, err, sizeof err) == 0);
-    ss_sess *s = ss_sess_create("s1", fz_model, 0, 0, 60),
-            *s2 = ss_sess_create("s2", fz_model, 0, 0, 60);
+    ss_sess *s = ss_sess_create("s1", fz_mv, 0, 60),
+            *s2 = ss_sess_create("s2", fz_mv, 0, 60);
     ss_limits lim = {64, 512};
     const char *bodies[] = {"{\"seq\": 1, \"steps\": 4, \"events\": [[0, 1, 1.0], [3, 5, 0.5]]}",
                             "{\"seq\": 2, \"steps\": 2, \"dense\": [[1,0,0,1,0,1],[0,1,1,0,1,0]], "

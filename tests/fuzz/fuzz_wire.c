@@ -22,17 +22,16 @@
     } while (0)
 
 static void snapshot(const uint8_t *d, size_t n) {
-    spk_model *ms[1] = {fz_model};
     ss_snap snap;
     char err[512] = "";
-    int rc = ss_store_decode(d, n, ms, 1, &snap, err, sizeof err);
+    int rc = ss_store_decode(d, n, fz_reg, &snap, err, sizeof err);
     CHECK(rc == 0 || rc == SS_E_INVALID || rc == SS_E_NOT_FOUND || rc == SS_E_NOMEM);
     if (rc != 0) {
         CHECK(err[0]);
         return;
     }
     CHECK(snap.model == fz_model && snap.state);
-    ss_sess *s = ss_sess_create(snap.id[0] ? snap.id : "fuzz", fz_model, 0, 0, 60);
+    ss_sess *s = ss_sess_create(snap.id[0] ? snap.id : "fuzz", fz_mv, 0, 60);
     CHECK(s);
     s->owner = snap.owner; /* as a restore does: owners are fixed at creation */
     CHECK(ss_store_apply(s, &snap, err, sizeof err) == 0); /* decode checked the state */
@@ -40,11 +39,11 @@ static void snapshot(const uint8_t *d, size_t n) {
     size_t len;
     CHECK(ss_store_encode(s, 1, &buf, &len, err, sizeof err) == 0);
     ss_snap again;
-    CHECK(ss_store_decode(buf, len, ms, 1, &again, err, sizeof err) == 0);
+    CHECK(ss_store_decode(buf, len, fz_reg, &again, err, sizeof err) == 0);
     CHECK(again.last_seq == snap.last_seq && again.owner == snap.owner);
     CHECK(!again.last_pb_len == !snap.last_pb_len);
     /* the engine may canonicalize the state it was given; one round later it is fixed */
-    ss_sess *s2 = ss_sess_create(s->id, fz_model, 0, 0, 60);
+    ss_sess *s2 = ss_sess_create(s->id, fz_mv, 0, 60);
     CHECK(s2);
     s2->owner = again.owner;
     CHECK(ss_store_apply(s2, &again, err, sizeof err) == 0);
@@ -135,7 +134,7 @@ int main(int argc, char **argv) {
     c.outputs = outs;
     seed(dir, "classify.pb", 3, buf, spikeserve__classify_request__pack(&c, buf));
     /* a session stepped a little, with a stored answer */
-    ss_sess *s = ss_sess_create("seed-session", fz_model, 0, 0, 60);
+    ss_sess *s = ss_sess_create("seed-session", fz_mv, 0, 60);
     ss_batch b;
     char err[256];
     const char *bj = "{\"seq\": 1, \"steps\": 5, \"events\": [[0, 1, 1.0], [2, 3, 0.5]]}";

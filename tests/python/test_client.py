@@ -228,5 +228,36 @@ class ApiKeyTest(unittest.TestCase):
             two.close()
 
 
+
+class VersionsTest(unittest.TestCase):
+    """Model versions (NAME/VERSION.spk): metadata of a given version, sessions pinned to one."""
+
+    def test_versions(self):
+        import subprocess
+        import tempfile
+        make = os.path.join(HERE, "..", "e2e", "make_model.py")
+        with tempfile.TemporaryDirectory() as d:
+            os.mkdir(os.path.join(d, "tiny"))
+            for rel, args in (("flat.spk", ["--name", "flat"]),
+                              ("tiny/1.spk", ["--name", "tiny", "--seed", "41"]),
+                              ("tiny/2.spk", ["--name", "tiny", "--seed", "42"])):
+                subprocess.run([sys.executable, make, os.path.join(d, rel)] + args, check=True)
+            with spikefix.Server(model_dir=d) as vs:
+                c = Client(vs.url)
+                self.assertEqual(c.model("tiny")["version"], 2)
+                self.assertEqual(c.model("tiny", version=1)["version"], 1)
+                with self.assertRaises(SpikeserveError) as e:
+                    c.model("tiny", version=3)
+                self.assertEqual(e.exception.status, 404)
+                s1, s2 = c.open_session("tiny", version=1), c.open_session("tiny")
+                self.assertEqual((s1.info["model_version"], s2.info["model_version"]), (1, 2))
+                ev = [[t, (3 * t + k) % 20] for t in range(20) for k in range(5)]
+                a, b = s1.step(20, ev), s2.step(20, ev)
+                self.assertNotEqual((a["spikes"], a.get("readout")), (b["spikes"], b.get("readout")))
+                s1.close()
+                s2.close()
+                c.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

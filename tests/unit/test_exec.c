@@ -15,10 +15,12 @@
 #include "../tap.h"
 #include "api.pb-c.h"
 #include "exec.h"
+#include "registry.h"
 
 static const tm_spec SPEC = {.n_in = 12, .n_layers = 2, .n = {10, 6}, .readout = 3, .seed = 7};
 
 static spk_model *model;
+static ss_mver *mv;
 static ss_table *table;
 static ss_metrics *metrics;
 
@@ -39,7 +41,7 @@ static ss_job *step_job(ss_sess *s, const spk_event *ev, size_t n, uint32_t step
 }
 
 static ss_sess *new_session(const char *id) {
-    ss_sess *s = ss_sess_create(id, model, 0, 0, 60);
+    ss_sess *s = ss_sess_create(id, mv, 0, 60);
     ss_table_insert(table, s);
     ss_sess_ref(s);
     return s;
@@ -47,10 +49,11 @@ static ss_sess *new_session(const char *id) {
 
 int main(void) {
     model = tm_load(&SPEC);
+    ss_reg *reg = ss_reg_create(".");
+    mv = ss_reg_adopt(reg, model); /* the registry owns the model now */
     table = ss_table_create(16);
     metrics = ss_metrics_create(1, 1);
-    spk_model *models[1] = {model};
-    ss_exec_env env = {table, metrics, "", models, 1, NULL, 0, NULL};
+    ss_exec_env env = {table, metrics, "", NULL, 0, NULL};
     char err[256];
     ss_exec *x = ss_exec_create(&env, 0, err, sizeof err);
     if (!ok(x != NULL, "an exec context")) return done_testing();
@@ -61,6 +64,8 @@ int main(void) {
     ss_job *g[3] = {step_job(a, ev, 3, 4, 1, &ss_codec_json),
                     step_job(b, ev, 2, 6, 1, &ss_codec_pb), ss_job_new(SS_JOB_INFER)};
     g[2]->model = model;
+    g[2]->mv = mv;
+    ss_reg_ref(mv);
     g[2]->batch.steps = 2;
     g[2]->batch.outputs = ss_outputs_default(model);
     ss_exec_run(x, g, 3);
@@ -106,6 +111,7 @@ int main(void) {
     ss_exec_free(x);
     ss_table_free(table);
     ss_metrics_free(metrics);
-    spk_model_free(model);
+    ss_reg_unref(mv);
+    ss_reg_free(reg);
     return done_testing();
 }

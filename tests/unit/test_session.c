@@ -16,6 +16,7 @@
 #include "../support/testmodel.h"
 #include "../tap.h"
 #include "codec.h"
+#include "registry.h"
 #include "session.h"
 #include "sse.h"
 #include "util.h"
@@ -24,6 +25,7 @@ static const tm_spec SPEC = {
     .n_in = 6, .n_layers = 2, .n = {8, 4}, .readout = 3, .init_state = 1, .seed = 5};
 
 static spk_model *model;
+static ss_mver *mv; /* model, listed in a registry */
 
 static int refs(ss_sess *s) {
     return __atomic_load_n(&s->refs, __ATOMIC_RELAXED);
@@ -47,7 +49,7 @@ static int runs_cleanly(void (*fn)(void)) {
 }
 
 static ss_sess *sess(const char *id) {
-    ss_sess *s = ss_sess_create(id, model, 0, 1, 30);
+    ss_sess *s = ss_sess_create(id, mv, 1, 30);
     if (!s) {
         printf("# ss_sess_create failed\n");
         exit(2);
@@ -57,12 +59,13 @@ static ss_sess *sess(const char *id) {
 
 static void test_create_and_refs(void) {
     int64_t before = ss_util_now_ms();
-    ss_sess *s = ss_sess_create("abc-1_Z", model, 7, 3, 42);
+    ss_sess *s = ss_sess_create("abc-1_Z", mv, 3, 42);
     int64_t after = ss_util_now_ms();
     ok(s != NULL, "create");
     is_str(s->id, "abc-1_Z", "id copied");
-    ok(s->model == model && s->model_idx == 7 && s->worker == 3 && s->idle_timeout_s == 42,
-       "model, model_idx, worker, idle timeout as given");
+    ok(s->model == model && s->mv == mv && s->model_idx == mv->slot && s->worker == 3 &&
+           s->idle_timeout_s == 42 && __atomic_load_n(&mv->sessions, __ATOMIC_RELAXED) == 1,
+       "model version (pinned: counted in its sessions), slot, worker, idle timeout as given");
     ok(s->t == 0 && s->last_seq == 0 && !s->closed && s->n_subs == 0 && s->pending == 0 &&
            s->owner == 0 && s->last == NULL,
        "t 0, last_seq 0, open, no subscribers, unowned, no stored answer");
@@ -87,6 +90,9 @@ static void test_create_and_refs(void) {
     ok(s->active_ms >= a0, "touch: active_ms moves forward (or stays)");
     ss_sess_unref(s);
     ok(ss_sse_closed(sub), "the last unref frees the session, which ends its subscriber");
+    ok(__atomic_load_n(&mv->sessions, __ATOMIC_RELAXED) == 0 &&
+           __atomic_load_n(&mv->refs, __ATOMIC_RELAXED) == 2,
+       "and gives back its reference to the model version (the registry's and ours remain)");
     ss_sse_unref(sub);
     ok(runs_cleanly(unref_null), "ss_sess_unref(NULL) is a no-op (a child calling it exits 0)");
 }
@@ -335,12 +341,15 @@ static void fixed_defects(void) {
 
 int main(void) {
     model = tm_load(&SPEC);
+    ss_reg *reg = ss_reg_create(".");
+    mv = ss_reg_adopt(reg, model);
     test_create_and_refs();
     test_table();
     test_subscribers();
     test_visibility();
     test_threads();
     fixed_defects();
-    spk_model_free(model);
+    ss_reg_unref(mv);
+    ss_reg_free(reg);
     return done_testing();
 }

@@ -24,6 +24,7 @@
 #include "answer.h"
 #include "api.pb-c.h"
 #include "batch.h"
+#include "registry.h"
 #include "session.h"
 #include "store.h"
 #include "wal.h"
@@ -32,6 +33,8 @@ static const tm_spec SPEC = {
     .n_in = 6, .n_layers = 2, .n = {10, 5}, .readout = 3, .init_state = 1, .seed = 21};
 
 static spk_model *model;
+static ss_reg *reg; /* lists model */
+static ss_mver *mv;
 static spk_scratch *scratch;
 
 static void must(int cond, const char *what, const char *err) {
@@ -97,7 +100,7 @@ static uint32_t le32(const uint8_t *p) {
 /* ---- live sessions, changed and logged as a worker does ---- */
 
 static ss_sess *live_new(ss_table *t, const char *id, uint32_t worker) {
-    ss_sess *s = ss_sess_create(id, model, 0, worker, 0);
+    ss_sess *s = ss_sess_create(id, mv, worker, 0);
     must(s != NULL, "ss_sess_create", id);
     ss_sess_ref(s);
     must(ss_table_insert(t, s) == 0, "insert", id);
@@ -159,10 +162,9 @@ static uint32_t pick(void *arg) {
 
 static ss_table *replay(const char *dir, ss_table *into, size_t max_out, ss_wal_stats *st) {
     ss_table *t = into ? into : ss_table_create(100);
-    spk_model *models[1] = {model};
     char err[256];
     ss_limits lim = {1u << 24, UINT32_MAX, max_out};
-    must(ss_wal_replay(dir, t, models, 1, &lim, pick, NULL, st, err, sizeof err) == 0,
+    must(ss_wal_replay(dir, t, reg, &lim, pick, NULL, st, err, sizeof err) == 0,
          "ss_wal_replay", err);
     return t;
 }
@@ -266,10 +268,9 @@ static void test_files(void) {
        "p-0.session written, no q-1.session");
     /* the saved file holds p as it is */
     b = file_read(dir, "p-0.session", &len);
-    spk_model *models[1] = {model};
     ss_snap snap;
-    ss_sess *back = ss_sess_create("p-0", model, 0, 0, 0);
-    ok(ss_store_decode(b, len, models, 1, &snap, err, sizeof err) == 0 &&
+    ss_sess *back = ss_sess_create("p-0", mv, 0, 0);
+    ok(ss_store_decode(b, len, reg, &snap, err, sizeof err) == 0 &&
            ss_store_apply(back, &snap, err, sizeof err) == 0 &&
            tm_state_equal(back->state, p->state) && back->t == 5 && back->last_seq == 1,
        "p-0.session holds p's state, t 5, last_seq 1");
@@ -448,7 +449,7 @@ typedef struct {
 static void load_one(const ss_snap *snap, void *arg) {
     load_ctx *c = arg;
     char err[256];
-    ss_sess *s = ss_sess_create(snap->id, snap->model, snap->model_idx, 0, 0);
+    ss_sess *s = ss_sess_create(snap->id, snap->mv, 0, 0);
     if (s && ss_store_apply(s, snap, err, sizeof err) == 0 && ss_table_insert(c->t, s) == 0) {
         s->owner = snap->owner;
         c->n++;
@@ -483,9 +484,8 @@ static void test_restart(void) {
     ss_wal_free(w); /* killed here: no save, no checkpoint */
 
     ss_table *r = ss_table_create(10);
-    spk_model *models[1] = {model};
     load_ctx lc = {r, 0};
-    is_int(ss_store_load_dir(dir, models, 1, load_one, load_bad, &lc, err, sizeof err), 1,
+    is_int(ss_store_load_dir(dir, reg, load_one, load_bad, &lc, err, sizeof err), 1,
            "restart: one session file (p's, from the checkpoint)");
     ss_wal_stats st;
     replay(dir, r, (size_t)1 << 30, &st);
@@ -526,6 +526,8 @@ static void fixed_defects(void) {
 int main(void) {
     ok(runs_cleanly(free_null), "ss_wal_free(NULL) is a no-op (a child calling it exits 0)");
     model = tm_load(&SPEC);
+    reg = ss_reg_create(".");
+    mv = ss_reg_adopt(reg, model); /* the registry owns the model */
     scratch = spk_scratch_create(model);
     test_files();
     test_replay();
@@ -533,6 +535,7 @@ int main(void) {
     test_restart();
     fixed_defects();
     spk_scratch_free(scratch);
-    spk_model_free(model);
+    ss_reg_unref(mv);
+    ss_reg_free(reg);
     return done_testing();
 }
