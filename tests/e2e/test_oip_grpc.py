@@ -12,7 +12,7 @@ batches. Raw outputs must be bit-identical to REST's binary outputs; v1 (JSON fl
 sequences over ModelInfer and ModelStreamInfer (start, steps, end, continuity, interleaving,
 retries by id, an error answered in its place in the stream), the status codes of errors
 with REST's message text, statistics that move, API keys in metadata, and the accuracy of a
-shipped Fashion-MNIST model through ModelInfer (OIP_GRPC_ACCURACY_N images, default 1000;
+shipped Fashion-MNIST model through ModelInfer (OIP_GRPC_ACCURACY_N images, default 2000;
 0 skips).
 """
 import glob
@@ -536,7 +536,7 @@ def test_stats(stub, cl, model, n_in):
 
 
 def test_accuracy(stub, model):
-    n = int(os.environ.get("OIP_GRPC_ACCURACY_N", "1000"))
+    n = int(os.environ.get("OIP_GRPC_ACCURACY_N", "2000"))
     if n == 0:
         return
     d = "/usr/share/datasets/fashion-mnist"
@@ -568,8 +568,8 @@ def test_accuracy(stub, model):
             return
         right += outputs(r)["prediction"][3][0] == labels[i]
     acc = 100.0 * right / n
-    check(abs(acc - want) <= 3.0, "%s: accuracy through gRPC ModelInfer %.2f %% on %d test images, "
-          "card %.2f %% (+-3 points)" % (model, acc, n, want))
+    check(abs(acc - want) <= 2.5, "%s: accuracy through gRPC ModelInfer %.2f %% on %d test images, "
+          "card %.2f %% (+-2.5 points, as test_oip.py)" % (model, acc, n, want))
 
 
 def test_keys(models_dir):
