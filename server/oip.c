@@ -144,44 +144,58 @@ static uint8_t *ob_take(obuf *b, size_t *len) {
 
 /* ---- the answer codec ---- */
 
-/* One output tensor: JSON data, or binary in tail with its size in parameters. */
-static void put_tensor(obuf *h, obuf *tail, const char *name, const char *dt, const uint64_t *dims,
-                       int nd, int binary, const float *f, const int32_t *i32, size_t n,
-                       char *const *strs) {
+static void ob_sink(void *b, const void *s, size_t n) {
+    ob_put(b, s, n);
+}
+
+/* One output tensor as JSON: data, or binary in tail with its size in parameters. */
+typedef struct {
+    ss_oip_sink sink;
+    obuf h, tail;
+    unsigned k;
+} json_sink;
+
+static void put_tensor(ss_oip_sink *sk, const ss_oip_tensor *t) {
+    json_sink *js = (json_sink *)sk;
+    obuf *h = &js->h, *tail = &js->tail;
+    if (js->k++) ob_put(h, ",", 1);
     ob_s(h, "{\"name\":\"");
-    ob_s(h, name);
+    ob_s(h, t->name);
     ob_s(h, "\",\"datatype\":\"");
-    ob_s(h, dt);
+    ob_s(h, t->dt);
     ob_s(h, "\",\"shape\":[");
-    for (int k = 0; k < nd; k++) {
+    for (int k = 0; k < t->nd; k++) {
         if (k) ob_put(h, ",", 1);
-        ob_u64(h, dims[k]);
+        ob_u64(h, t->dims[k]);
     }
     ob_put(h, "]", 1);
-    if (binary) {
+    if (t->binary) {
         size_t before = tail->len;
-        if (f) ob_put(tail, f, n * sizeof *f); /* little-endian host, as the wire */
-        if (i32) ob_put(tail, i32, n * sizeof *i32);
-        for (size_t k = 0; strs && k < n; k++) {
-            if (strs) {
-                uint32_t l = (uint32_t)strlen(strs[k]);
-                ob_put(tail, &l, 4);
-                ob_put(tail, strs[k], l);
-            }
-        }
+        ss_oip_tensor_bytes(t, ob_sink, tail);
         ob_s(h, ",\"parameters\":{\"binary_data_size\":");
         ob_u64(h, tail->len - before);
         ob_put(h, "}}", 2);
         return;
     }
     ob_put(h, ",\"data\":[", 9);
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < t->n; k++) {
         if (k) ob_put(h, ",", 1);
-        if (f) ob_float(h, f[k]);
-        if (i32) ob_printf(h, "%d", i32[k]);
-        if (strs) ob_str(h, strs[k]);
+        if (t->f) ob_float(h, t->f[k]);
+        if (t->i32) ob_printf(h, "%d", t->i32[k]);
+        if (t->strs) ob_str(h, t->strs[k]);
     }
     ob_put(h, "]}", 2);
+}
+
+void ss_oip_tensor_bytes(const ss_oip_tensor *t, void (*put)(void *ctx, const void *p, size_t n),
+                         void *ctx) {
+    if (t->f) put(ctx, t->f, t->n * sizeof *t->f); /* little-endian host, as the wire */
+    if (t->i32) put(ctx, t->i32, t->n * sizeof *t->i32);
+    for (size_t k = 0; t->strs && k < t->n; k++) {
+        uint32_t l = (uint32_t)strlen(t->strs[k]);
+        put(ctx, &l, 4);
+        put(ctx, t->strs[k], l);
+    }
 }
 
 /* Top-k "score:index:label" strings of the readout row v (n values). */
@@ -212,6 +226,83 @@ fail:
     return NULL;
 }
 
+int ss_oip_tensors(const ss_result *r, const ss_oip_fmt *f, ss_oip_sink *sink) {
+    const spk_model *m = r->model;
+    const float *last = ss_result_last_readout(r);
+    uint32_t no = m->has_readout ? m->readout.n : 0;
+    for (unsigned k = 0; k < f->n_out; k++) {
+        ss_oip_tensor t = {0};
+        t.binary = f->out[k].binary;
+        t.name = f->out[k].which == SS_OIP_SPIKES        ? "output_spikes"
+                 : f->out[k].which == SS_OIP_READOUT     ? "readout"
+                 : f->out[k].which == SS_OIP_READOUT_ALL ? "readout_all"
+                                                         : "prediction";
+        if (f->out[k].klass && last) {
+            char **s = classes(m, last, no, f->out[k].klass);
+            if (!s) return -1;
+            t.dt = "BYTES";
+            t.dims[0] = f->out[k].klass;
+            t.nd = 1;
+            t.strs = s;
+            t.n = f->out[k].klass;
+            sink->tensor(sink, &t);
+            for (uint32_t i = 0; i < f->out[k].klass; i++)
+                free(s[i]);
+            free(s);
+            continue;
+        }
+        t.dt = "FP32";
+        switch (f->out[k].which) {
+        case SS_OIP_SPIKES: {
+            const spk_spike_buf *sb = &r->out->spikes;
+            size_t n = sb->buf ? sb->len : 0;
+            float *v = malloc((n ? n : 1) * 3 * sizeof *v);
+            if (!v) return -1;
+            for (size_t i = 0; i < n; i++) {
+                v[3 * i] = (float)sb->buf[i].step;
+                v[3 * i + 1] = (float)sb->buf[i].neuron;
+                v[3 * i + 2] = sb->buf[i].value;
+            }
+            t.dims[0] = n;
+            t.dims[1] = 3;
+            t.nd = 2;
+            t.f = v;
+            t.n = n * 3;
+            sink->tensor(sink, &t);
+            free(v);
+            break;
+        }
+        case SS_OIP_READOUT:
+            t.dims[0] = last ? no : 0;
+            t.nd = 1;
+            t.f = last;
+            t.n = last ? no : 0;
+            sink->tensor(sink, &t);
+            break;
+        case SS_OIP_READOUT_ALL: {
+            int every = r->out->readout && r->out->readout_every_step;
+            t.dims[0] = every ? r->steps : 0;
+            t.dims[1] = no;
+            t.nd = 2;
+            t.f = r->out->readout;
+            t.n = every ? (size_t)r->steps * no : 0;
+            sink->tensor(sink, &t);
+            break;
+        }
+        default: {
+            int32_t p = last ? (int32_t)spk_argmax(last, no) : -1;
+            t.dt = "INT32";
+            t.dims[0] = 1;
+            t.nd = 1;
+            t.i32 = &p;
+            t.n = 1;
+            sink->tensor(sink, &t);
+        }
+        }
+    }
+    return 0;
+}
+
 static uint8_t *oip_result(const ss_result *r, size_t *len) {
     const ss_oip_fmt *f = r->fmt;
     ss_oip_fmt all;
@@ -224,82 +315,25 @@ static uint8_t *oip_result(const ss_result *r, size_t *len) {
         f = &all;
     }
     const spk_model *m = r->model;
-    obuf h = {0}, tail = {0};
-    ob_put(&h, "{\"model_name\":", 14);
-    ob_str(&h, m->name);
-    ob_s(&h, ",\"model_version\":\"");
-    ob_u64(&h, m->version);
-    ob_put(&h, "\"", 1);
+    json_sink js = {{put_tensor}, {0}, {0}, 0};
+    obuf *h = &js.h;
+    ob_put(h, "{\"model_name\":", 14);
+    ob_str(h, m->name);
+    ob_s(h, ",\"model_version\":\"");
+    ob_u64(h, m->version);
+    ob_put(h, "\"", 1);
     if (f->id[0]) {
-        ob_put(&h, ",\"id\":", 6);
-        ob_str(&h, f->id);
+        ob_put(h, ",\"id\":", 6);
+        ob_str(h, f->id);
     }
-    ob_put(&h, ",\"outputs\":[", 12);
-    const float *last = ss_result_last_readout(r);
-    uint32_t no = m->has_readout ? m->readout.n : 0;
-    for (unsigned k = 0; k < f->n_out; k++) {
-        if (k) ob_put(&h, ",", 1);
-        int bin = f->out[k].binary;
-        const char *name = f->out[k].which == SS_OIP_SPIKES        ? "output_spikes"
-                           : f->out[k].which == SS_OIP_READOUT     ? "readout"
-                           : f->out[k].which == SS_OIP_READOUT_ALL ? "readout_all"
-                                                                   : "prediction";
-        if (f->out[k].klass && last) {
-            char **s = classes(m, last, no, f->out[k].klass);
-            if (!s) {
-                h.oom = 1;
-                break;
-            }
-            uint64_t d[1] = {f->out[k].klass};
-            put_tensor(&h, &tail, name, "BYTES", d, 1, bin, NULL, NULL, f->out[k].klass, s);
-            for (uint32_t i = 0; i < f->out[k].klass; i++)
-                free(s[i]);
-            free(s);
-            continue;
-        }
-        switch (f->out[k].which) {
-        case SS_OIP_SPIKES: {
-            const spk_spike_buf *sb = &r->out->spikes;
-            size_t n = sb->buf ? sb->len : 0;
-            float *v = malloc((n ? n : 1) * 3 * sizeof *v);
-            if (!v) {
-                h.oom = 1;
-                break;
-            }
-            for (size_t i = 0; i < n; i++) {
-                v[3 * i] = (float)sb->buf[i].step;
-                v[3 * i + 1] = (float)sb->buf[i].neuron;
-                v[3 * i + 2] = sb->buf[i].value;
-            }
-            uint64_t d[2] = {n, 3};
-            put_tensor(&h, &tail, name, "FP32", d, 2, bin, v, NULL, n * 3, NULL);
-            free(v);
-            break;
-        }
-        case SS_OIP_READOUT: {
-            uint64_t d[1] = {last ? no : 0};
-            put_tensor(&h, &tail, name, "FP32", d, 1, bin, last, NULL, last ? no : 0, NULL);
-            break;
-        }
-        case SS_OIP_READOUT_ALL: {
-            int every = r->out->readout && r->out->readout_every_step;
-            uint64_t d[2] = {every ? r->steps : 0, no};
-            put_tensor(&h, &tail, name, "FP32", d, 2, bin, r->out->readout, NULL,
-                       every ? (size_t)r->steps * no : 0, NULL);
-            break;
-        }
-        default: {
-            int32_t p = last ? (int32_t)spk_argmax(last, no) : -1;
-            uint64_t d[1] = {1};
-            put_tensor(&h, &tail, name, "INT32", d, 1, bin, NULL, &p, 1, NULL);
-        }
-        }
-    }
-    ob_put(&h, "]}", 2);
-    *f->head = h.len;
-    if (tail.len) ob_put(&h, tail.p, tail.len);
-    free(tail.p);
-    return ob_take(&h, len);
+    ob_put(h, ",\"outputs\":[", 12);
+    if (ss_oip_tensors(r, f, &js.sink) != 0) h->oom = 1;
+    ob_put(h, "]}", 2);
+    *f->head = h->len;
+    if (js.tail.oom) h->oom = 1;
+    if (js.tail.len) ob_put(h, js.tail.p, js.tail.len);
+    free(js.tail.p);
+    return ob_take(h, len);
 }
 
 static uint8_t *oip_error(const char *code, const char *message, size_t *len) {

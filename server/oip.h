@@ -80,6 +80,30 @@ int ss_oip_session_id(const char *model, const ss_oip_seq *seq, char *out, size_
 
 extern const ss_codec ss_codec_oip; /* answers and {"error": "message"} */
 
+/* An answer's output tensors, for an encoder of another wire format (oip_grpc.c): the
+ * codec's result walks the outputs fmt asks for and hands each to a sink. */
+typedef struct {
+    const char *name, *dt; /* "readout", "FP32" */
+    uint64_t dims[2];
+    int nd;
+    int binary;         /* the request asked for it as binary data */
+    size_t n;           /* elements */
+    const float *f;     /* FP32 values, or */
+    const int32_t *i32; /* INT32 values, or */
+    char *const *strs;  /* BYTES strings (classification) */
+} ss_oip_tensor;
+
+typedef struct ss_oip_sink {
+    void (*tensor)(struct ss_oip_sink *s, const ss_oip_tensor *t);
+} ss_oip_sink;
+
+/* Each output tensor of r that f asks for, in order, to sink: 0, or -1 out of memory. */
+int ss_oip_tensors(const ss_result *r, const ss_oip_fmt *f, ss_oip_sink *sink);
+/* A tensor's binary form (little-endian values; BYTES: 4-byte length, then the bytes) as
+ * calls put(ctx, bytes, n). */
+void ss_oip_tensor_bytes(const ss_oip_tensor *t, void (*put)(void *ctx, const void *p, size_t n),
+                         void *ctx);
+
 /* Operations (ops.h); {id} of a /versions/{v} route is the version. */
 int ss_oip_op_live(ss_op *o);
 int ss_oip_op_ready(ss_op *o);

@@ -10,6 +10,7 @@
 #include "oip_grpc.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -363,58 +364,79 @@ int ss_oipg_index(ss_op *o) {
 
 /* ---- ModelInfer: the request as the REST body ---- */
 
-/* A parameter's REST value, NULL with o->reply set. */
-static json_t *param_json(ss_op *o, const char *where, const char *key,
-                          const Inference__InferParameter *p) {
-    json_t *v = NULL;
-    switch (p ? p->parameter_choice_case : 0) {
-    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
-        v = json_boolean(p->bool_param);
-        break;
-    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
-        v = json_integer(p->int64_param);
-        break;
-    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
-        v = json_string(p->string_param);
-        if (!v) invalid(o, "%sparameters %.64s: not UTF-8", where, key);
-        return v;
-    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM:
-        v = json_real(p->double_param);
-        if (!v) invalid(o, "%sparameters %.64s: not a finite number", where, key);
-        return v;
-    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
-        if (p->uint64_param > INT64_MAX) {
-            invalid(o, "%sparameters %.64s: %llu is past 2^63-1", where, key,
-                    (unsigned long long)p->uint64_param);
-            return NULL;
-        }
-        v = json_integer((json_int_t)p->uint64_param);
-        break;
-    default:
-        invalid(o, "%sparameters %.64s: no value", where, key);
-        return NULL;
-    }
-    if (!v) ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory");
-    return v;
+/* The JSON header is written as text (the REST decoder parses it once): strings escaped,
+ * bytes >= 0x80 as they are (the decoder refuses what is not UTF-8). */
+static void j_raw(wbuf *b, const char *s) {
+    put(b, s, strlen(s));
 }
 
-/* Add parameter key = p to obj (creating obj's "parameters" on first use). */
-static int add_param(ss_op *o, json_t *obj, const char *where, const char *key,
-                     const Inference__InferParameter *p) {
-    json_t *v = param_json(o, where, key, p);
-    if (!v) return -1;
-    json_t *ps = json_object_get(obj, "parameters");
-    if (!ps) {
-        ps = json_object();
-        if (!ps || json_object_set_new(obj, "parameters", ps)) {
-            json_decref(v);
-            ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory");
-            return -1;
-        }
+static void j_str(wbuf *b, const char *s) {
+    put(b, "\"", 1);
+    for (const char *p = s;; p++) {
+        size_t n = strcspn(p, "\"\\\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10"
+                              "\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f");
+        put(b, p, n);
+        p += n;
+        if (!*p) break;
+        char e[8];
+        snprintf(e, sizeof e, "\\u%04x", (unsigned char)*p);
+        put(b, e, 6);
     }
-    if (json_object_set_new(ps, key, v)) return invalid(o, "%sparameters: a key not UTF-8", where);
-    return 0;
+    put(b, "\"", 1);
 }
+
+static void j_int(wbuf *b, long long v) {
+    char t[24];
+    put(b, t, (size_t)snprintf(t, sizeof t, "%lld", v));
+}
+
+/* `"key":value` of a parameter. 0, or -1 with o->reply set. */
+static int j_param(ss_op *o, wbuf *b, const char *where, const char *key,
+                   const Inference__InferParameter *p) {
+    j_str(b, key);
+    put(b, ":", 1);
+    switch (p ? p->parameter_choice_case : 0) {
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
+        j_raw(b, p->bool_param ? "true" : "false");
+        return 0;
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
+        j_int(b, (long long)p->int64_param);
+        return 0;
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
+        j_str(b, p->string_param);
+        return 0;
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_DOUBLE_PARAM: {
+        if (!isfinite(p->double_param))
+            return invalid(o, "%sparameters %.64s: not a finite number", where, key);
+        char t[32];
+        put(b, t, (size_t)snprintf(t, sizeof t, "%.17g", p->double_param));
+        return 0;
+    }
+    case INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM:
+        if (p->uint64_param > INT64_MAX)
+            return invalid(o, "%sparameters %.64s: %llu is past 2^63-1", where, key,
+                           (unsigned long long)p->uint64_param);
+        j_int(b, (long long)p->uint64_param);
+        return 0;
+    default:
+        return invalid(o, "%sparameters %.64s: no value", where, key);
+    }
+}
+
+/* A map of parameters (the entries of any of the three generated map types: key, value) as
+ * a JSON object, with `extra` (already JSON) last; rc gets 0, or -1 with o->reply set. */
+#define J_PARAMS(rc, o, b, where, n, entries, extra)                                               \
+    do {                                                                                           \
+        rc = 0;                                                                                    \
+        put(b, "{", 1);                                                                            \
+        for (size_t i_ = 0; i_ < (n) && !rc; i_++) {                                               \
+            if (i_) put(b, ",", 1);                                                                \
+            rc = j_param(o, b, where, (entries)[i_]->key, (entries)[i_]->value);                   \
+        }                                                                                          \
+        if ((n) && (extra)[0]) put(b, ",", 1);                                                     \
+        j_raw(b, extra);                                                                           \
+        put(b, "}", 1);                                                                            \
+    } while (0)
 
 /* The typed contents of input t as little-endian bytes of its datatype into tail. 0, or -1
  * with o->reply set (no contents, contents in a field of another datatype, a value out of
@@ -471,46 +493,29 @@ static int contents(ss_op *o, const Inference__ModelInferRequest__InferInputTens
     return 0;
 }
 
-/* The REST infer body of request q: the JSON header, then the binary tail. NULL with
- * o->reply set. */
+/* The REST infer body of request q: the JSON header, then the binary tail (every input as
+ * binary data, every output asked for as binary). NULL with o->reply set. */
 static uint8_t *rest_body(ss_op *o, const Inference__ModelInferRequest *q, size_t *head_len,
                           size_t *len) {
-    json_t *h = json_object(), *ins = json_array(), *outs = NULL;
-    wbuf tail = {0};
-    uint8_t *body = NULL;
-    if (!h || !ins || json_object_set(h, "inputs", ins)) goto oom;
-    if (q->id[0] && json_object_set_new(h, "id", json_string(q->id))) {
-        invalid(o, "id: not UTF-8");
-        goto fail;
-    }
-    for (size_t i = 0; i < q->n_parameters; i++)
-        if (add_param(o, h, "", q->parameters[i]->key, q->parameters[i]->value)) goto fail;
-    json_t *ps = json_object_get(h, "parameters");
-    if (!ps) {
-        ps = json_object();
-        if (!ps || json_object_set_new(h, "parameters", ps)) goto oom;
-    }
-    if (json_object_set_new(ps, "binary_data_output", json_true())) goto oom; /* outputs raw */
+    wbuf h = {0}, tail = {0};
     if (q->n_raw_input_contents && q->n_raw_input_contents != q->n_inputs) {
         invalid(o, "raw_input_contents has %zu entries for %zu inputs", q->n_raw_input_contents,
                 q->n_inputs);
         goto fail;
     }
+    j_raw(&h, "{");
+    if (q->id[0]) {
+        j_raw(&h, "\"id\":");
+        j_str(&h, q->id);
+        j_raw(&h, ",");
+    }
+    j_raw(&h, "\"parameters\":");
+    int rc;
+    J_PARAMS(rc, o, &h, "", q->n_parameters, q->parameters, "\"binary_data_output\":true");
+    if (rc) goto fail;
+    j_raw(&h, ",\"inputs\":[");
     for (size_t i = 0; i < q->n_inputs; i++) {
         const Inference__ModelInferRequest__InferInputTensor *t = q->inputs[i];
-        json_t *in = json_object(), *shape = json_array();
-        if (!in || json_array_append_new(ins, in)) {
-            json_decref(shape);
-            goto oom;
-        }
-        if (!shape || json_object_set_new(in, "shape", shape)) goto oom;
-        json_object_set_new(in, "name", json_string(t->name));
-        json_object_set_new(in, "datatype", json_string(t->datatype));
-        for (size_t k = 0; k < t->n_shape; k++)
-            json_array_append_new(shape, json_integer(t->shape[k]));
-        for (size_t k = 0; k < t->n_parameters; k++)
-            if (add_param(o, in, "inputs ", t->parameters[k]->key, t->parameters[k]->value))
-                goto fail;
         size_t before = tail.len;
         if (q->n_raw_input_contents) {
             if (t->contents) {
@@ -521,93 +526,106 @@ static uint8_t *rest_body(ss_op *o, const Inference__ModelInferRequest *q, size_
         } else if (contents(o, t, &tail)) {
             goto fail;
         }
-        if (!json_object_get(in, "parameters"))
-            json_object_set_new(in, "parameters", json_object());
-        json_t *ip = json_object_get(in, "parameters");
-        if (!ip || json_object_set_new(ip, "binary_data_size",
-                                       json_integer((json_int_t)(tail.len - before))))
-            goto oom;
+        j_raw(&h, i ? ",{\"name\":" : "{\"name\":");
+        j_str(&h, t->name);
+        j_raw(&h, ",\"datatype\":");
+        j_str(&h, t->datatype);
+        j_raw(&h, ",\"shape\":[");
+        for (size_t k = 0; k < t->n_shape; k++) {
+            if (k) j_raw(&h, ",");
+            j_int(&h, (long long)t->shape[k]);
+        }
+        char size[48];
+        snprintf(size, sizeof size, "\"binary_data_size\":%zu", tail.len - before);
+        j_raw(&h, "],\"parameters\":");
+        J_PARAMS(rc, o, &h, "inputs ", t->n_parameters, t->parameters, size);
+        if (rc) goto fail;
+        j_raw(&h, "}");
     }
+    j_raw(&h, "]");
     if (q->n_outputs) {
-        if (!(outs = json_array()) || json_object_set_new(h, "outputs", outs)) goto oom;
+        j_raw(&h, ",\"outputs\":[");
         for (size_t i = 0; i < q->n_outputs; i++) {
             const Inference__ModelInferRequest__InferRequestedOutputTensor *t = q->outputs[i];
-            json_t *out = json_object();
-            if (!out || json_array_append_new(outs, out)) goto oom;
-            json_object_set_new(out, "name", json_string(t->name));
-            for (size_t k = 0; k < t->n_parameters; k++)
-                if (add_param(o, out, "outputs ", t->parameters[k]->key, t->parameters[k]->value))
-                    goto fail;
-            json_t *op = json_object_get(out, "parameters");
-            if (!op) {
-                if (!(op = json_object()) || json_object_set_new(out, "parameters", op)) goto oom;
-            }
-            if (json_object_set_new(op, "binary_data", json_true())) goto oom;
+            j_raw(&h, i ? ",{\"name\":" : "{\"name\":");
+            j_str(&h, t->name);
+            j_raw(&h, ",\"parameters\":");
+            J_PARAMS(rc, o, &h, "outputs ", t->n_parameters, t->parameters, "\"binary_data\":true");
+            if (rc) goto fail;
+            j_raw(&h, "}");
         }
+        j_raw(&h, "]");
     }
-    if (tail.oom) goto oom;
-    char *head = json_dumps(h, JSON_COMPACT);
-    if (!head) goto oom;
-    *head_len = strlen(head);
-    *len = *head_len + tail.len;
-    body = malloc(*len ? *len : 1);
-    if (body) {
-        memcpy(body, head, *head_len);
-        if (tail.len) memcpy(body + *head_len, tail.p, tail.len);
+    j_raw(&h, "}");
+    *head_len = h.len;
+    put(&h, tail.p, tail.len);
+    if (h.oom || tail.oom) {
+        ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory");
+        goto fail;
     }
-    free(head);
-    if (!body) goto oom;
-    json_decref(ins);
-    json_decref(h);
     free(tail.p);
-    return body;
-oom:
-    ss_reply_fail(&o->reply, SS_E_NOMEM, "out of memory");
+    *len = h.len;
+    return h.p ? h.p : calloc(1, 1);
 fail:
-    json_decref(ins);
-    json_decref(h);
+    free(h.p);
     free(tail.p);
     return NULL;
 }
 
 /* ---- ModelInfer: the answer as a ModelInferResponse (on the worker) ---- */
 
+/* The answer's tensors (oip.h) as InferOutputTensor messages and raw_output_contents. */
+typedef struct {
+    ss_oip_sink sink;
+    wbuf outs, raw;
+} pb_sink;
+
+static void wput(void *b, const void *s, size_t n) {
+    put(b, s, n);
+}
+
+static void pb_tensor(ss_oip_sink *sk, const ss_oip_tensor *t) {
+    pb_sink *ps = (pb_sink *)sk;
+    wbuf m = {0}, shape = {0};
+    put_bytes(&m, 1, t->name, strlen(t->name));
+    put_bytes(&m, 2, t->dt, strlen(t->dt));
+    for (int k = 0; k < t->nd; k++)
+        put_varint(&shape, t->dims[k]);
+    put_bytes(&m, 3, shape.p, shape.len); /* packed */
+    put_bytes(&ps->outs, 5, m.p, m.len);
+    if (m.oom || shape.oom) ps->outs.oom = 1;
+    free(m.p);
+    free(shape.p);
+    size_t n = t->f ? t->n * 4 : t->i32 ? t->n * 4 : 0;
+    for (size_t k = 0; t->strs && k < t->n; k++)
+        n += 4 + strlen(t->strs[k]);
+    put_tag(&ps->raw, 6, 2);
+    put_varint(&ps->raw, n);
+    ss_oip_tensor_bytes(t, wput, &ps->raw);
+}
+
 static uint8_t *infer_response(const ss_result *r, size_t *len) {
     const ss_oip_fmt *f = r->fmt;
-    size_t n = 0;
-    uint8_t *rest = ss_codec_oip.result(r, &n);
-    if (!rest) return NULL;
-    size_t head = f ? f->head_len : n, off = head;
-    json_error_t je;
-    json_t *j = json_loadb((const char *)rest, head, 0, &je);
-    json_t *outs = json_object_get(j, "outputs");
-    wbuf b = {0}, raw = {0};
-    char err[256];
-    int rc = j ? 0 : -1;
-    size_t i;
-    json_t *out;
-    json_array_foreach(outs, i, out) { /* each output's bytes, in order, as raw contents */
-        json_int_t sz = json_integer_value(
-            json_object_get(json_object_get(out, "parameters"), "binary_data_size"));
-        if (sz < 0 || (size_t)sz > n - off) {
-            rc = -1;
-            break;
-        }
-        put_bytes(&raw, 6, rest + off, (size_t)sz);
-        off += (size_t)sz;
-        json_object_del(out, "parameters");
-    }
-    if (!rc) rc = pb_msg(&b, &inference__model_infer_response__descriptor, j, err, sizeof err);
-    put(&b, raw.p, raw.len);
-    json_decref(j);
-    free(rest);
-    free(raw.p);
-    if (rc || b.oom || raw.oom) {
+    if (!f) return NULL; /* the gRPC front end always sets the request's options */
+    pb_sink ps = {{pb_tensor}, {0}, {0}};
+    wbuf b = {0};
+    char v[16];
+    snprintf(v, sizeof v, "%u", r->model->version);
+    put_bytes(&b, 1, r->model->name, strlen(r->model->name));
+    put_bytes(&b, 2, v, strlen(v));
+    if (f->id[0]) put_bytes(&b, 3, f->id, strlen(f->id));
+    int rc = ss_oip_tensors(r, f, &ps.sink);
+    put(&b, ps.outs.p, ps.outs.len);
+    put(&b, ps.raw.p, ps.raw.len);
+    int oom = rc || b.oom || ps.outs.oom || ps.raw.oom;
+    free(ps.outs.p);
+    free(ps.raw.p);
+    if (oom) {
         free(b.p);
         return NULL;
     }
     *len = b.len;
-    return b.p ? b.p : calloc(1, 1);
+    return b.p;
 }
 
 static uint8_t *oipg_error(const char *code, const char *message, size_t *len) {
