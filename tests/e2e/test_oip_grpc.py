@@ -607,6 +607,22 @@ def test_keys(models_dir):
         ch.close()
 
 
+def test_readme_example(gport):
+    import subprocess
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    mark = readme.find("<!-- oip-grpc-example")
+    start = readme.find("```python\n", mark) + 10
+    code = readme[start:readme.find("```", start)].replace("127.0.0.1:8081", "127.0.0.1:%d" % gport)
+    ex = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+    lines = ex.stdout.split("\n")[:-1]
+    check(mark > 0 and ex.returncode == 0 and len(lines) == 5 and lines[0] == "True"
+          and lines[1].split()[0] == "prediction" and 0 <= int(lines[1].split()[1]) < 10
+          and lines[2:] == ["ok 10"] * 3,
+          "the README's OIP gRPC example runs: ready, a prediction, a 3-request sequence streamed",
+          (lines, ex.stderr[-500:]))
+
+
 CHANNEL = None
 STUB = None
 URL = None
@@ -633,6 +649,7 @@ def main():
         test_errors(stub, cl, "tiny", 784)
         test_stats(stub, cl, "tiny", 784)
         if "fmnist" in zoo:
+            test_readme_example(int(open(gf).read()))
             test_accuracy(stub, "fmnist")
         CHANNEL.close()
     test_keys(tmp)
