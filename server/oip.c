@@ -18,12 +18,26 @@
 #define SERVER_VERSION "0.13.0"
 #define HEAD_HEADER "Inference-Header-Content-Length"
 
-/* ---- statistics (the statistics extension): per model, process-wide atomics ---- */
+/* ---- a server's OIP state: statistics and retry records ---- */
 
 typedef struct {
     uint64_t ok, ok_ns, fail, fail_ns, last_ms;
 } oip_stat;
-static oip_stat stats[SS_OIP_MAX_MODELS];
+
+#define REC_BUCKETS 256
+struct rec;
+
+struct ss_oip {
+    oip_stat stats[SS_OIP_MAX_MODELS]; /* atomics, per model index */
+    pthread_mutex_t mu;                /* guards recs */
+    struct rec *recs[REC_BUCKETS];
+};
+
+ss_oip *ss_oip_create(void) {
+    ss_oip *o = calloc(1, sizeof *o);
+    if (o) pthread_mutex_init(&o->mu, NULL);
+    return o;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -31,9 +45,9 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void stat_add(uint32_t mi, int ok, int64_t ns) {
+static void stat_add(ss_oip *oip, uint32_t mi, int ok, int64_t ns) {
     if (mi >= SS_OIP_MAX_MODELS) return;
-    oip_stat *s = &stats[mi];
+    oip_stat *s = &oip->stats[mi];
     __atomic_fetch_add(ok ? &s->ok : &s->fail, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(ok ? &s->ok_ns : &s->fail_ns, (uint64_t)(ns > 0 ? ns : 0), __ATOMIC_RELAXED);
     if (ok) __atomic_store_n(&s->last_ms, (uint64_t)ss_util_now_ms(), __ATOMIC_RELAXED);
@@ -497,8 +511,9 @@ int ss_oip_op_config(ss_op *o) {
     return now_body(o, 200, body, len);
 }
 
-static void stat_json(obuf *b, const spk_model *m, uint32_t mi) {
+static void stat_json(obuf *b, const ss_oip *oip, const spk_model *m, uint32_t mi) {
     oip_stat s = {0};
+    const oip_stat *stats = oip->stats;
     if (mi < SS_OIP_MAX_MODELS) {
         s.ok = __atomic_load_n(&stats[mi].ok, __ATOMIC_RELAXED);
         s.ok_ns = __atomic_load_n(&stats[mi].ok_ns, __ATOMIC_RELAXED);
@@ -532,11 +547,11 @@ int ss_oip_op_stats(ss_op *o) {
             free(b.p);
             return SS_OP_NOW;
         }
-        stat_json(&b, o->app->models[mi], (uint32_t)mi);
+        stat_json(&b, o->app->oip, o->app->models[mi], (uint32_t)mi);
     } else {
         for (size_t i = 0; i < o->app->n_models; i++) {
             if (i) ob_put(&b, ",", 1);
-            stat_json(&b, o->app->models[i], (uint32_t)i);
+            stat_json(&b, o->app->oip, o->app->models[i], (uint32_t)i);
         }
     }
     ob_put(&b, "]}", 2);
@@ -579,8 +594,6 @@ int ss_oip_op_index(ss_op *o) {
  * (apply.h). Requests without an id carry no seq and do not move the count. The records
  * are keyed by session id (and the session's address, so a new session of that id starts
  * afresh); one per open sequence, pruned when their session is gone. */
-#define REC_BUCKETS 256
-
 typedef struct rec {
     char sid[SS_ID_MAX + 1];
     const ss_sess *s;
@@ -588,9 +601,6 @@ typedef struct rec {
     uint64_t seq;
     struct rec *next;
 } rec;
-
-static rec *recs[REC_BUCKETS];
-static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned rec_hash(const char *sid) {
     unsigned h = 2166136261u;
@@ -600,8 +610,9 @@ static unsigned rec_hash(const char *sid) {
 }
 
 /* Set b's seq for request id rid on s (start: a fresh count). 0, or -1 out of memory.
- * Called with recs_mu held. */
+ * Called with a->oip->mu held. */
 static int rec_seq(ss_app *a, ss_sess *s, int start, const char *rid, ss_batch *b) {
+    rec **recs = a->oip->recs;
     rec **pp = &recs[rec_hash(s->id)], *r = NULL;
     while (*pp) { /* find ours; drop records of sessions that are gone */
         rec *e = *pp;
@@ -645,14 +656,25 @@ static int rec_seq(ss_app *a, ss_sess *s, int start, const char *rid, ss_batch *
 }
 
 /* A batch with seq that did not run (refused, failed): its number is free again. */
-static void rec_undo(const ss_sess *s, uint64_t seq) {
-    pthread_mutex_lock(&recs_mu);
-    for (rec *e = recs[rec_hash(s->id)]; e; e = e->next)
+static void rec_undo(ss_oip *oip, const ss_sess *s, uint64_t seq) {
+    pthread_mutex_lock(&oip->mu);
+    for (rec *e = oip->recs[rec_hash(s->id)]; e; e = e->next)
         if (e->s == s && !strcmp(e->sid, s->id) && e->seq == seq) {
             e->seq--;
             e->rid[0] = 0;
         }
-    pthread_mutex_unlock(&recs_mu);
+    pthread_mutex_unlock(&oip->mu);
+}
+
+void ss_oip_free(ss_oip *o) {
+    if (!o) return;
+    for (size_t i = 0; i < REC_BUCKETS; i++)
+        for (rec *e = o->recs[i], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&o->mu);
+    free(o);
 }
 
 /* The answer is ready (the worker's thread, or at once for a refusal): its headers, the
@@ -666,7 +688,7 @@ static void answered(ss_job *j) {
         r->hname = HEAD_HEADER;
         snprintf(r->hvalue, sizeof r->hvalue, "%zu", f->head_len);
     }
-    stat_add(f->model_idx, ok, now_ns() - f->t0_ns);
+    stat_add(f->app->oip, f->model_idx, ok, now_ns() - f->t0_ns);
     f->done(j);
 }
 
@@ -681,7 +703,7 @@ static void step_done(ss_job *j) {
     ss_oip_fmt *f = j->fmt;
     if (j->sess && j->batch.has_seq && (j->reply.status != 200 || j->reply.err) &&
         j->reply.err != SS_E_SEQ)
-        rec_undo(j->sess, j->batch.seq);
+        rec_undo(f->app->oip, j->sess, j->batch.seq);
     if (f->close_after && j->reply.status == 200 && !j->reply.err) {
         ss_job *c = ss_job_new(SS_JOB_CLOSE);
         if (c) {
@@ -808,7 +830,7 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     f->done = o->done;
     if (rc != 0) {
         ss_job_free(j);
-        stat_add((uint32_t)mi, 0, now_ns() - t0);
+        stat_add(o->app->oip, (uint32_t)mi, 0, now_ns() - t0);
         return now_fail(o, rc, "%s", err);
     }
     o->done = step_done;
@@ -827,9 +849,9 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     j->sess = s; /* the reference from sequence() */
     f->close_after = q.end;
     if (f->id[0]) {
-        pthread_mutex_lock(&recs_mu);
+        pthread_mutex_lock(&o->app->oip->mu);
         int rc2 = rec_seq(o->app, s, q.start, f->id, &j->batch);
-        pthread_mutex_unlock(&recs_mu);
+        pthread_mutex_unlock(&o->app->oip->mu);
         if (rc2 != 0) {
             o->done = f->done;
             ss_job_free(j);

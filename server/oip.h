@@ -19,8 +19,9 @@
  * A sequence request with an "id" is numbered with v1's seq, so that a repeat of the
  * sequence's last id is answered from the stored answer without stepping twice.
  *
- * Thread-safety: reentrant, except two process-wide tables (one server per process): the
- * per-model statistics (atomic counters) and the retry records of sequences (a mutex).
+ * Thread-safety: reentrant. A server's OIP state (ss_app.oip: the per-model statistics,
+ * atomic counters, and the retry records of sequences, under a mutex) is its own, so two
+ * servers in one process (the tests) do not share counters.
  */
 #ifndef SS_OIP_H
 #define SS_OIP_H
@@ -35,6 +36,12 @@ struct ss_req;
 #define SS_OIP_MAX_OUTPUTS 4
 #define SS_OIP_ID_MAX 128
 #define SS_OIP_MAX_MODELS 256 /* models with statistics; later ones are served, not counted */
+
+/* A server's OIP state (statistics, retry records): ss_app_init creates it, ss_app_free
+ * frees it (after the workers are joined). NULL when out of memory; free(NULL) a no-op. */
+typedef struct ss_oip ss_oip;
+ss_oip *ss_oip_create(void);
+void ss_oip_free(ss_oip *o);
 
 enum { SS_OIP_SPIKES, SS_OIP_READOUT, SS_OIP_READOUT_ALL, SS_OIP_PREDICTION };
 
