@@ -276,16 +276,31 @@ static void stream_queuing(ss_op *o) {
     pthread_mutex_unlock(&g->mu);
 }
 
+static void oip_settle(gcall *g, uint64_t idx, const ss_reply *rep);
+
+/* A StreamSteps batch or a ModelStreamInfer request has run: its answer in its slot. */
 static void stream_done(ss_job *j) {
     gcall *g = j->ctx;
     pthread_mutex_lock(&g->mu);
     g->inflight[j->tag % SS_GRPC_WINDOW] = NULL;
-    settle(g, j->tag, &j->reply, &j->batch);
+    if (g->m->kind == G_OIP_STREAM)
+        oip_settle(g, j->tag, &j->reply);
+    else
+        settle(g, j->tag, &j->reply, &j->batch);
     emit(g);
     pthread_mutex_unlock(&g->mu);
     ss_h2_call *c = g->c;
     ss_job_free(j);
     ss_h2_call_unref(c);
+}
+
+/* After a message: pause the call when its window is full (1), else 0. */
+static int window_full(gcall *g) {
+    pthread_mutex_lock(&g->mu);
+    int pause = g->next_in - g->next_out >= SS_GRPC_WINDOW && !g->finished;
+    if (pause) g->paused = 1;
+    pthread_mutex_unlock(&g->mu);
+    return pause;
 }
 
 static int stream_message(gcall *g, const uint8_t *msg, size_t len) {
@@ -321,11 +336,7 @@ static int stream_message(gcall *g, const uint8_t *msg, size_t len) {
         ss_op_submit(&o, j, g->sess->worker);
     }
     ss_reply_clear(&o.reply);
-    pthread_mutex_lock(&g->mu);
-    int pause = g->next_in - g->next_out >= SS_GRPC_WINDOW && !g->finished;
-    if (pause) g->paused = 1;
-    pthread_mutex_unlock(&g->mu);
-    return pause;
+    return window_full(g);
 }
 
 /* ---- ModelStreamInfer: StreamSteps' ordered window, each message a ModelInfer ---- */
@@ -343,18 +354,6 @@ static void oip_queuing(ss_op *o) {
     stream_queuing(o);
 }
 
-static void oip_done(ss_job *j) {
-    gcall *g = j->ctx;
-    pthread_mutex_lock(&g->mu);
-    g->inflight[j->tag % SS_GRPC_WINDOW] = NULL;
-    oip_settle(g, j->tag, &j->reply);
-    emit(g);
-    pthread_mutex_unlock(&g->mu);
-    ss_h2_call *c = g->c;
-    ss_job_free(j);
-    ss_h2_call_unref(c);
-}
-
 static int oip_stream_message(gcall *g, const uint8_t *msg, size_t len) {
     ss_op o;
     if (op_init(g, &o, msg, len) != 0) return 0;
@@ -362,7 +361,7 @@ static int oip_stream_message(gcall *g, const uint8_t *msg, size_t len) {
     uint64_t idx = g->cur = g->next_in++;
     pthread_mutex_unlock(&g->mu);
     o.queuing = oip_queuing;
-    o.done = oip_done;
+    o.done = stream_done;
     if (g->m->op(&o) == SS_OP_NOW) { /* refused before it ran: answered in its place */
         pthread_mutex_lock(&g->mu);
         oip_settle(g, idx, &o.reply);
@@ -370,11 +369,7 @@ static int oip_stream_message(gcall *g, const uint8_t *msg, size_t len) {
         pthread_mutex_unlock(&g->mu);
     }
     ss_reply_clear(&o.reply);
-    pthread_mutex_lock(&g->mu);
-    int pause = g->next_in - g->next_out >= SS_GRPC_WINDOW && !g->finished;
-    if (pause) g->paused = 1;
-    pthread_mutex_unlock(&g->mu);
-    return pause;
+    return window_full(g);
 }
 
 /* ---- Events: a subscriber whose events go to the call (sse.h's sink) ---- */

@@ -18,6 +18,7 @@
 
 #include "grpc_service.pb-c.h"
 #include "oip.h"
+#include "util.h"
 
 /* ---- a growing buffer of wire bytes ---- */
 
@@ -30,16 +31,12 @@ typedef struct {
 static void put(wbuf *b, const void *s, size_t n) {
     if (b->oom) return;
     if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        uint8_t *p = realloc(b->p, cap);
+        uint8_t *p = ss_util_grow(b->p, &b->cap, b->len + n, 256);
         if (!p) {
             b->oom = 1;
             return;
         }
         b->p = p;
-        b->cap = cap;
     }
     if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
