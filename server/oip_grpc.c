@@ -421,16 +421,21 @@ static int j_param(ss_op *o, wbuf *b, const char *where, const char *key,
 }
 
 /* A map of parameters (the entries of any of the three generated map types: key, value) as
- * a JSON object, with `extra` (already JSON) last; rc gets 0, or -1 with o->reply set. */
-#define J_PARAMS(rc, o, b, where, n, entries, extra)                                               \
+ * a JSON object, with `extra` (already JSON) last; the key `skip` (REST's binary-data switch
+ * of that level: on gRPC every tensor is raw) is left out. rc gets 0, or -1 with o->reply
+ * set. */
+#define J_PARAMS(rc, o, b, where, n, entries, skip, extra)                                         \
     do {                                                                                           \
+        int first_ = 1;                                                                            \
         rc = 0;                                                                                    \
         put(b, "{", 1);                                                                            \
         for (size_t i_ = 0; i_ < (n) && !rc; i_++) {                                               \
-            if (i_) put(b, ",", 1);                                                                \
+            if (!strcmp((entries)[i_]->key, skip)) continue;                                       \
+            if (!first_) put(b, ",", 1);                                                           \
+            first_ = 0;                                                                            \
             rc = j_param(o, b, where, (entries)[i_]->key, (entries)[i_]->value);                   \
         }                                                                                          \
-        if ((n) && (extra)[0]) put(b, ",", 1);                                                     \
+        if (!first_ && (extra)[0]) put(b, ",", 1);                                                 \
         j_raw(b, extra);                                                                           \
         put(b, "}", 1);                                                                            \
     } while (0)
@@ -508,7 +513,8 @@ static uint8_t *rest_body(ss_op *o, const Inference__ModelInferRequest *q, size_
     }
     j_raw(&h, "\"parameters\":");
     int rc;
-    J_PARAMS(rc, o, &h, "", q->n_parameters, q->parameters, "\"binary_data_output\":true");
+    J_PARAMS(rc, o, &h, "", q->n_parameters, q->parameters, "binary_data_output",
+             "\"binary_data_output\":true");
     if (rc) goto fail;
     j_raw(&h, ",\"inputs\":[");
     for (size_t i = 0; i < q->n_inputs; i++) {
@@ -535,7 +541,7 @@ static uint8_t *rest_body(ss_op *o, const Inference__ModelInferRequest *q, size_
         char size[48];
         snprintf(size, sizeof size, "\"binary_data_size\":%zu", tail.len - before);
         j_raw(&h, "],\"parameters\":");
-        J_PARAMS(rc, o, &h, "inputs ", t->n_parameters, t->parameters, size);
+        J_PARAMS(rc, o, &h, "inputs ", t->n_parameters, t->parameters, "binary_data_size", size);
         if (rc) goto fail;
         j_raw(&h, "}");
     }
@@ -547,7 +553,8 @@ static uint8_t *rest_body(ss_op *o, const Inference__ModelInferRequest *q, size_
             j_raw(&h, i ? ",{\"name\":" : "{\"name\":");
             j_str(&h, t->name);
             j_raw(&h, ",\"parameters\":");
-            J_PARAMS(rc, o, &h, "outputs ", t->n_parameters, t->parameters, "\"binary_data\":true");
+            J_PARAMS(rc, o, &h, "outputs ", t->n_parameters, t->parameters, "binary_data",
+                     "\"binary_data\":true");
             if (rc) goto fail;
             j_raw(&h, "}");
         }
@@ -646,6 +653,17 @@ static const ss_codec ss_codec_oipg = {
     infer_response, oipg_error,         oipg_session, oipg_model, oipg_models,
 };
 
+/* A decoder message in gRPC's words: its tensors carry no binary_data_size, their bytes are
+ * raw_input_contents or the typed contents. */
+static void grpc_words(char *msg, size_t cap) {
+    static const char from[] = "binary_data_size", to[] = "byte size of the contents";
+    char *p = strstr(msg, from);
+    if (!p) return;
+    char tmp[sizeof((ss_reply *)0)->msg];
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(p - msg), msg, to, p + sizeof from - 1);
+    snprintf(msg, cap, "%s", tmp);
+}
+
 int ss_oipg_infer(ss_op *o) {
     Inference__ModelInferRequest *q = inference__model_infer_request__unpack(NULL, o->len, o->body);
     if (!q) {
@@ -664,6 +682,7 @@ int ss_oipg_infer(ss_op *o) {
         rc = ss_oip_infer(o, head); /* decodes the body before it returns */
         o->body = msg;
         o->len = msg_len;
+        if (rc == SS_OP_NOW && o->reply.err) grpc_words(o->reply.msg, sizeof o->reply.msg);
     }
     free(body);
     inference__model_infer_request__free_unpacked(q, NULL);

@@ -248,6 +248,14 @@ def test_infer(stub, cl, model, n_in):
           and all(p[2] == spikefix.LABELS[int(p[1])] for p in parts)
           and o["prediction"][3] == [ref["prediction"]["index"]],
           "requested outputs only; classification top-3 as raw BYTES", (r, e))
+    # REST's binary switches sent by a client over gRPC change nothing: outputs stay raw
+    q = infer_req(model, [("events", "FP32", [len(ev), 3], flat)],
+                  params={"steps": steps, "binary_data_output": False},
+                  outputs=[("readout", {"binary_data": False})])
+    q.inputs[0].parameters["binary_data_size"].int64_param = 7
+    r, e = call(stub.ModelInfer, q)
+    check(r is not None and outputs(r)["readout"][2] == rref["readout"][2],
+          "binary_data_output / binary_data / binary_data_size parameters are ignored: raw", e)
     # dense spikes in datatypes, raw and typed
     dsteps = 6
     dense = [[1.0 if rng.random() < 0.1 else 0.0 for _ in range(n_in)] for _ in range(dsteps)]
@@ -445,8 +453,15 @@ def test_errors(stub, cl, model, n_in):
     q = infer_req(model, [("events", "FP32", [2, 3], ev)], params={"steps": 2})
     q.raw_input_contents[0] = q.raw_input_contents[0][:-4]
     r, e = call(stub.ModelInfer, q)
-    check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT and "24" in e.details(),
-          "raw_input_contents of the wrong size: INVALID_ARGUMENT naming the size needed", e)
+    check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT and "24" in e.details()
+          and "20" in e.details() and "byte size of the contents" in e.details()
+          and "binary_data_size" not in e.details(),
+          "raw_input_contents of the wrong size: INVALID_ARGUMENT naming both sizes in gRPC's "
+          "words", e)
+    q = infer_req(model, [("events", "FP32", [2, 3], ev[:3])], params={"steps": 2}, raw=False)
+    r, e = call(stub.ModelInfer, q)
+    check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT and "12" in e.details()
+          and "24" in e.details(), "typed contents with too few values: INVALID_ARGUMENT", e)
     q = infer_req(model, [("events", "FP32", [2, 3], ev)], params={"steps": 2})
     q.raw_input_contents.append(b"\0\0\0\0")
     r, e = call(stub.ModelInfer, q)
