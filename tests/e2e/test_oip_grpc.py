@@ -520,6 +520,35 @@ def test_errors(stub, cl, model, n_in):
     check(e is not None and e.code() == grpc.StatusCode.UNIMPLEMENTED,
           "a method spikeserve does not offer: UNIMPLEMENTED", e)
     del raw_call
+    # random bytes and truncated real requests to every method: an error or an answer, never
+    # a dead server (the ASan tier runs this against the sanitized server)
+    rng = random.Random(13)
+    good = infer_req(model, [("events", "FP32", [2, 3], ev)], params={"steps": 2,
+                                                                       "sequence_id": "fz"}
+                     ).SerializeToString()
+    codes = set()
+    for name in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
+                 "ModelInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex"):
+        f = ch.unary_unary("/inference.GRPCInferenceService/" + name,
+                           request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        for k in range(40):
+            if k % 2:
+                msg = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))
+            else:
+                msg = good[:rng.randrange(len(good))]
+                if rng.random() < 0.5 and msg:
+                    i = rng.randrange(len(msg))
+                    msg = msg[:i] + bytes([rng.randrange(256)]) + msg[i + 1:]
+            try:
+                f(msg, timeout=30)
+                codes.add("OK")
+            except grpc.RpcError as ex:
+                codes.add(ex.code().name)
+    r, e = call(stub.ServerLive, pb.ServerLiveRequest())
+    check(r is not None and r.live and codes <= {"OK", "INVALID_ARGUMENT", "NOT_FOUND",
+                                                  "RESOURCE_EXHAUSTED"},
+          "360 random and mangled messages to every method: OK or a 4xx-like status, the "
+          "server lives (%s)" % sorted(codes), e)
 
 
 def test_stats(stub, cl, model, n_in):
