@@ -7,8 +7,9 @@ Requests are built the way Triton's gRPC client builds them (sequence_id as int6
 string_param, sequence_start and sequence_end always sent with it, raw_input_contents), and
 every answer is held to an independent reference on the same server: the REST route of the
 same request (test_oip.py's client, written from the spec) and the v1 API for the same
-batches. Raw outputs must be bit-identical to REST's binary outputs; v1 (JSON floats) within
-1e-5. Covered: every method, raw and typed tensors, output selection and classification,
+batches. Raw outputs must be bit-identical to REST's binary outputs and to v1's own gRPC
+answers (float32 on the wire: Infer, and Step of a v1 session for sequences); v1's JSON
+within 1e-5. Covered: every method, raw and typed tensors, output selection and classification,
 sequences over ModelInfer and ModelStreamInfer (start, steps, end, continuity, interleaving,
 retries by id, an error answered in its place in the stream), the status codes of errors
 with REST's message text, statistics that move, API keys in metadata, and the accuracy of a
@@ -31,6 +32,9 @@ import grpc  # noqa: E402
 import grpc_service_pb2 as pb  # noqa: E402
 import grpc_service_pb2_grpc as pbg  # noqa: E402
 import model_config_pb2  # noqa: E402
+import api_pb2  # noqa: E402
+import service_pb2  # noqa: E402
+import service_pb2_grpc  # noqa: E402
 import spikefix  # noqa: E402
 import test_oip as rest  # noqa: E402  (the REST client and its helpers)
 
@@ -234,6 +238,22 @@ def test_infer(stub, cl, model, n_in):
               and rest.close(o["readout_all"][3], rest.flatten(ref["readout_steps"]))
               and o["prediction"][3] == [ref["prediction"]["index"]],
               "outputs equal v1 /infer's for the same batch (%s)" % how)
+    # v1's own gRPC Infer (float32 on the wire too): bit for bit
+    b = api_pb2.SpikeBatch(model=model, steps=steps, outputs=["spikes", "readout", "readout_all"])
+    for st_, inp, val in ev:
+        b.events.add(step=int(st_), input=int(inp), value=float(val))
+    v1g = service_pb2_grpc.SpikeserveStub(CHANNEL).Infer(b, timeout=60)
+    r, e = call(stub.ModelInfer, infer_req(model, [("events", "FP32", [len(ev), 3], flat)],
+                                           params={"steps": steps}))
+    o = outputs(r) if r else {}
+    sp = [x for s_ in v1g.spikes for x in (float(s_.step), float(s_.neuron), s_.value)]
+    check(r is not None
+          and o["readout"][2] == struct.pack("<%df" % len(v1g.readout), *v1g.readout)
+          and o["readout_all"][2] == b"".join(struct.pack("<%df" % len(row.values), *row.values)
+                                              for row in v1g.readout_steps)
+          and o["output_spikes"][2] == struct.pack("<%df" % len(sp), *sp)
+          and o["prediction"][3] == [v1g.prediction.index],
+          "outputs bit-identical to v1's gRPC Infer (spikeserve.v1.Spikeserve) for the batch", e)
     # requested outputs, classification (BYTES raw), version
     r, e = call(stub.ModelInfer, infer_req(model, [("events", "FP32", [len(ev), 3], flat)],
                                            params={"steps": steps}, version="1",
@@ -325,6 +345,19 @@ def test_sequences(stub, cl, model, n_in):
                               *rest.out(ans, "readout")["values"])
         check(st == 200 and raw == rest_answers.get((501, i)),
               "REST sequence batch %d: readout bit-identical to gRPC's" % i, ans)
+    # the same batches through a v1 session over v1's gRPC Step: bit for bit
+    v1s = service_pb2_grpc.SpikeserveStub(CHANNEL)
+    sess = v1s.OpenSession(api_pb2.OpenSessionRequest(model=model), timeout=30)
+    same = True
+    for i, b in enumerate(batches):
+        sb = api_pb2.SpikeBatch(session_id=sess.session_id, steps=steps, outputs=["readout"])
+        for st_, inp, val in b:
+            sb.events.add(step=int(st_), input=int(inp), value=float(val))
+        res = v1s.Step(sb, timeout=30)
+        same = same and struct.pack("<%df" % len(res.readout), *res.readout) \
+            == rest_answers.get((501, i))
+    v1s.CloseSession(service_pb2.SessionRef(session_id=sess.session_id), timeout=30)
+    check(same, "gRPC sequence readouts bit-identical to a v1 session's gRPC Step answers")
     for sid in ids:
         r, e = call(stub.ModelInfer, req(sid, 0, False, False))
         check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT,
