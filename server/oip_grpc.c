@@ -420,17 +420,22 @@ static int j_param(ss_op *o, wbuf *b, const char *where, const char *key,
     }
 }
 
+#define MAX_PARAMS 64 /* entries of one parameters map */
+
 /* A map of parameters (the entries of any of the three generated map types: key, value) as
- * a JSON object, with `extra` (already JSON) last; the key `skip` (REST's binary-data switch
- * of that level: on gRPC every tensor is raw) is left out. rc gets 0, or -1 with o->reply
- * set. */
+ * a JSON object, with `extra` (already JSON) last. As protobuf reads a map, the last entry
+ * of a key counts; the key `skip` (REST's binary-data switch of that level: on gRPC every
+ * tensor is raw) is left out. rc gets 0, or -1 with o->reply set. */
 #define J_PARAMS(rc, o, b, where, n, entries, skip, extra)                                         \
     do {                                                                                           \
         int first_ = 1;                                                                            \
-        rc = 0;                                                                                    \
+        rc = (n) > MAX_PARAMS ? invalid(o, "%sparameters: more than %d", where, MAX_PARAMS) : 0;   \
         put(b, "{", 1);                                                                            \
         for (size_t i_ = 0; i_ < (n) && !rc; i_++) {                                               \
-            if (!strcmp((entries)[i_]->key, skip)) continue;                                       \
+            int later_ = 0;                                                                        \
+            for (size_t k_ = i_ + 1; k_ < (n); k_++)                                               \
+                later_ |= !strcmp((entries)[k_]->key, (entries)[i_]->key);                         \
+            if (later_ || !strcmp((entries)[i_]->key, skip)) continue;                             \
             if (!first_) put(b, ",", 1);                                                           \
             first_ = 0;                                                                            \
             rc = j_param(o, b, where, (entries)[i_]->key, (entries)[i_]->value);                   \
@@ -686,6 +691,27 @@ int ss_oipg_infer(ss_op *o) {
     }
     free(body);
     inference__model_infer_request__free_unpacked(q, NULL);
+    return rc;
+}
+
+int ss_oipg_rest_body(const uint8_t *msg, size_t len, uint8_t **body, size_t *head_len,
+                      size_t *body_len, char *err, size_t errlen) {
+    *body = NULL;
+    Inference__ModelInferRequest *q = inference__model_infer_request__unpack(NULL, len, msg);
+    if (!q) {
+        snprintf(err, errlen, "the request message is not an inference.ModelInferRequest");
+        return SS_E_INVALID;
+    }
+    ss_op o;
+    memset(&o, 0, sizeof o);
+    *body = rest_body(&o, q, head_len, body_len);
+    inference__model_infer_request__free_unpacked(q, NULL);
+    int rc = *body ? 0 : o.reply.err;
+    if (rc) {
+        grpc_words(o.reply.msg, sizeof o.reply.msg);
+        snprintf(err, errlen, "%s", o.reply.msg);
+    }
+    ss_reply_clear(&o.reply);
     return rc;
 }
 

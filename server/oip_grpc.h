@@ -36,6 +36,13 @@ int ss_oipg_index(ss_op *o);
  * body a ModelInferResponse). One ModelInferRequest of ModelStreamInfer runs the same. */
 int ss_oipg_infer(ss_op *o);
 
+/* The translation in of ModelInfer alone (the fuzz harness): the REST infer body of the
+ * ModelInferRequest msg[0..len), *body malloc'd with *head_len bytes of JSON header, then
+ * the binary tail, *body_len in all. 0, or an ss_err (SS_E_INVALID, SS_E_NOMEM) with a
+ * message in err (*body NULL). */
+int ss_oipg_rest_body(const uint8_t *msg, size_t len, uint8_t **body, size_t *head_len,
+                      size_t *body_len, char *err, size_t errlen);
+
 /* One answer of ModelStreamInfer from an infer reply: a ModelStreamInferResponse holding the
  * ModelInferResponse, or the error's message. malloc'd (*len set), NULL out of memory. */
 uint8_t *ss_oipg_stream_answer(const ss_reply *r, size_t *len);

@@ -553,6 +553,17 @@ def test_errors(stub, cl, model, n_in):
     check(e is not None and e.code() == grpc.StatusCode.UNIMPLEMENTED,
           "a method spikeserve does not offer: UNIMPLEMENTED", e)
     del raw_call
+    # a map key twice on the wire: the last entry counts, as protobuf reads maps
+    q = infer_req(model, [("events", "FP32", [2, 3], ev)], params={"steps": 2},
+                  outputs=[("readout_all", {})])
+    extra = pb.ModelInferRequest()
+    extra.parameters["steps"].int64_param = 5
+    r, e = call(ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                               request_serializer=lambda b: b,
+                               response_deserializer=pb.ModelInferResponse.FromString),
+                q.SerializeToString() + extra.SerializeToString())
+    check(r is not None and outputs(r)["readout_all"][1] == [5, 10],
+          "parameters with a key twice on the wire: the last one counts (steps 5)", e)
     # random bytes and truncated real requests to every method: an error or an answer, never
     # a dead server (the ASan tier runs this against the sanitized server)
     rng = random.Random(13)
