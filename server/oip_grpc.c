@@ -1,11 +1,12 @@
 /* oip_grpc.c: inference.GRPCInferenceService around the REST operations (oip_grpc.h).
  *
  * Two translations and nothing else. In: a request message into what the REST route gets
- * ({model}, {v}, the infer body). Out: the REST answer's JSON into the response message by
- * a small writer of the protobuf wire format driven by the message's descriptor (pb_json);
- * it refuses a JSON key the message does not have, so the REST answer and the proto cannot
- * drift apart silently. An infer answer is translated on the worker (ss_codec_oipg's result
- * encodes the REST answer, then the message), so the front end only sends bytes.
+ * ({model}, {v}, the infer body, its JSON header written as text). Out: the REST answer's
+ * JSON into the response message by a small writer of the protobuf wire format driven by
+ * the message's descriptor (pb_msg); it refuses a JSON key the message does not have, so
+ * the REST answer and the proto cannot drift apart silently. An infer answer is written on
+ * the worker straight from the answer's output tensors (ss_oip_tensors, the walk the REST
+ * encoder makes too), so the front end only sends bytes.
  */
 #include "oip_grpc.h"
 

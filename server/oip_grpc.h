@@ -7,9 +7,9 @@
  * the JSON header with every input as a binary tensor, raw_input_contents or the typed
  * contents as little-endian bytes, and every output asked for as binary), the REST
  * operation runs, and its JSON answer becomes the response message, field by field through
- * the message's protobuf-c descriptor (the JSON keys are the proto field names), the binary
- * outputs as raw_output_contents. Errors stay errors: grpc.c sends their status (err.c)
- * and message.
+ * the message's protobuf-c descriptor (the JSON keys are the proto field names); an infer
+ * answer's output tensors (oip.h's ss_oip_tensors) become InferOutputTensors and
+ * raw_output_contents. Errors stay errors: grpc.c sends their status (err.c) and message.
  *
  * Differences from REST, as Triton's gRPC server does: ServerReady and ModelReady answer
  * ready = false (status OK) where REST answers 503 or 404; outputs are always raw.
