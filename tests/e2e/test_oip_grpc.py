@@ -404,6 +404,31 @@ def test_sequences(stub, cl, model, n_in):
         name = "oip-%s-%s" % (model, sid if isinstance(sid, int) else "s-" + sid)
         st, info = rest.v1(cl, "GET", "/v1/sessions/%s" % name)
         check(st == 404, "streamed sequence %r closed by sequence_end" % sid, info)
+    # a stream cancelled by the client with requests in flight: the server goes on
+    import threading
+    stop = threading.Event()
+
+    def slow():
+        for i in range(1000):
+            if stop.is_set():
+                return
+            yield req(901, i % len(batches), i == 0, False)
+
+    it = stub.ModelStreamInfer(slow(), timeout=60)
+    got = []
+    for a in it:
+        got.append(a)
+        if len(got) == 5:
+            it.cancel()
+            stop.set()
+            break
+    r, e = call(stub.ServerLive, pb.ServerLiveRequest())
+    st, info = rest.v1(cl, "GET", "/v1/sessions/oip-%s-901" % model)
+    check(len(got) == 5 and all(a.error_message == "" for a in got) and r is not None and r.live
+          and st == 200 and info["t"] >= 5 * steps,
+          "ModelStreamInfer cancelled after 5 answers: the server lives, the sequence keeps "
+          "what ran (t = %s)" % info.get("t"), (e, info))
+    rest.v1(cl, "DELETE", "/v1/sessions/oip-%s-901" % model)
     # many messages in flight on one stream (past the window), stateless
     b = batches[0]
     one = infer_req(model, [("events", "FP32", [len(b), 3], [float(x) for e in b for x in e])],
