@@ -17,6 +17,7 @@ shipped Fashion-MNIST model through ModelInfer (OIP_GRPC_ACCURACY_N images, defa
 0 skips).
 """
 import glob
+import json
 import os
 import random
 import struct
@@ -198,7 +199,6 @@ def test_health_metadata(stub, cl, model, n_in):
     r, e = call(stub.ModelConfig, pb.ModelConfigRequest(name="nope"))
     check(e is not None and e.code() == grpc.StatusCode.NOT_FOUND, "ModelConfig unknown: NOT_FOUND")
     st, idx = cl.request("POST", "/v2/repository/index", b"{}")[::2]
-    import json
     idx = json.loads(idx)
     r, e = call(stub.RepositoryIndex, pb.RepositoryIndexRequest(ready=True))
     check(r is not None and [(m.name, m.version, m.state) for m in r.models]
@@ -455,7 +455,6 @@ def fp16_req(model):
 
 
 def test_errors(stub, cl, model, n_in):
-    import json
     ev = [0.0, 1.0, 1.0, 1.0, 2.0, 1.0]
     cases = [
         ("unknown model", infer_req("no-such", [("events", "FP32", [2, 3], ev)],
@@ -557,7 +556,6 @@ def test_errors(stub, cl, model, n_in):
     check(e is not None and e.code() == grpc.StatusCode.INVALID_ARGUMENT,
           "a sequence_id that makes no session name: INVALID_ARGUMENT", e)
     # a message that is not a ModelInferRequest
-    raw_call = stub._channel if hasattr(stub, "_channel") else None
     ch = CHANNEL
     f = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer",
                        request_serializer=lambda b: b, response_deserializer=lambda b: b)
@@ -577,7 +575,6 @@ def test_errors(stub, cl, model, n_in):
         e = ex
     check(e is not None and e.code() == grpc.StatusCode.UNIMPLEMENTED,
           "a method spikeserve does not offer: UNIMPLEMENTED", e)
-    del raw_call
     # a map key twice on the wire: the last entry counts, as protobuf reads maps
     q = infer_req(model, [("events", "FP32", [2, 3], ev)], params={"steps": 2},
                   outputs=[("readout_all", {})])
@@ -661,7 +658,6 @@ def test_accuracy(stub, model):
     r, e = call(STUB.ModelConfig, pb.ModelConfigRequest(name=model))
     enc_steps = int(r.config.parameters["encoding_steps"].string_value)
     import urllib.request
-    import json
     meta = json.loads(urllib.request.urlopen(URL + "/v1/models/" + model).read())
     enc = meta["encoding"]
     rng = random.Random(20261204)
@@ -686,10 +682,10 @@ def test_accuracy(stub, model):
 
 
 def test_keys(models_dir):
-    key = "k-oip-0123456789abcdef"
+    key, key2 = "k-oip-0123456789abcdef", "k-oip-other-fedcba9876543210"
     gf = os.path.join(tempfile.mkdtemp(prefix="oipg-"), "gport")
     with spikefix.Server(model_dir=models_dir, extra_args=[
-            "--grpc-port", "any", "--grpc-port-file", gf, "--api-keys", key]) as srv:
+            "--grpc-port", "any", "--grpc-port-file", gf, "--api-keys", key + "," + key2]) as srv:
         ch = grpc.insecure_channel("127.0.0.1:%d" % int(open(gf).read()))
         st = pbg.GRPCInferenceServiceStub(ch)
         good = (("authorization", "Bearer " + key),)
@@ -717,6 +713,35 @@ def test_keys(models_dir):
         check(st_ == 200, "REST /v2/models/%s with the key: 200" % srv.model, b)
         st_, h, b = cl.request("GET", "/v2/health/ready")
         check(st_ == 200, "REST /v2/health/ready needs no key", b)
+        # a sequence belongs to the key that started it, over gRPC and REST alike
+        other = (("authorization", "Bearer " + key2),)
+        ev = [0.0, 1.0, 1.0]
+
+        def seq(start, md):
+            return call(st.ModelInfer, infer_req(srv.model, [("events", "FP32", [1, 3], ev)],
+                                                 params={"steps": 2, "sequence_id": 55,
+                                                         "sequence_start": start,
+                                                         "sequence_end": False}), metadata=md)
+
+        r1, e1 = seq(True, good)
+        r2, e2 = seq(False, other)
+        r3, e3 = seq(True, other)
+        r4, e4 = seq(False, good)
+        check(r1 is not None and e2 is not None
+              and e2.code() == grpc.StatusCode.INVALID_ARGUMENT and e3 is not None
+              and e3.code() == grpc.StatusCode.FAILED_PRECONDITION and r4 is not None,
+              "another key cannot step (INVALID_ARGUMENT: not started for it) nor restart "
+              "(FAILED_PRECONDITION) a key's sequence; its owner goes on", (e1, e2, e3, e4))
+        hdr = {"Authorization": "Bearer " + key2}
+        body = json.dumps({"parameters": {"steps": 2, "sequence_id": 55, "sequence_start": False},
+                           "inputs": [{"name": "events", "datatype": "FP32", "shape": [1, 3],
+                                       "data": ev}]}).encode()
+        st_, h, b = cl.request("POST", "/v2/models/%s/infer" % srv.model, body, hdr)
+        check(st_ == 400, "REST /v2 infer with the other key: not its sequence (400)", b)
+        hdr = {"Authorization": "Bearer " + key}
+        st_, h, b = cl.request("POST", "/v2/models/%s/infer" % srv.model, body, hdr)
+        check(st_ == 200, "REST /v2 infer with the owner's key steps the gRPC-started sequence",
+              b)
         ch.close()
 
 
