@@ -643,6 +643,19 @@ def test_stats(stub, cl, model, n_in):
           "ModelStatistics equals GET /v2/models/%s/stats" % model, (j, s1))
     r, e = call(stub.ModelStatistics, pb.ModelStatisticsRequest())
     check(r is not None and len(r.model_stats) >= 2, "ModelStatistics of every model", e)
+    # /metrics counts the calls by method and status
+    st, h, body = cl.request("GET", "/metrics")
+    text = body.decode()
+
+    def count(method, code):
+        pre = 'spikeserve_grpc_calls_total{method="inference.GRPCInferenceService/%s",code="%d"} ' \
+            % (method, code)
+        return sum(int(line[len(pre):]) for line in text.splitlines() if line.startswith(pre))
+
+    check(st == 200 and count("ModelInfer", 0) >= 3 and count("ModelInfer", 3) >= 1
+          and count("ModelStreamInfer", 0) >= 1 and count("ModelStatistics", 0) >= 2,
+          "/metrics counts OIP gRPC calls by method and code (ModelInfer OK %d, "
+          "INVALID_ARGUMENT %d)" % (count("ModelInfer", 0), count("ModelInfer", 3)))
 
 
 def test_accuracy(stub, model):
