@@ -37,7 +37,8 @@ CURL_LIBS := -lcurl
 # Sources by folder. Programs have a main and are listed explicitly; everything else in a
 # folder goes into that folder's library.
 ENGINE_SRC := $(wildcard engine/*.c)
-PROTO_SRC := proto/model.pb-c.c proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c
+PROTO_SRC := proto/model.pb-c.c proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c \
+             proto/model_config.pb-c.c proto/grpc_service.pb-c.c
 SERVER_MAINS := server/main.c server/run.c
 SERVER_SRC := $(filter-out $(SERVER_MAINS),$(wildcard server/*.c))
 CLIENT_MAINS := $(wildcard clients/c/spikectl.c clients/c/example.c)
@@ -82,7 +83,8 @@ $(LIB_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	rm -f $@ && ar rcs $@ $^
 $(SO_ENGINE): $(call obj,$(ENGINE_SRC) proto/model.pb-c.c)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(PB_LIBS) $(LDLIBS)
-$(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c)
+$(LIB_SERVER): $(call obj,$(SERVER_SRC) proto/api.pb-c.c proto/service.pb-c.c proto/health.pb-c.c \
+              proto/model_config.pb-c.c proto/grpc_service.pb-c.c)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 # the client library carries its protobuf code, so an installed libspikeclient.a links alone
@@ -197,10 +199,10 @@ fuzz: $(FUZZ_BINS)
 	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n tests/fuzz/corpus/$$n \
 	  || exit 1; done
 
-PROTOS := model.proto api.proto service.proto health.proto
+PROTOS := model.proto api.proto service.proto health.proto model_config.proto grpc_service.proto
 proto:
 	cd proto && protoc-c --c_out=. $(PROTOS) && protoc --python_out=. $(PROTOS) && \
-	  $(PYTHON) -m grpc_tools.protoc -I. --grpc_python_out=. service.proto health.proto
+	  $(PYTHON) -m grpc_tools.protoc -I. --grpc_python_out=. service.proto health.proto grpc_service.proto
 
 # builds just the server (a newcomer's first command should not wait for the test programs)
 run: $(BUILD)/spikeserve

@@ -15,6 +15,7 @@
 #include "grpc.h"
 #include "http.h"
 #include "log.h"
+#include "oip.h"
 #include "routes.h"
 #include "store.h"
 #include "ui.h"
@@ -134,7 +135,8 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
     if (load_models(a, err, errlen) != 0) return -1;
     a->metrics = ss_metrics_create(a->cfg.workers, ss_route_count);
     a->table = ss_table_create(a->cfg.max_sessions);
-    if (!a->metrics || !a->table) {
+    a->oip = ss_oip_create();
+    if (!a->metrics || !a->table || !a->oip) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -322,6 +324,7 @@ void ss_app_free(ss_app *a) {
     ss_grpc_free(a);
     ss_app_stop_http(a);
     ss_pool_free(a->pool);
+    ss_oip_free(a->oip);
     ss_wal_free(a->wal);
     ss_table_free(a->table); /* the sessions' references to their versions first */
     ss_reg_free(a->reg);

@@ -24,6 +24,8 @@ typedef struct ss_app {
     ss_metrics *metrics;
     ss_auth *auth; /* NULL: no API keys */
     ss_pool *pool;
+    /* the Open Inference Protocol's statistics and retry records (oip.h) */
+    struct ss_oip *oip;
     ss_wal *wal; /* NULL without --wal */
     struct MHD_Daemon *daemon;
     uint16_t port;

@@ -16,9 +16,10 @@
 #include "h2.h"
 #include "health.pb-c.h"
 #include "log.h"
+#include "oip_grpc.h"
 #include "ops.h"
 
-enum { G_UNARY, G_STREAM_STEPS, G_EVENTS, G_HEALTH_CHECK, G_HEALTH_WATCH };
+enum { G_UNARY, G_STREAM_STEPS, G_EVENTS, G_HEALTH_CHECK, G_HEALTH_WATCH, G_OIP_STREAM };
 enum { T_NONE, T_MODEL, T_SESSION }; /* what the request's string field names */
 
 typedef struct {
@@ -47,6 +48,17 @@ static const gmethod methods[] = {
     {SVC "Classify", ss_op_classify, G_UNARY, T_MODEL, 4, 0},
     {"/grpc.health.v1.Health/Check", NULL, G_HEALTH_CHECK, T_NONE, 0, 1},
     {"/grpc.health.v1.Health/Watch", NULL, G_HEALTH_WATCH, T_NONE, 0, 1},
+#define OIP "/inference.GRPCInferenceService/" /* oip_grpc.h */
+    {OIP "ServerLive", ss_oipg_live, G_UNARY, T_NONE, 0, 1},
+    {OIP "ServerReady", ss_oipg_ready, G_UNARY, T_NONE, 0, 1},
+    {OIP "ModelReady", ss_oipg_model_ready, G_UNARY, T_NONE, 0, 0},
+    {OIP "ServerMetadata", ss_oipg_server, G_UNARY, T_NONE, 0, 0},
+    {OIP "ModelMetadata", ss_oipg_model, G_UNARY, T_NONE, 0, 0},
+    {OIP "ModelInfer", ss_oipg_infer, G_UNARY, T_NONE, 0, 0},
+    {OIP "ModelStreamInfer", ss_oipg_infer, G_OIP_STREAM, T_NONE, 0, 0},
+    {OIP "ModelConfig", ss_oipg_config, G_UNARY, T_NONE, 0, 0},
+    {OIP "ModelStatistics", ss_oipg_stats, G_UNARY, T_NONE, 0, 0},
+    {OIP "RepositoryIndex", ss_oipg_index, G_UNARY, T_NONE, 0, 0},
 };
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
@@ -77,6 +89,7 @@ typedef struct gcall {
     /* StreamSteps */
     ss_sess *sess;
     uint64_t next_in, next_out;
+    uint64_t cur; /* ModelStreamInfer: the place of the request being queued */
     slot slots[SS_GRPC_WINDOW];
     ss_job *inflight[SS_GRPC_WINDOW];
 } gcall;
@@ -263,16 +276,31 @@ static void stream_queuing(ss_op *o) {
     pthread_mutex_unlock(&g->mu);
 }
 
+static void oip_settle(gcall *g, uint64_t idx, const ss_reply *rep);
+
+/* A StreamSteps batch or a ModelStreamInfer request has run: its answer in its slot. */
 static void stream_done(ss_job *j) {
     gcall *g = j->ctx;
     pthread_mutex_lock(&g->mu);
     g->inflight[j->tag % SS_GRPC_WINDOW] = NULL;
-    settle(g, j->tag, &j->reply, &j->batch);
+    if (g->m->kind == G_OIP_STREAM)
+        oip_settle(g, j->tag, &j->reply);
+    else
+        settle(g, j->tag, &j->reply, &j->batch);
     emit(g);
     pthread_mutex_unlock(&g->mu);
     ss_h2_call *c = g->c;
     ss_job_free(j);
     ss_h2_call_unref(c);
+}
+
+/* After a message: pause the call when its window is full (1), else 0. */
+static int window_full(gcall *g) {
+    pthread_mutex_lock(&g->mu);
+    int pause = g->next_in - g->next_out >= SS_GRPC_WINDOW && !g->finished;
+    if (pause) g->paused = 1;
+    pthread_mutex_unlock(&g->mu);
+    return pause;
 }
 
 static int stream_message(gcall *g, const uint8_t *msg, size_t len) {
@@ -308,11 +336,40 @@ static int stream_message(gcall *g, const uint8_t *msg, size_t len) {
         ss_op_submit(&o, j, g->sess->worker);
     }
     ss_reply_clear(&o.reply);
+    return window_full(g);
+}
+
+/* ---- ModelStreamInfer: StreamSteps' ordered window, each message a ModelInfer ---- */
+
+/* Request idx's answer (under g->mu): a ModelStreamInferResponse (oip_grpc.h). */
+static void oip_settle(gcall *g, uint64_t idx, const ss_reply *rep) {
+    slot *s = &g->slots[idx % SS_GRPC_WINDOW];
+    if (!(s->buf = ss_oipg_stream_answer(rep, &s->len))) s->len = 0;
+    s->ready = 1;
+}
+
+static void oip_queuing(ss_op *o) {
+    gcall *g = o->ctx;
+    o->job->tag = g->cur; /* the loop thread queues one message at a time */
+    stream_queuing(o);
+}
+
+static int oip_stream_message(gcall *g, const uint8_t *msg, size_t len) {
+    ss_op o;
+    if (op_init(g, &o, msg, len) != 0) return 0;
     pthread_mutex_lock(&g->mu);
-    int pause = g->next_in - g->next_out >= SS_GRPC_WINDOW && !g->finished;
-    if (pause) g->paused = 1;
+    uint64_t idx = g->cur = g->next_in++;
     pthread_mutex_unlock(&g->mu);
-    return pause;
+    o.queuing = oip_queuing;
+    o.done = stream_done;
+    if (g->m->op(&o) == SS_OP_NOW) { /* refused before it ran: answered in its place */
+        pthread_mutex_lock(&g->mu);
+        oip_settle(g, idx, &o.reply);
+        emit(g);
+        pthread_mutex_unlock(&g->mu);
+    }
+    ss_reply_clear(&o.reply);
+    return window_full(g);
 }
 
 /* ---- Events: a subscriber whose events go to the call (sse.h's sink) ---- */
@@ -467,6 +524,8 @@ static int on_message(void *ctx, ss_h2_call *c, const uint8_t *msg, size_t len) 
     switch (g->m->kind) {
     case G_STREAM_STEPS:
         return stream_message(g, msg, len);
+    case G_OIP_STREAM:
+        return oip_stream_message(g, msg, len);
     case G_UNARY:
         unary(g, msg, len);
         return 0;
@@ -484,7 +543,7 @@ static void on_half_close(void *ctx, ss_h2_call *c) {
     gcall *g = ss_h2_call_data(c);
     pthread_mutex_lock(&g->mu);
     g->half_closed = 1;
-    if (g->m->kind == G_STREAM_STEPS)
+    if (g->m->kind == G_STREAM_STEPS || g->m->kind == G_OIP_STREAM)
         emit(g);
     else if (!g->got && g->m->kind != G_HEALTH_WATCH && g->m->kind != G_EVENTS)
         finish(g, 12, "a unary method takes one request message");
@@ -495,7 +554,7 @@ static void on_writable(void *ctx, ss_h2_call *c) {
     (void)ctx;
     gcall *g = ss_h2_call_data(c);
     pthread_mutex_lock(&g->mu);
-    if (g->m->kind == G_STREAM_STEPS) emit(g);
+    if (g->m->kind == G_STREAM_STEPS || g->m->kind == G_OIP_STREAM) emit(g);
     pthread_mutex_unlock(&g->mu);
 }
 

@@ -18,14 +18,28 @@
 #define SERVER_VERSION "0.13.0"
 #define HEAD_HEADER "Inference-Header-Content-Length"
 
-/* ---- statistics (the statistics extension): per model version, process-wide atomics ----
- * indexed by the version's slot (registry.h); gen says which version the counts are of, so
- * a version that takes a freed slot starts from zero */
+/* ---- a server's OIP state: statistics (the statistics extension) and retry records ----
+ * statistics are per model version, atomics indexed by the version's slot (registry.h); gen
+ * says which version the counts are of, so a version that takes a freed slot starts from 0 */
 
 typedef struct {
     uint64_t gen, ok, ok_ns, fail, fail_ns, last_ms;
 } oip_stat;
-static oip_stat stats[SS_OIP_MAX_MODELS];
+
+#define REC_BUCKETS 256
+struct rec;
+
+struct ss_oip {
+    oip_stat stats[SS_OIP_MAX_MODELS]; /* atomics, per model version slot */
+    pthread_mutex_t mu;                /* guards recs */
+    struct rec *recs[REC_BUCKETS];
+};
+
+ss_oip *ss_oip_create(void) {
+    ss_oip *o = calloc(1, sizeof *o);
+    if (o) pthread_mutex_init(&o->mu, NULL);
+    return o;
+}
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -33,9 +47,9 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void stat_add(uint32_t mi, uint64_t gen, int ok, int64_t ns) {
+static void stat_add(ss_oip *oip, uint32_t mi, uint64_t gen, int ok, int64_t ns) {
     if (mi >= SS_OIP_MAX_MODELS) return;
-    oip_stat *s = &stats[mi];
+    oip_stat *s = &oip->stats[mi];
     uint64_t was = __atomic_load_n(&s->gen, __ATOMIC_ACQUIRE);
     if (was != gen &&
         __atomic_compare_exchange_n(&s->gen, &was, gen, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -155,44 +169,58 @@ static uint8_t *ob_take(obuf *b, size_t *len) {
 
 /* ---- the answer codec ---- */
 
-/* One output tensor: JSON data, or binary in tail with its size in parameters. */
-static void put_tensor(obuf *h, obuf *tail, const char *name, const char *dt, const uint64_t *dims,
-                       int nd, int binary, const float *f, const int32_t *i32, size_t n,
-                       char *const *strs) {
+static void ob_sink(void *b, const void *s, size_t n) {
+    ob_put(b, s, n);
+}
+
+/* One output tensor as JSON: data, or binary in tail with its size in parameters. */
+typedef struct {
+    ss_oip_sink sink;
+    obuf h, tail;
+    unsigned k;
+} json_sink;
+
+static void put_tensor(ss_oip_sink *sk, const ss_oip_tensor *t) {
+    json_sink *js = (json_sink *)sk;
+    obuf *h = &js->h, *tail = &js->tail;
+    if (js->k++) ob_put(h, ",", 1);
     ob_s(h, "{\"name\":\"");
-    ob_s(h, name);
+    ob_s(h, t->name);
     ob_s(h, "\",\"datatype\":\"");
-    ob_s(h, dt);
+    ob_s(h, t->dt);
     ob_s(h, "\",\"shape\":[");
-    for (int k = 0; k < nd; k++) {
+    for (int k = 0; k < t->nd; k++) {
         if (k) ob_put(h, ",", 1);
-        ob_u64(h, dims[k]);
+        ob_u64(h, t->dims[k]);
     }
     ob_put(h, "]", 1);
-    if (binary) {
+    if (t->binary) {
         size_t before = tail->len;
-        if (f) ob_put(tail, f, n * sizeof *f); /* little-endian host, as the wire */
-        if (i32) ob_put(tail, i32, n * sizeof *i32);
-        for (size_t k = 0; strs && k < n; k++) {
-            if (strs) {
-                uint32_t l = (uint32_t)strlen(strs[k]);
-                ob_put(tail, &l, 4);
-                ob_put(tail, strs[k], l);
-            }
-        }
+        ss_oip_tensor_bytes(t, ob_sink, tail);
         ob_s(h, ",\"parameters\":{\"binary_data_size\":");
         ob_u64(h, tail->len - before);
         ob_put(h, "}}", 2);
         return;
     }
     ob_put(h, ",\"data\":[", 9);
-    for (size_t k = 0; k < n; k++) {
+    for (size_t k = 0; k < t->n; k++) {
         if (k) ob_put(h, ",", 1);
-        if (f) ob_float(h, f[k]);
-        if (i32) ob_printf(h, "%d", i32[k]);
-        if (strs) ob_str(h, strs[k]);
+        if (t->f) ob_float(h, t->f[k]);
+        if (t->i32) ob_printf(h, "%d", t->i32[k]);
+        if (t->strs) ob_str(h, t->strs[k]);
     }
     ob_put(h, "]}", 2);
+}
+
+void ss_oip_tensor_bytes(const ss_oip_tensor *t, void (*put)(void *ctx, const void *p, size_t n),
+                         void *ctx) {
+    if (t->f) put(ctx, t->f, t->n * sizeof *t->f); /* little-endian host, as the wire */
+    if (t->i32) put(ctx, t->i32, t->n * sizeof *t->i32);
+    for (size_t k = 0; t->strs && k < t->n; k++) {
+        uint32_t l = (uint32_t)strlen(t->strs[k]);
+        put(ctx, &l, 4);
+        put(ctx, t->strs[k], l);
+    }
 }
 
 /* Top-k "score:index:label" strings of the readout row v (n values). */
@@ -223,6 +251,83 @@ fail:
     return NULL;
 }
 
+int ss_oip_tensors(const ss_result *r, const ss_oip_fmt *f, ss_oip_sink *sink) {
+    const spk_model *m = r->model;
+    const float *last = ss_result_last_readout(r);
+    uint32_t no = m->has_readout ? m->readout.n : 0;
+    for (unsigned k = 0; k < f->n_out; k++) {
+        ss_oip_tensor t = {0};
+        t.binary = f->out[k].binary;
+        t.name = f->out[k].which == SS_OIP_SPIKES        ? "output_spikes"
+                 : f->out[k].which == SS_OIP_READOUT     ? "readout"
+                 : f->out[k].which == SS_OIP_READOUT_ALL ? "readout_all"
+                                                         : "prediction";
+        if (f->out[k].klass && last) {
+            char **s = classes(m, last, no, f->out[k].klass);
+            if (!s) return -1;
+            t.dt = "BYTES";
+            t.dims[0] = f->out[k].klass;
+            t.nd = 1;
+            t.strs = s;
+            t.n = f->out[k].klass;
+            sink->tensor(sink, &t);
+            for (uint32_t i = 0; i < f->out[k].klass; i++)
+                free(s[i]);
+            free(s);
+            continue;
+        }
+        t.dt = "FP32";
+        switch (f->out[k].which) {
+        case SS_OIP_SPIKES: {
+            const spk_spike_buf *sb = &r->out->spikes;
+            size_t n = sb->buf ? sb->len : 0;
+            float *v = malloc((n ? n : 1) * 3 * sizeof *v);
+            if (!v) return -1;
+            for (size_t i = 0; i < n; i++) {
+                v[3 * i] = (float)sb->buf[i].step;
+                v[3 * i + 1] = (float)sb->buf[i].neuron;
+                v[3 * i + 2] = sb->buf[i].value;
+            }
+            t.dims[0] = n;
+            t.dims[1] = 3;
+            t.nd = 2;
+            t.f = v;
+            t.n = n * 3;
+            sink->tensor(sink, &t);
+            free(v);
+            break;
+        }
+        case SS_OIP_READOUT:
+            t.dims[0] = last ? no : 0;
+            t.nd = 1;
+            t.f = last;
+            t.n = last ? no : 0;
+            sink->tensor(sink, &t);
+            break;
+        case SS_OIP_READOUT_ALL: {
+            int every = r->out->readout && r->out->readout_every_step;
+            t.dims[0] = every ? r->steps : 0;
+            t.dims[1] = no;
+            t.nd = 2;
+            t.f = r->out->readout;
+            t.n = every ? (size_t)r->steps * no : 0;
+            sink->tensor(sink, &t);
+            break;
+        }
+        default: {
+            int32_t p = last ? (int32_t)spk_argmax(last, no) : -1;
+            t.dt = "INT32";
+            t.dims[0] = 1;
+            t.nd = 1;
+            t.i32 = &p;
+            t.n = 1;
+            sink->tensor(sink, &t);
+        }
+        }
+    }
+    return 0;
+}
+
 static uint8_t *oip_result(const ss_result *r, size_t *len) {
     const ss_oip_fmt *f = r->fmt;
     ss_oip_fmt all;
@@ -235,82 +340,25 @@ static uint8_t *oip_result(const ss_result *r, size_t *len) {
         f = &all;
     }
     const spk_model *m = r->model;
-    obuf h = {0}, tail = {0};
-    ob_put(&h, "{\"model_name\":", 14);
-    ob_str(&h, m->name);
-    ob_s(&h, ",\"model_version\":\"");
-    ob_u64(&h, m->version);
-    ob_put(&h, "\"", 1);
+    json_sink js = {{put_tensor}, {0}, {0}, 0};
+    obuf *h = &js.h;
+    ob_put(h, "{\"model_name\":", 14);
+    ob_str(h, m->name);
+    ob_s(h, ",\"model_version\":\"");
+    ob_u64(h, m->version);
+    ob_put(h, "\"", 1);
     if (f->id[0]) {
-        ob_put(&h, ",\"id\":", 6);
-        ob_str(&h, f->id);
+        ob_put(h, ",\"id\":", 6);
+        ob_str(h, f->id);
     }
-    ob_put(&h, ",\"outputs\":[", 12);
-    const float *last = ss_result_last_readout(r);
-    uint32_t no = m->has_readout ? m->readout.n : 0;
-    for (unsigned k = 0; k < f->n_out; k++) {
-        if (k) ob_put(&h, ",", 1);
-        int bin = f->out[k].binary;
-        const char *name = f->out[k].which == SS_OIP_SPIKES        ? "output_spikes"
-                           : f->out[k].which == SS_OIP_READOUT     ? "readout"
-                           : f->out[k].which == SS_OIP_READOUT_ALL ? "readout_all"
-                                                                   : "prediction";
-        if (f->out[k].klass && last) {
-            char **s = classes(m, last, no, f->out[k].klass);
-            if (!s) {
-                h.oom = 1;
-                break;
-            }
-            uint64_t d[1] = {f->out[k].klass};
-            put_tensor(&h, &tail, name, "BYTES", d, 1, bin, NULL, NULL, f->out[k].klass, s);
-            for (uint32_t i = 0; i < f->out[k].klass; i++)
-                free(s[i]);
-            free(s);
-            continue;
-        }
-        switch (f->out[k].which) {
-        case SS_OIP_SPIKES: {
-            const spk_spike_buf *sb = &r->out->spikes;
-            size_t n = sb->buf ? sb->len : 0;
-            float *v = malloc((n ? n : 1) * 3 * sizeof *v);
-            if (!v) {
-                h.oom = 1;
-                break;
-            }
-            for (size_t i = 0; i < n; i++) {
-                v[3 * i] = (float)sb->buf[i].step;
-                v[3 * i + 1] = (float)sb->buf[i].neuron;
-                v[3 * i + 2] = sb->buf[i].value;
-            }
-            uint64_t d[2] = {n, 3};
-            put_tensor(&h, &tail, name, "FP32", d, 2, bin, v, NULL, n * 3, NULL);
-            free(v);
-            break;
-        }
-        case SS_OIP_READOUT: {
-            uint64_t d[1] = {last ? no : 0};
-            put_tensor(&h, &tail, name, "FP32", d, 1, bin, last, NULL, last ? no : 0, NULL);
-            break;
-        }
-        case SS_OIP_READOUT_ALL: {
-            int every = r->out->readout && r->out->readout_every_step;
-            uint64_t d[2] = {every ? r->steps : 0, no};
-            put_tensor(&h, &tail, name, "FP32", d, 2, bin, r->out->readout, NULL,
-                       every ? (size_t)r->steps * no : 0, NULL);
-            break;
-        }
-        default: {
-            int32_t p = last ? (int32_t)spk_argmax(last, no) : -1;
-            uint64_t d[1] = {1};
-            put_tensor(&h, &tail, name, "INT32", d, 1, bin, NULL, &p, 1, NULL);
-        }
-        }
-    }
-    ob_put(&h, "]}", 2);
-    *f->head = h.len;
-    if (tail.len) ob_put(&h, tail.p, tail.len);
-    free(tail.p);
-    return ob_take(&h, len);
+    ob_put(h, ",\"outputs\":[", 12);
+    if (ss_oip_tensors(r, f, &js.sink) != 0) h->oom = 1;
+    ob_put(h, "]}", 2);
+    *f->head = h->len;
+    if (js.tail.oom) h->oom = 1;
+    if (js.tail.len) ob_put(h, js.tail.p, js.tail.len);
+    free(js.tail.p);
+    return ob_take(h, len);
 }
 
 static uint8_t *oip_error(const char *code, const char *message, size_t *len) {
@@ -483,8 +531,9 @@ int ss_oip_op_config(ss_op *o) {
     return now_body(o, 200, body, len);
 }
 
-static void stat_json(obuf *b, const spk_model *m, uint32_t mi, uint64_t gen) {
+static void stat_json(obuf *b, const ss_oip *oip, const spk_model *m, uint32_t mi, uint64_t gen) {
     oip_stat s = {0};
+    const oip_stat *stats = oip->stats;
     if (mi < SS_OIP_MAX_MODELS && __atomic_load_n(&stats[mi].gen, __ATOMIC_ACQUIRE) == gen) {
         s.ok = __atomic_load_n(&stats[mi].ok, __ATOMIC_RELAXED);
         s.ok_ns = __atomic_load_n(&stats[mi].ok_ns, __ATOMIC_RELAXED);
@@ -518,7 +567,7 @@ int ss_oip_op_stats(ss_op *o) {
             free(b.p);
             return SS_OP_NOW;
         }
-        stat_json(&b, v->model, v->slot, v->gen);
+        stat_json(&b, o->app->oip, v->model, v->slot, v->gen);
         ss_reg_unref(v);
     } else {
         ss_mver **vs;
@@ -529,7 +578,7 @@ int ss_oip_op_stats(ss_op *o) {
         }
         for (size_t i = 0; i < n; i++) {
             if (i) ob_put(&b, ",", 1);
-            stat_json(&b, vs[i]->model, vs[i]->slot, vs[i]->gen);
+            stat_json(&b, o->app->oip, vs[i]->model, vs[i]->slot, vs[i]->gen);
         }
         ss_reg_list_free(vs, n);
     }
@@ -582,8 +631,6 @@ int ss_oip_op_index(ss_op *o) {
  * (apply.h). Requests without an id carry no seq and do not move the count. The records
  * are keyed by session id (and the session's address, so a new session of that id starts
  * afresh); one per open sequence, pruned when their session is gone. */
-#define REC_BUCKETS 256
-
 typedef struct rec {
     char sid[SS_ID_MAX + 1];
     const ss_sess *s;
@@ -591,9 +638,6 @@ typedef struct rec {
     uint64_t seq;
     struct rec *next;
 } rec;
-
-static rec *recs[REC_BUCKETS];
-static pthread_mutex_t recs_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned rec_hash(const char *sid) {
     unsigned h = 2166136261u;
@@ -603,8 +647,9 @@ static unsigned rec_hash(const char *sid) {
 }
 
 /* Set b's seq for request id rid on s (start: a fresh count). 0, or -1 out of memory.
- * Called with recs_mu held. */
+ * Called with a->oip->mu held. */
 static int rec_seq(ss_app *a, ss_sess *s, int start, const char *rid, ss_batch *b) {
+    rec **recs = a->oip->recs;
     rec **pp = &recs[rec_hash(s->id)], *r = NULL;
     while (*pp) { /* find ours; drop records of sessions that are gone */
         rec *e = *pp;
@@ -648,14 +693,25 @@ static int rec_seq(ss_app *a, ss_sess *s, int start, const char *rid, ss_batch *
 }
 
 /* A batch with seq that did not run (refused, failed): its number is free again. */
-static void rec_undo(const ss_sess *s, uint64_t seq) {
-    pthread_mutex_lock(&recs_mu);
-    for (rec *e = recs[rec_hash(s->id)]; e; e = e->next)
+static void rec_undo(ss_oip *oip, const ss_sess *s, uint64_t seq) {
+    pthread_mutex_lock(&oip->mu);
+    for (rec *e = oip->recs[rec_hash(s->id)]; e; e = e->next)
         if (e->s == s && !strcmp(e->sid, s->id) && e->seq == seq) {
             e->seq--;
             e->rid[0] = 0;
         }
-    pthread_mutex_unlock(&recs_mu);
+    pthread_mutex_unlock(&oip->mu);
+}
+
+void ss_oip_free(ss_oip *o) {
+    if (!o) return;
+    for (size_t i = 0; i < REC_BUCKETS; i++)
+        for (rec *e = o->recs[i], *next; e; e = next) {
+            next = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&o->mu);
+    free(o);
 }
 
 /* The answer is ready (the worker's thread, or at once for a refusal): its headers, the
@@ -669,7 +725,7 @@ static void answered(ss_job *j) {
         r->hname = HEAD_HEADER;
         snprintf(r->hvalue, sizeof r->hvalue, "%zu", f->head_len);
     }
-    stat_add(f->model_idx, f->model_gen, ok, now_ns() - f->t0_ns);
+    stat_add(f->app->oip, f->model_idx, f->model_gen, ok, now_ns() - f->t0_ns);
     f->done(j);
 }
 
@@ -684,7 +740,7 @@ static void step_done(ss_job *j) {
     ss_oip_fmt *f = j->fmt;
     if (j->sess && j->batch.has_seq && (j->reply.status != 200 || j->reply.err) &&
         j->reply.err != SS_E_SEQ)
-        rec_undo(j->sess, j->batch.seq);
+        rec_undo(f->app->oip, j->sess, j->batch.seq);
     if (f->close_after && j->reply.status == 200 && !j->reply.err) {
         ss_job *c = ss_job_new(SS_JOB_CLOSE);
         if (c) {
@@ -826,7 +882,8 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     f->app = o->app;
     f->done = o->done;
     if (rc != 0) {
-        stat_add(mi, v->gen, 0, now_ns() - t0); /* before the job (and v's reference) goes */
+        stat_add(o->app->oip, mi, v->gen, 0,
+                 now_ns() - t0); /* before the job (and v's reference) goes */
         ss_job_free(j);
         return now_fail(o, rc, "%s", err);
     }
@@ -848,9 +905,9 @@ int ss_oip_infer(ss_op *o, size_t head_len) {
     j->mv = NULL; /* the session's version runs it */
     f->close_after = q.end;
     if (f->id[0]) {
-        pthread_mutex_lock(&recs_mu);
+        pthread_mutex_lock(&o->app->oip->mu);
         int rc2 = rec_seq(o->app, s, q.start, f->id, &j->batch);
-        pthread_mutex_unlock(&recs_mu);
+        pthread_mutex_unlock(&o->app->oip->mu);
         if (rc2 != 0) {
             o->done = f->done;
             ss_job_free(j);

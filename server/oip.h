@@ -19,8 +19,9 @@
  * A sequence request with an "id" is numbered with v1's seq, so that a repeat of the
  * sequence's last id is answered from the stored answer without stepping twice.
  *
- * Thread-safety: reentrant, except two process-wide tables (one server per process): the
- * per-model statistics (atomic counters) and the retry records of sequences (a mutex).
+ * Thread-safety: reentrant. A server's OIP state (ss_app.oip: the per-model statistics,
+ * atomic counters, and the retry records of sequences, under a mutex) is its own, so two
+ * servers in one process (the tests) do not share counters.
  */
 #ifndef SS_OIP_H
 #define SS_OIP_H
@@ -35,6 +36,12 @@ struct ss_req;
 #define SS_OIP_MAX_OUTPUTS 4
 #define SS_OIP_ID_MAX 128
 #define SS_OIP_MAX_MODELS 256 /* models with statistics; later ones are served, not counted */
+
+/* A server's OIP state (statistics, retry records): ss_app_init creates it, ss_app_free
+ * frees it (after the workers are joined). NULL when out of memory; free(NULL) a no-op. */
+typedef struct ss_oip ss_oip;
+ss_oip *ss_oip_create(void);
+void ss_oip_free(ss_oip *o);
 
 enum { SS_OIP_SPIKES, SS_OIP_READOUT, SS_OIP_READOUT_ALL, SS_OIP_PREDICTION };
 
@@ -80,6 +87,30 @@ int ss_oip_decode(const uint8_t *head, size_t head_len, const uint8_t *bin, size
 int ss_oip_session_id(const char *model, const ss_oip_seq *seq, char *out, size_t cap);
 
 extern const ss_codec ss_codec_oip; /* answers and {"error": "message"} */
+
+/* An answer's output tensors, for an encoder of another wire format (oip_grpc.c): the
+ * codec's result walks the outputs fmt asks for and hands each to a sink. */
+typedef struct {
+    const char *name, *dt; /* "readout", "FP32" */
+    uint64_t dims[2];
+    int nd;
+    int binary;         /* the request asked for it as binary data */
+    size_t n;           /* elements */
+    const float *f;     /* FP32 values, or */
+    const int32_t *i32; /* INT32 values, or */
+    char *const *strs;  /* BYTES strings (classification) */
+} ss_oip_tensor;
+
+typedef struct ss_oip_sink {
+    void (*tensor)(struct ss_oip_sink *s, const ss_oip_tensor *t);
+} ss_oip_sink;
+
+/* Each output tensor of r that f asks for, in order, to sink: 0, or -1 out of memory. */
+int ss_oip_tensors(const ss_result *r, const ss_oip_fmt *f, ss_oip_sink *sink);
+/* A tensor's binary form (little-endian values; BYTES: 4-byte length, then the bytes) as
+ * calls put(ctx, bytes, n). */
+void ss_oip_tensor_bytes(const ss_oip_tensor *t, void (*put)(void *ctx, const void *p, size_t n),
+                         void *ctx);
 
 /* Operations (ops.h); {id} of a /versions/{v} route is the version. */
 int ss_oip_op_live(ss_op *o);

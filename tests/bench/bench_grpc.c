@@ -6,7 +6,10 @@
  *   unary      gRPC Step calls on libnghttp2's client side: --threads T, --conns C per
  *              thread, --streams N calls in flight per connection; the session ids of
  *              --ids FILE round-robin, the batches of --bodies FILE (hex protobuf SpikeBatch,
- *              one a line), each sent with session_id (field 6) appended.
+ *              one a line), each sent with session_id (field 6) appended. With --oip:
+ *              inference.GRPCInferenceService/ModelInfer calls instead, the bodies hex
+ *              ModelInferRequests (bench_oip_prep.py) and the ids sequence numbers, each
+ *              sent with the parameters entry sequence_id (int64_param) appended.
  *   stream     one StreamSteps call on session --session ID (metadata spikeserve-session-id)
  *              with the batches of --bodies (hex protobuf), pipelined: at most --window W
  *              unanswered; --rate R paces the batches at R a second (0: as fast as the
@@ -70,7 +73,7 @@ static struct {
     const char *mode, *ids_file, *bodies_file, *session;
     uint16_t port;
     double duration, rate;
-    int pid, threads, conns, streams, window, pb;
+    int pid, threads, conns, streams, window, pb, oip;
 } opt = {.duration = 10, .threads = 2, .conns = 1, .streams = 32, .window = 64};
 
 static blob *bodies;
@@ -264,12 +267,30 @@ static size_t put_varint(uint8_t *p, uint64_t v) {
     return n;
 }
 
-/* gRPC frame of body b with SpikeBatch.session_id (field 6) appended when id is set */
+/* gRPC frame of body b with SpikeBatch.session_id (field 6) appended when id is set; with
+ * --oip the ModelInferRequest.parameters entry (field 4) {"sequence_id": int64_param id} */
 static size_t grpc_frame(uint8_t *out, const blob *b, const char *id) {
     size_t n = 5;
     memcpy(out + n, b->p, b->n);
     n += b->n;
-    if (id) {
+    if (id && opt.oip) {
+        uint8_t v[16], e[48];
+        size_t nv = 0, ne = 0;
+        v[nv++] = 2 << 3; /* InferParameter.int64_param */
+        nv += put_varint(v + nv, strtoull(id, NULL, 10));
+        e[ne++] = 1 << 3 | 2; /* key */
+        e[ne++] = 11;
+        memcpy(e + ne, "sequence_id", 11);
+        ne += 11;
+        e[ne++] = 2 << 3 | 2; /* value */
+        e[ne++] = (uint8_t)nv;
+        memcpy(e + ne, v, nv);
+        ne += nv;
+        out[n++] = 4 << 3 | 2;
+        n += put_varint(out + n, ne);
+        memcpy(out + n, e, ne);
+        n += ne;
+    } else if (id) {
         size_t l = strlen(id);
         out[n++] = 6 << 3 | 2;
         n += put_varint(out + n, l);
@@ -573,7 +594,8 @@ static void unary_submit(h2conn *c) {
     u->len = grpc_frame(u->buf, &bodies[k % n_bodies], ids[k % n_ids]);
     nghttp2_nv h[] = {NV(":method", "POST"),
                       NV(":scheme", "http"),
-                      NV(":path", "/spikeserve.v1.Spikeserve/Step"),
+                      NV(":path", opt.oip ? "/inference.GRPCInferenceService/ModelInfer"
+                                          : "/spikeserve.v1.Spikeserve/Step"),
                       NV(":authority", authority),
                       NV("content-type", "application/grpc"),
                       NV("te", "trailers")};
@@ -1024,7 +1046,7 @@ static int run_sse(void) {
 
 static void usage(void) {
     fputs("usage: bench_grpc unary|stream|keepalive|sse --port P [--duration S] [--pid PID]\n"
-          "  [--ids FILE] [--bodies FILE] [--session ID] [--rate R] [--window W] [--pb]\n"
+          "  [--ids FILE] [--bodies FILE] [--session ID] [--rate R] [--window W] [--pb] [--oip]\n"
           "  [--threads T] [--conns C] [--streams N]\n",
           stderr);
     exit(2);
@@ -1037,6 +1059,10 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--pb")) {
             opt.pb = 1;
+            continue;
+        }
+        if (!strcmp(a, "--oip")) {
+            opt.oip = 1;
             continue;
         }
         if (!v) usage();

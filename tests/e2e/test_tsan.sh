@@ -34,15 +34,19 @@ for t in "${tests[@]}"; do
         fail=1
     fi
 done
-# the gRPC front end (transport loop, workers answering calls, event sinks) with real clients
-if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
-    "${PYTHON:-/usr/bin/python3}" tests/e2e/test_grpc.py >"$logs/test_grpc.out" 2>&1; then
-    echo "ok - test_grpc.py under ThreadSanitizer"
-else
-    echo "not ok - test_grpc.py under ThreadSanitizer"
-    grep -E "^not ok" "$logs/test_grpc.out" | sed 's/^/#   /'
-    fail=1
-fi
+# the gRPC front end (transport loop, workers answering calls, event sinks) with real clients,
+# and the OIP over it (ModelStreamInfer's ordered window, the per-server OIP state)
+for py in test_grpc test_oip_grpc; do
+    if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread SPIKESERVE_KEEP_TMP=1 OIP_GRPC_ACCURACY_N=0 \
+        TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+        "${PYTHON:-/usr/bin/python3}" "tests/e2e/$py.py" >"$logs/$py.out" 2>&1; then
+        echo "ok - $py.py under ThreadSanitizer"
+    else
+        echo "not ok - $py.py under ThreadSanitizer"
+        grep -E "^not ok" "$logs/$py.out" | sed 's/^/#   /'
+        fail=1
+    fi
+done
 reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
     echo "not ok - ThreadSanitizer reports:"
