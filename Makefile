@@ -98,9 +98,9 @@ LINK_ALL = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ALL_LIBS) $(HTTP_LIBS) $(CU
            $(PB_LIBS) $(LDLIBS)
 
 $(BUILD)/spikeserve: $(call obj,server/main.c) $(LIB_SERVER) $(LIB_ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
 $(BUILD)/spikeserve-run: $(call obj,server/run.c) $(LIB_SERVER) $(LIB_ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
 # the client programs need only the client library (and libcurl, jansson, protobuf-c, zlib)
 $(BUILD)/spikectl: $(call obj,clients/c/spikectl.c) $(LIB_CLIENT)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_CLIENT) -ljansson $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)

@@ -18,7 +18,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cluster.h"
 #include "log.h"
+#include "oip.h"
 
 /* ---- negotiation ---- */
 
@@ -93,6 +95,7 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     if (rep->hname) MHD_add_response_header(resp, rep->hname, rep->hvalue);
     if (rep->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
+    if (r->owner_hdr[0]) MHD_add_response_header(resp, SS_HDR_OWNER, r->owner_hdr);
     if (rep->retry_after) {
         char ra[16];
         snprintf(ra, sizeof ra, "%u", rep->retry_after);
@@ -130,9 +133,148 @@ static void job_done(ss_job *j) {
     MHD_resume_connection(r->conn);
 }
 
+/* ---- cluster.h: forwarding to the owner ---- */
+
+static void fwd_done(ss_fwd_call *c) {
+    ss_req *r = c->ctx;
+    MHD_resume_connection(r->conn);
+}
+
+static void copy_header(ss_req *r, ss_fwd_call *c, const char *name) {
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    if (v) ss_fwd_header(c, name, v);
+}
+
+/* Hand the request to r->peer on the forwarder's thread; the connection waits suspended. */
+static enum MHD_Result forward(ss_req *r) {
+    ss_app *a = r->app;
+    ss_fwd_call *c = calloc(1, sizeof *c);
+    if (!c) return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+    r->call = c;
+    snprintf(c->url, sizeof c->url, "http://%s%s", r->peer, r->path);
+    /* HEAD goes as GET: libmicrohttpd drops the body of a HEAD answer */
+    snprintf(c->method, sizeof c->method, "%s", strcmp(r->method, "HEAD") ? r->method : "GET");
+    c->body = r->body;
+    c->len = r->len;
+    c->timeout_ms = (long)a->cfg.forward_timeout * 1000;
+    c->max_bytes = a->cfg.forward_max_bytes;
+    c->done = fwd_done;
+    c->ctx = r;
+    copy_header(r, c, "Content-Type");
+    copy_header(r, c, "Accept");
+    copy_header(r, c, "Authorization");
+    copy_header(r, c, "X-Sequence-Id");
+    if (ss_fwd_header(c, SS_HDR_FORWARDED, ss_cluster_self(a->cluster)) != 0)
+        return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+    ss_cluster_count_forward(a);
+    MHD_suspend_connection(r->conn); /* before the forwarder can resume it */
+    ss_fwd_submit(ss_cluster_fwd(a->cluster), c);
+    return MHD_YES;
+}
+
+static enum MHD_Result dispatch(ss_req *r);
+
+/* The forward came back: its answer, as the owner gave it; or, from a previous owner that
+ * says the session is not there and is ours, our own answer. */
+static enum MHD_Result forwarded(ss_req *r) {
+    ss_fwd_call *c = r->call;
+    r->call = NULL;
+    if (r->fwd == SS_CL_PREV && ss_cluster_prev_says_mine(r->app, c)) {
+        ss_fwd_call_clear(c);
+        free(c);
+        r->fwd = 0;
+        return dispatch(r);
+    }
+    if (c->status == 0) {
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        enum MHD_Result ok = ss_http_fail(r, SS_E_NOT_OWNER,
+                                          "session %s: its owner %s did not answer (%s); retry",
+                                          r->op.sid, r->peer, c->err);
+        ss_fwd_call_clear(c);
+        free(c);
+        return ok;
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        c->resp_len, c->resp ? (void *)c->resp : (void *)"",
+        c->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        ss_fwd_call_clear(c);
+        free(c);
+        return MHD_NO;
+    }
+    c->resp = NULL; /* the response owns it */
+    if (c->ctype[0]) MHD_add_response_header(resp, "Content-Type", c->ctype);
+    if (c->retry_after[0]) MHD_add_response_header(resp, "Retry-After", c->retry_after);
+    if (c->location[0]) MHD_add_response_header(resp, "Location", c->location);
+    if (c->allow[0]) MHD_add_response_header(resp, "Allow", c->allow);
+    if (c->owner[0]) MHD_add_response_header(resp, SS_HDR_OWNER, c->owner);
+    if (c->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
+    r->status = (unsigned)c->status;
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)c->status, resp);
+    MHD_destroy_response(resp);
+    ss_fwd_call_clear(c);
+    free(c);
+    return ok;
+}
+
+/* The routing key of the request (cluster.h): the session id, or an OIP sequence's session
+ * name from X-Sequence-Id. 1 with key, 0 none. */
+static int cluster_key(ss_req *r, char *key, size_t cap) {
+    if (!strncmp(r->rt->pattern, "/v1/sessions/{id}", 17)) {
+        snprintf(key, cap, "%s", r->op.sid);
+        return 1;
+    }
+    const char *q = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sequence-Id");
+    if (!q || !*q || !r->rt->http || r->rt->http != ss_oip_http_infer) return 0;
+    ss_oip_seq seq;
+    memset(&seq, 0, sizeof seq);
+    seq.has_id = 1;
+    size_t n = strlen(q), digits = strspn(q, "0123456789");
+    if (n == digits && n <= 19) {
+        seq.num = strtoull(q, NULL, 10);
+    } else {
+        seq.is_str = 1;
+        snprintf(seq.str, sizeof seq.str, "%s", q);
+    }
+    return ss_oip_session_id(r->op.model, &seq, key, cap) == 0;
+}
+
+/* Where the request goes: MHD_YES to go on (here, or r->fwd set), or the refusal sent. */
+static enum MHD_Result cluster_route(ss_req *r) {
+    ss_app *a = r->app;
+    char key[SS_ID_MAX + 1];
+    if (!cluster_key(r, key, sizeof key)) return MHD_YES;
+    int fwd = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_FORWARDED) != NULL;
+    if (!strcmp(r->rt->method, "PUT") &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_MOVE)) {
+        r->moved_in = 1; /* a move lands where it is sent */
+        return MHD_YES;
+    }
+    ss_reply rep;
+    memset(&rep, 0, sizeof rep);
+    int d = ss_cluster_route(a, key, fwd, r->peer, sizeof r->peer, &rep);
+    if (d == SS_CL_LOCAL) return MHD_YES;
+    if (d == SS_CL_REFUSE) {
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        return ss_http_send(r, &rep);
+    }
+    if (r->rt->body == SS_BODY_STREAMED || r->rt->http == ss_http_events) {
+        /* event streams and uploads are not proxied: the client goes to the owner */
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        return ss_http_fail(r, SS_E_NOT_OWNER,
+                            "session %s: %s is served by its owner %s (not forwarded); retry "
+                            "there or through the load balancer",
+                            key, r->rt->pattern, r->peer);
+    }
+    r->fwd = d;
+    return MHD_YES;
+}
+
 static enum MHD_Result dispatch(ss_req *r) {
     r->op.body = r->body;
     r->op.len = r->len;
+    if (r->fwd) return forward(r);
     if (!r->rt->op) return (enum MHD_Result)r->rt->http(r);
     if (r->rt->op(&r->op) == SS_OP_QUEUED) return MHD_YES;
     return ss_http_send(r, &r->op.reply);
@@ -201,6 +343,10 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED) && !(rt->flags & SS_RF_DRAINING))
         return ss_http_fail(r, SS_E_UNAVAILABLE, "server is shutting down");
+    if (a->cluster) {
+        enum MHD_Result ok = cluster_route(r);
+        if (ok != MHD_YES || r->status) return ok;
+    }
     if (rt->body == SS_BODY_STREAMED) rt->http(r); /* begins, or answers a refusal */
     return MHD_YES;
 }
@@ -232,6 +378,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->call) return forwarded(r); /* resumed: the owner answered */
     if (r->job && !r->stream) { /* resumed: the worker is done */
         ss_job *j = r->job;
         r->job = NULL;
@@ -291,8 +438,13 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         ss_log(SS_LOG_INFO, "%s %s %s %u %.3fms session=%s", ts, r->method, r->path, r->status,
                (double)us / 1000.0, r->op.sid[0] ? r->op.sid : "-");
     }
+    if (r->moved_in && r->status >= 200 && r->status < 300) ss_metrics_moved_in(a->metrics);
     if (r->stream) ss_stream_free(r->stream);
     ss_job_free(r->job);
+    if (r->call) { /* only when the forwarder has let go of it (it resumed us) */
+        ss_fwd_call_clear(r->call);
+        free(r->call);
+    }
     ss_reply_clear(&r->op.reply);
     free(r->body);
     free(r);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../engine/encode.h"
+#include "cluster.h"
 #include "store.h"
 
 static int now_fail(ss_op *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -48,17 +49,25 @@ int ss_op_authenticate(ss_op *o, const char *authorization) {
 }
 
 ss_sess *ss_op_session(ss_op *o) {
+    int moving = 0;
     ss_sess *s = ss_table_get(o->app->table, o->sid);
     if (s) {
         pthread_mutex_lock(&s->mu);
         int closed = s->closed;
+        moving = s->moving;
         pthread_mutex_unlock(&s->mu);
-        if (!closed && ss_sess_visible(s, o->owner)) {
+        if (!closed && !moving && ss_sess_visible(s, o->owner)) {
             ss_sess_touch(s);
             return s;
         }
         ss_sess_unref(s);
     }
+    if (moving) {
+        ss_reply_fail(&o->reply, SS_E_NOT_OWNER,
+                      "session %.64s is moving to another replica; retry", o->sid);
+        return NULL;
+    }
+    if (ss_cluster_elsewhere(o->app, o->sid, &o->reply)) return NULL; /* cluster.h */
     ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "session %.64s: not found", o->sid);
     return NULL;
 }
@@ -210,8 +219,13 @@ int ss_op_open(ss_op *o) {
     if (open >= a->cfg.max_sessions)
         return now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
                         a->cfg.max_sessions);
+    /* with --peers, an id this replica owns (cluster.h): N tries expected with N peers */
     char id[SS_ID_LEN + 1];
-    if (ss_util_new_id(id) != 0) return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+    int tries = 0;
+    do {
+        if (ss_util_new_id(id) != 0) return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+    } while (!ss_cluster_owns(a, id) && ++tries < 100000);
+    if (tries == 100000) return now_fail(o, SS_E_UNAVAILABLE, "no id owned by this replica found");
     ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
     if (!s) return now_fail(o, SS_E_NOMEM, "out of memory for a session");
     s->owner = o->owner;
