@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""test_cluster.py: three real replicas with a --peers file, no balancer (issue 15).
+
+ - opens land on their owner (the ring of tests/unit/ring_ref.py, nginx's rule), whichever
+   replica they are sent to; every session is held by exactly one replica;
+ - a request sent to a non-owner is forwarded and answered exactly as the owner answers
+   (bit for bit the answer of a single plain server running the same batches);
+ - a forwarded request reaching a non-owner is refused: 503 not_owner, Retry-After,
+   X-Spikeserve-Owner; event streams and uploads are not proxied (503 not_owner + owner);
+ - a bad peers file on SIGHUP is refused (the log names the line), the ring stays;
+ - SIGHUP with a 4th peer moves the sessions it now owns (about 1/4), state intact;
+ - SIGTERM of a replica hands all its sessions to the others and it exits 0;
+ - SIGKILL of a replica: its sessions are refused with a retryable 503 (never 404, never
+   recreated), and after a restart on its state dir + WAL they continue;
+ - at the end every session is at the right t and last_seq, every answer equals the
+   reference, no session is on two replicas.
+"""
+import os
+import random
+import signal
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
+sys.path.insert(0, os.path.join(HERE, "..", "unit"))
+import cluster as C  # noqa: E402
+import ring_ref  # noqa: E402
+
+N = 48
+ROUNDS = 12
+STEPS = 4
+
+
+def owner_name(replicas, sid):
+    names = [r.name for r in replicas]
+    return names[ring_ref.owner(ring_ref.ring(names), sid.encode())]
+
+
+def holders(replicas, sid):
+    return [r.name for r in replicas if r.alive() and r.holds(sid)]
+
+
+def placement_ok(replicas, sids, what):
+    bad = []
+    for sid in sids:
+        h = holders(replicas, sid)
+        want = owner_name(replicas, sid)
+        if h != [want]:
+            bad.append((sid, h, want))
+    C.check(not bad, "%s: every session held by exactly one replica, its owner" % what, bad[:5])
+
+
+def wait_log(rep, text, timeout=30):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if text in rep.tail(200):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def main():
+    root = C.tmpdir("cluster")
+    model_dir = os.path.join(root, "models")
+    model = C.make_model(model_dir)
+    ref = C.reference(model_dir, model, N, ROUNDS, root)
+    C.note("reference: %d answers from one plain server" % len(ref))
+
+    peers = os.path.join(root, "peers")
+    reps = [C.Replica(root, i, model_dir, peers) for i in range(4)]
+    r0, r1, r2, r3 = reps
+    C.write_peers(peers, reps[:3], "three replicas")
+    for r in reps[:3]:
+        r.start()
+    ring = reps[:3]
+
+    # ---- opens land on owners ----
+    sids = [C.open_session(ring[k % 3].port, model, time.time() + 30) for k in range(N)]
+    placement_ok(ring, sids, "opens")
+    m = [r.metrics() for r in ring]
+    C.check(all(x.get("spikeserve_ring_peers") == 3 for x in m), "spikeserve_ring_peers is 3")
+
+    # ---- forwarding: round 1 through a non-owner, identical to the reference ----
+    stepper_port = {"p": None}
+    st = C.Stepper(lambda: stepper_port["p"])
+    deadline = time.time() + 120
+    for k, sid in enumerate(sids):
+        own = owner_name(ring, sid)
+        other = [r for r in ring if r.name != own][k % 2]
+        stepper_port["p"] = other.port
+        st.step(k, sid, 1, deadline)
+    fwd = sum(r.metrics().get("spikeserve_forwarded_requests_total", 0) for r in ring)
+    C.check(fwd >= N, "forwarded requests counted (%d >= %d)" % (fwd, N))
+    same = [k for k in range(N) if st.answers.get((k, 1)) == {ref[(k, 1)]}]
+    C.check(len(same) == N, "forwarded answers identical to a single server's (%d/%d)" % (len(same), N))
+    sid = sids[0]
+    own = owner_name(ring, sid)
+    other = [r for r in ring if r.name != own][0]
+    a = C.request(other.port, "GET", "/v1/sessions/" + sid)
+    b = C.request([r for r in ring if r.name == own][0].port, "GET", "/v1/sessions/" + sid)
+    C.check(a[0] == 200 and a[2] == b[2], "GET through a non-owner = GET on the owner",
+            (a[0], a[2][:200], b[2][:200]))
+
+    # ---- refusals ----
+    s, hd, body = C.request(other.port, "POST", "/v1/sessions/%s/steps" % sid, C.batch(0, 2),
+                            headers={"X-Spikeserve-Forwarded-By": "elsewhere"})
+    C.check(s == 503 and b"not_owner" in body and hd.get("x-spikeserve-owner") == own and
+            hd.get("retry-after"), "a forwarded request at a non-owner: 503 not_owner, owner, "
+            "Retry-After", (s, hd, body[:200]))
+    s, hd, body = C.request(other.port, "GET", "/v1/sessions/%s/events" % sid)
+    C.check(s == 503 and b"not_owner" in body and hd.get("x-spikeserve-owner") == own,
+            "/events at a non-owner: 503 not_owner with the owner", (s, hd, body[:200]))
+    s, hd, body = C.request(other.port, "GET", "/v1/sessions/%s" % ("z" * 40))
+    C.check(s == 404 or (s == 503 and b"not_owner" in body),
+            "an unknown session through a non-owner: 404 (or not_owner while the ring is new)",
+            (s, body[:200]))
+
+    # ---- a bad peers file is refused, the ring stays ----
+    with open(peers, "w") as f:
+        f.write("# broken\n%s\n%s\nnot a peer\n" % (r0.name, r1.name))
+    r0.signal(signal.SIGHUP)
+    C.check(wait_log(r0, "line 4"), "SIGHUP with a bad file: the log names line 4", r0.tail(5))
+    C.check(r0.metrics().get("spikeserve_ring_peers") == 3, "the ring stays at 3 peers")
+
+    # ---- (a) a 4th replica: SIGHUP moves about 1/4 ----
+    C.write_peers(peers, reps, "four replicas")
+    r3.start()
+    before = {r.name: r.metrics().get("spikeserve_sessions_moved_out_total", 0) for r in ring}
+    for r in ring:
+        r.signal(signal.SIGHUP)
+    for r in ring:
+        C.check(wait_log(r, "ring change: moved"), "%s: SIGHUP moves done" % r.name, r.tail(5))
+    ring = reps[:4]
+    moved = sum(r.metrics().get("spikeserve_sessions_moved_out_total", 0) - before.get(r.name, 0)
+                for r in ring[:3])
+    owned4 = sum(1 for s_ in sids if owner_name(ring, s_) == r3.name)
+    C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, N, moved / N, owned4))
+    C.check(moved == owned4 and 0 < moved < N / 2, "only the sessions the 4th now owns moved",
+            (moved, owned4))
+    C.check(r3.metrics().get("spikeserve_sessions_moved_in_total") == owned4,
+            "the 4th counted them in")
+    placement_ok(ring, sids, "after adding a 4th")
+    ms = [r.metrics() for r in ring[:3]]
+    cnt = sum(x.get("spikeserve_session_move_seconds_count", 0) for x in ms)
+    sm = sum(x.get("spikeserve_session_move_seconds_sum", 0) for x in ms)
+    if cnt:
+        C.note("move cost: %.3f ms per session (snapshot, PUT, close)" % (1000 * sm / cnt))
+
+    rnd = random.Random(1)
+
+    def rounds(lo, hi, live):
+        for seq in range(lo, hi + 1):
+            for k, sid_ in enumerate(sids):
+                stepper_port["p"] = rnd.choice(live).port
+                st.step(k, sid_, seq, time.time() + 60)
+
+    rounds(2, 4, ring)
+
+    # ---- (b) SIGTERM r1: hands everything to the others ----
+    n1 = r1.metrics().get("spikeserve_sessions_open", 0)
+    r1.signal(signal.SIGTERM)
+    rc = r1.wait(60)
+    C.check(rc == 0, "SIGTERM: exit 0 after the handoff", r1.tail(5))
+    C.check("0 left here" in r1.tail(10), "handoff: every session handed off (%d)" % n1, r1.tail(5))
+    ring = [r0, r2, r3]
+    C.write_peers(peers, ring, "r1 removed")
+    for r in ring:
+        r.signal(signal.SIGHUP)
+    for r in ring:
+        wait_log(r, "3 peers now")
+    time.sleep(0.5)
+    placement_ok(ring, sids, "after SIGTERM of one")
+    rounds(5, 7, ring)
+
+    # ---- (c) SIGKILL the replica holding the most sessions, then restart it ----
+    victim = max(ring, key=lambda r: r.metrics().get("spikeserve_sessions_open", 0))
+    victim_sids = [s_ for s_ in sids if owner_name(ring, s_) == victim.name]
+    victim.signal(signal.SIGKILL)
+    victim.wait(10)
+    live = [r for r in ring if r is not victim]
+    codes = {}
+    for s_ in victim_sids[:10]:
+        for r in live:
+            s, hd, body = C.request(r.port, "POST", "/v1/sessions/%s/steps" % s_,
+                                    C.batch(sids.index(s_), 8))
+            codes[(s, hd.get("retry-after") is not None, b"not_owner" in body)] = \
+                codes.get((s, hd.get("retry-after") is not None, b"not_owner" in body), 0) + 1
+    C.check(list(codes) == [(503, True, True)],
+            "while its owner is down a session is refused: 503 not_owner with Retry-After", codes)
+    victim.start()
+    rounds(8, ROUNDS, ring)
+
+    # ---- the end state ----
+    bad = []
+    for k, sid_ in enumerate(sids):
+        stepper_port["p"] = ring[k % 3].port
+        info = st.get(sid_, time.time() + 30)
+        if not info or info.get("t") != ROUNDS * STEPS or info.get("last_seq") != ROUNDS:
+            bad.append((sid_, info))
+    C.check(not bad, "every session at t=%d, last_seq=%d" % (ROUNDS * STEPS, ROUNDS), bad[:5])
+    diff = [(k, q) for (k, q), v in st.answers.items() if v != {ref[(k, q)]}]
+    C.check(len(st.answers) == N * ROUNDS and not diff,
+            "every answer (%d) bit-identical to the single server's" % len(st.answers), diff[:5])
+    C.check(not st.errors, "no unexpected answer (no 404, no 409)", st.errors[:5])
+    placement_ok(ring, sids, "at the end")
+    C.note("refusals seen while stepping (retried): %s" % st.refusals)
+    for r in reps:
+        r.stop()
+    C.finish()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # a crash is a failure with its story
+        import traceback
+        traceback.print_exc()
+        C.check(False, "test ran to its end", e)
+        C.finish()
