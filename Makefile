@@ -63,7 +63,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
 .PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
-        bench-grpc bench-wal bench-ui bench-oip soak \
+        bench-grpc bench-wal bench-ui bench-oip bench-ring soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -137,7 +137,15 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB_ENGINE)
 $(BUILD)/bench/bench_grpc: $(call obj,tests/bench/bench_grpc.c proto/api.pb-c.c proto/model.pb-c.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lnghttp2 $(PB_LIBS) $(LDLIBS)
-bench: bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip
+# the session ring's simulation links server/ring.c alone
+$(BUILD)/bench/ring_sim: $(call obj,tests/bench/ring_sim.c server/ring.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench: bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip bench-ring
+# the ring at 10, 100 and 1,000 replicas and 10 million sessions: load imbalance and sessions
+# moved per scale event (deploy/README.md has the table)
+bench-ring: $(BUILD)/bench/ring_sim
+	$(BUILD)/bench/ring_sim
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all

@@ -64,16 +64,6 @@ static int start_nginx(ts_server *ng, const char *tag, int reverse) {
     return 0;
 }
 
-/* Which replicas' access logs hold " PATH " (as the request line): a bit per replica. */
-static unsigned where_logged(char *const *logs, const char *method, const char *path) {
-    char needle[256];
-    snprintf(needle, sizeof needle, " %s %s ", method, path);
-    unsigned m = 0;
-    for (int i = 0; i < NREP; i++)
-        if (logs[i] && strstr(logs[i], needle)) m |= 1u << i;
-    return m;
-}
-
 static void read_logs(char **logs) {
     for (int i = 0; i < NREP; i++) {
         free(logs[i]);
@@ -107,7 +97,7 @@ static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, in
         snprintf(id, sizeof id, "%s-%05d", tag, k);
         snprintf(path, sizeof path, "/v1/sessions/%s", id);
         size_t o = ss_ring_owner(ring, id, strlen(id));
-        unsigned m = where_logged(logs, "GET", path);
+        unsigned m = tb_where_logged(logs, NREP, "GET", path);
         if (m == 1u << o) {
             right++;
             per[o]++;
@@ -120,7 +110,7 @@ static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, in
         if (check_steps && k % 10 == 0) {
             char p2[160];
             snprintf(p2, sizeof p2, "%s/steps", path);
-            if (where_logged(logs, "POST", p2) == 1u << o) steps_right++;
+            if (tb_where_logged(logs, NREP, "POST", p2) == 1u << o) steps_right++;
         }
     }
     for (int i = 0; i < NREP; i++)

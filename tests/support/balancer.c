@@ -208,3 +208,12 @@ int tb_stop(ts_server *b) {
     b->pid = 0;
     return -1;
 }
+
+unsigned tb_where_logged(char *const *logs, int n, const char *method, const char *path) {
+    char needle[512];
+    snprintf(needle, sizeof needle, " %s %s ", method, path);
+    unsigned m = 0;
+    for (int i = 0; i < n && i < 32; i++)
+        if (logs[i] && strstr(logs[i], needle)) m |= 1u << i;
+    return m;
+}

@@ -36,6 +36,10 @@ int tb_stop(ts_server *b);
 /* Make dir (and everything under it) the unprivileged user's when running as root. */
 int tb_chown_nobody(const char *dir);
 
+/* Which of the n texts (replicas' access logs; NULL skipped) hold the request line
+ * " METHOD PATH ": a bit per text (n <= 32). */
+unsigned tb_where_logged(char *const *logs, int n, const char *method, const char *path);
+
 /* The whole text of a file (malloc'd, NUL-terminated), or NULL. */
 char *tb_slurp(const char *path, size_t *len);
 
