@@ -62,7 +62,7 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
-.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python bench bench-engine bench-server \
+.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python test-cluster bench bench-engine bench-server \
         bench-grpc bench-wal bench-ui bench-oip bench-ring soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
@@ -124,6 +124,9 @@ test-e2e: all
 	@tests/run.sh $(BUILD) $(PYTHON) e2e
 test-python: all
 	@tests/run.sh $(BUILD) $(PYTHON) python
+# replicas behind the real nginx and HAProxy (issue 15; part of `make test`)
+test-cluster: all
+	@tests/run.sh $(BUILD) $(PYTHON) cluster
 
 # ---- benchmarks (ratios measured in one run; never pass/fail on time) ----
 # tests/bench/*.c -> $(BUILD)/bench/* (built by `all` too, so they cannot rot unnoticed)
