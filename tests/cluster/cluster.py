@@ -26,6 +26,8 @@ if not os.path.isabs(BUILD):
     BUILD = os.path.join(ROOT, BUILD)
 SERVER = os.path.join(BUILD, "spikeserve")
 PY = "/usr/bin/python3"
+sys.path.insert(0, os.path.join(ROOT, "tests", "unit"))
+import ring_ref  # noqa: E402  nginx's consistent hash, the ring test's Python reference
 
 failures = []
 checks = 0
@@ -154,6 +156,22 @@ class Replica:
         st, _, _ = request(self.port, "GET", "/v1/sessions/" + sid,
                            headers={"X-Spikeserve-Forwarded-By": "test"})
         return st == 200
+
+
+def owner_name(replicas, sid):
+    """The owner of sid among replicas by nginx's rule (tests/unit/ring_ref.py)."""
+    names = [r.name for r in replicas]
+    return names[ring_ref.owner(ring_ref.ring(names), sid.encode())]
+
+
+def wait_log(rep, text, timeout=60):
+    """1 when text appears in the last 400 lines of rep's log within timeout seconds."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if text in rep.tail(400):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def write_peers(path, replicas, comment="peers"):

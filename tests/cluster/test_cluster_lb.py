@@ -15,7 +15,6 @@ lost or doubled step would be one), no 404; every session held by exactly one re
 owner in the ring; the fraction of sessions moved by each change is printed.
 """
 import os
-import random
 import re
 import shutil
 import signal
@@ -26,9 +25,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "unit"))
 import cluster as C  # noqa: E402
-import ring_ref  # noqa: E402
 
 N = int(os.environ.get("CLUSTER_SESSIONS", "200"))
 ROUNDS = int(os.environ.get("CLUSTER_ROUNDS", "24"))
@@ -82,6 +79,22 @@ def render(template, peer_lines, subs):
     return "\n".join(out) + "\n"
 
 
+def tail(path):
+    try:
+        with open(path) as f:
+            return f.read()[-2000:]
+    except OSError:
+        return ""
+
+
+def stop_proc(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 class Nginx:
     name = "nginx"
 
@@ -118,18 +131,10 @@ class Nginx:
         time.sleep(0.5)
 
     def errors(self):
-        try:
-            with open(os.path.join(self.dir, "logs", "error.log")) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return tail(os.path.join(self.dir, "logs", "error.log"))
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_proc(self.proc)
 
 
 class HAProxy:
@@ -171,32 +176,10 @@ class HAProxy:
         time.sleep(1.0)
 
     def errors(self):
-        try:
-            with open(os.path.join(self.dir, "stderr.log")) as f:
-                return f.read()[-2000:]
-        except OSError:
-            return ""
+        return tail(os.path.join(self.dir, "stderr.log"))
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def owner_name(replicas, sid):
-    names = [r.name for r in replicas]
-    return names[ring_ref.owner(ring_ref.ring(names), sid.encode())]
-
-
-def wait_log(rep, text, timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if text in rep.tail(400):
-            return True
-        time.sleep(0.1)
-    return False
+        stop_proc(self.proc)
 
 
 def moved_out(replicas):
@@ -220,7 +203,7 @@ def run(lb_cls, root, model_dir, model, ref):
         C.note("haproxy config: %s" % ("deploy/haproxy.cfg" if lb.shipped else "the test's own"))
     sids = [C.open_session(lb.port, model, time.time() + 60) for _ in range(N)]
     ring = reps[:3]
-    placed = sum(1 for s in sids if any(r.name == owner_name(ring, s) and r.holds(s)
+    placed = sum(1 for s in sids if any(r.name == C.owner_name(ring, s) and r.holds(s)
                                         for r in ring))
     C.check(placed == N, "%s: %d/%d sessions opened through the balancer are on their owner"
             % (tag, placed, N))
@@ -256,7 +239,7 @@ def run(lb_cls, root, model_dir, model, ref):
         m0 = moved_out(ring)
         for r in ring:
             r.signal(signal.SIGHUP)
-        ok = all(wait_log(r, "ring change: moved") for r in ring)
+        ok = all(C.wait_log(r, "ring change: moved") for r in ring)
         lb.reload(reps)
         ring = reps[:4]
         fractions["add a 4th"] = (moved_out(ring) - m0) / N
@@ -278,7 +261,7 @@ def run(lb_cls, root, model_dir, model, ref):
         for r in ring:
             r.signal(signal.SIGHUP)
         for r in ring:
-            wait_log(r, "3 peers now")
+            C.wait_log(r, "3 peers now")
         lb.reload(ring)
         time.sleep(0.3)
         extra = moved_out(ring) - m1
@@ -321,7 +304,7 @@ def run(lb_cls, root, model_dir, model, ref):
         h = [r.name for r in ring if r.holds(sid)]
         if len(h) != 1:
             two.append((sid, h))
-        elif h[0] != owner_name(ring, sid):
+        elif h[0] != C.owner_name(ring, sid):
             wrong.append((sid, h))
     C.check(not two, "%s: every session on exactly one replica" % tag, two[:5])
     C.check(not wrong, "%s: ... its owner in the ring" % tag, wrong[:5])

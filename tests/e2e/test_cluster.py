@@ -23,18 +23,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
-sys.path.insert(0, os.path.join(HERE, "..", "unit"))
 import cluster as C  # noqa: E402
-import ring_ref  # noqa: E402
 
 N = 48
 ROUNDS = 12
 STEPS = 4
-
-
-def owner_name(replicas, sid):
-    names = [r.name for r in replicas]
-    return names[ring_ref.owner(ring_ref.ring(names), sid.encode())]
 
 
 def holders(replicas, sid):
@@ -45,19 +38,10 @@ def placement_ok(replicas, sids, what):
     bad = []
     for sid in sids:
         h = holders(replicas, sid)
-        want = owner_name(replicas, sid)
+        want = C.owner_name(replicas, sid)
         if h != [want]:
             bad.append((sid, h, want))
     C.check(not bad, "%s: every session held by exactly one replica, its owner" % what, bad[:5])
-
-
-def wait_log(rep, text, timeout=30):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if text in rep.tail(200):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def main():
@@ -86,7 +70,7 @@ def main():
     st = C.Stepper(lambda: stepper_port["p"])
     deadline = time.time() + 120
     for k, sid in enumerate(sids):
-        own = owner_name(ring, sid)
+        own = C.owner_name(ring, sid)
         other = [r for r in ring if r.name != own][k % 2]
         stepper_port["p"] = other.port
         st.step(k, sid, 1, deadline)
@@ -95,7 +79,7 @@ def main():
     same = [k for k in range(N) if st.answers.get((k, 1)) == {ref[(k, 1)]}]
     C.check(len(same) == N, "forwarded answers identical to a single server's (%d/%d)" % (len(same), N))
     sid = sids[0]
-    own = owner_name(ring, sid)
+    own = C.owner_name(ring, sid)
     other = [r for r in ring if r.name != own][0]
     a = C.request(other.port, "GET", "/v1/sessions/" + sid)
     b = C.request([r for r in ring if r.name == own][0].port, "GET", "/v1/sessions/" + sid)
@@ -120,7 +104,7 @@ def main():
     with open(peers, "w") as f:
         f.write("# broken\n%s\n%s\nnot a peer\n" % (r0.name, r1.name))
     r0.signal(signal.SIGHUP)
-    C.check(wait_log(r0, "line 4"), "SIGHUP with a bad file: the log names line 4", r0.tail(5))
+    C.check(C.wait_log(r0, "line 4"), "SIGHUP with a bad file: the log names line 4", r0.tail(5))
     C.check(r0.metrics().get("spikeserve_ring_peers") == 3, "the ring stays at 3 peers")
 
     # ---- (a) a 4th replica: SIGHUP moves about 1/4 ----
@@ -130,11 +114,11 @@ def main():
     for r in ring:
         r.signal(signal.SIGHUP)
     for r in ring:
-        C.check(wait_log(r, "ring change: moved"), "%s: SIGHUP moves done" % r.name, r.tail(5))
+        C.check(C.wait_log(r, "ring change: moved"), "%s: SIGHUP moves done" % r.name, r.tail(5))
     ring = reps[:4]
     moved = sum(r.metrics().get("spikeserve_sessions_moved_out_total", 0) - before.get(r.name, 0)
                 for r in ring[:3])
-    owned4 = sum(1 for s_ in sids if owner_name(ring, s_) == r3.name)
+    owned4 = sum(1 for s_ in sids if C.owner_name(ring, s_) == r3.name)
     C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, N, moved / N, owned4))
     C.check(moved == owned4 and 0 < moved < N / 2, "only the sessions the 4th now owns moved",
             (moved, owned4))
@@ -168,14 +152,14 @@ def main():
     for r in ring:
         r.signal(signal.SIGHUP)
     for r in ring:
-        wait_log(r, "3 peers now")
+        C.wait_log(r, "3 peers now")
     time.sleep(0.5)
     placement_ok(ring, sids, "after SIGTERM of one")
     rounds(5, 7, ring)
 
     # ---- (c) SIGKILL the replica holding the most sessions, then restart it ----
     victim = max(ring, key=lambda r: r.metrics().get("spikeserve_sessions_open", 0))
-    victim_sids = [s_ for s_ in sids if owner_name(ring, s_) == victim.name]
+    victim_sids = [s_ for s_ in sids if C.owner_name(ring, s_) == victim.name]
     victim.signal(signal.SIGKILL)
     victim.wait(10)
     live = [r for r in ring if r is not victim]
