@@ -187,16 +187,16 @@ static enum MHD_Result forwarded(ss_req *r) {
     }
     if (c->status == 0) {
         snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
-        enum MHD_Result ok = ss_http_fail(r, SS_E_NOT_OWNER,
-                                          "session %s: its owner %s did not answer (%s); retry",
-                                          r->op.sid, r->peer, c->err);
+        enum MHD_Result ok =
+            ss_http_fail(r, SS_E_NOT_OWNER, "session %s: its owner %s did not answer (%s); retry",
+                         r->op.sid, r->peer, c->err);
         ss_fwd_call_clear(c);
         free(c);
         return ok;
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(
-        c->resp_len, c->resp ? (void *)c->resp : (void *)"",
-        c->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(c->resp_len, c->resp ? (void *)c->resp : (void *)"",
+                                        c->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         ss_fwd_call_clear(c);
         free(c);

@@ -91,11 +91,12 @@ int main(int argc, char **argv) {
         size_t moved = 0, left = 0;
         int64_t t0 = ss_util_mono_us();
         ss_cluster_handoff(&app, &moved, &left);
-        ss_log(left ? SS_LOG_WARN : SS_LOG_INFO,
-               "handoff: %zu sessions moved to the other replicas in %.3f s, %zu left here%s",
-               moved, (double)(ss_util_mono_us() - t0) / 1e6, left,
-               left ? (cfg.state_dir[0] ? " (saved to --state-dir below)" : " (lost: no --state-dir)")
-                    : "");
+        ss_log(
+            left ? SS_LOG_WARN : SS_LOG_INFO,
+            "handoff: %zu sessions moved to the other replicas in %.3f s, %zu left here%s", moved,
+            (double)(ss_util_mono_us() - t0) / 1e6, left,
+            left ? (cfg.state_dir[0] ? " (saved to --state-dir below)" : " (lost: no --state-dir)")
+                 : "");
     }
 
     ss_app_stop_accepting(&app); /* 1 */

@@ -223,7 +223,8 @@ int ss_op_open(ss_op *o) {
     char id[SS_ID_LEN + 1];
     int tries = 0;
     do {
-        if (ss_util_new_id(id) != 0) return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+        if (ss_util_new_id(id) != 0)
+            return now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
     } while (!ss_cluster_owns(a, id) && ++tries < 100000);
     if (tries == 100000) return now_fail(o, SS_E_UNAVAILABLE, "no id owned by this replica found");
     ss_sess *s = ss_sess_create(id, a->models[mi], (uint32_t)mi, ss_app_pick_worker(a), timeout);
