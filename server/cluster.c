@@ -77,7 +77,7 @@ static int held(ss_app *a, const char *key) {
     return h;
 }
 
-int ss_cluster_route(ss_app *a, const char *key, int forwarded, char *peer, size_t cap,
+int ss_cluster_route(ss_app *a, const char *key, int hop, char *peer, size_t cap,
                      ss_reply *refusal) {
     ss_cluster *c = a->cluster;
     peer[0] = 0;
@@ -90,7 +90,7 @@ int ss_cluster_route(ss_app *a, const char *key, int forwarded, char *peer, size
         return SS_CL_REFUSE;
     }
     if (!ss_peers_owns(c->peers, key, strlen(key), peer, cap)) {
-        if (!forwarded) return SS_CL_FORWARD;
+        if (hop == SS_HOP_CLIENT) return SS_CL_FORWARD;
         ss_reply_fail(refusal, SS_E_NOT_OWNER,
                       "session %s: not here, and its owner is %s in this replica's ring (the "
                       "rings are changing); retry",
@@ -99,7 +99,7 @@ int ss_cluster_route(ss_app *a, const char *key, int forwarded, char *peer, size
     }
     char prev[SS_PEER_MAX + 1];
     if (!ss_peers_prev_owner(c->peers, key, strlen(key), prev, sizeof prev)) return SS_CL_LOCAL;
-    if (!forwarded) {
+    if (hop != SS_HOP_LOOKUP) {
         snprintf(peer, cap, "%s", prev);
         return SS_CL_PREV;
     }

@@ -9,8 +9,10 @@
  *      with X-Spikeserve-Owner: the owner in this replica's ring; the rings disagree while a
  *      change rolls out);
  *   3. not holding k, its owner: within the transition window after a ring change, asks the
- *      previous owner (k may be moving here); when that one answers that k is not there and
- *      is ours, or outside the window, serves it (404 for an unknown session).
+ *      previous owner (k may be moving here; X-Spikeserve-Lookup: previous, which that one
+ *      never passes on: at most two hops in all); when that one answers that k is not there
+ *      and is ours, or outside the window, serves it (404 for an unknown session). A lookup
+ *      that reaches a replica in its own window is refused (503 not_owner, retry).
  * A forward that gets no answer (the owner is down) is 503 not_owner: never a session
  * recreated elsewhere.
  *
@@ -37,6 +39,7 @@
 #define SS_HDR_FORWARDED "X-Spikeserve-Forwarded-By"
 #define SS_HDR_MOVE "X-Spikeserve-Move"
 #define SS_HDR_OWNER "X-Spikeserve-Owner"
+#define SS_HDR_LOOKUP "X-Spikeserve-Lookup" /* "previous": a rule 3 question, never passed on */
 
 typedef struct ss_cluster ss_cluster;
 
@@ -46,10 +49,13 @@ int ss_cluster_create(ss_app *a, char *err, size_t errlen);
 void ss_cluster_free(ss_cluster *c); /* NULL is a no-op */
 
 enum { SS_CL_LOCAL = 0, SS_CL_FORWARD = 1, SS_CL_PREV = 2, SS_CL_REFUSE = 3 };
-/* Where a request on key goes (rules above; forwarded: it carries SS_HDR_FORWARDED).
+/* How far a request has come: from a client, forwarded by a non-owner, or a lookup of an
+ * owner on its previous owner (SS_HDR_FORWARDED; SS_HDR_LOOKUP). */
+enum { SS_HOP_CLIENT = 0, SS_HOP_FORWARDED = 1, SS_HOP_LOOKUP = 2 };
+/* Where a request on key goes (rules above; hop: SS_HOP_*).
  * SS_CL_FORWARD / SS_CL_PREV: peer gets the name to forward to (SS_CL_PREV: the previous
  * owner, whose "not here, yours" answer means serve it here). SS_CL_REFUSE: refusal is set. */
-int ss_cluster_route(ss_app *a, const char *key, int forwarded, char *peer, size_t cap,
+int ss_cluster_route(ss_app *a, const char *key, int hop, char *peer, size_t cap,
                      ss_reply *refusal);
 /* 1 when an answer of a SS_CL_PREV forward says "not here, and yours": serve it here. */
 int ss_cluster_prev_says_mine(ss_app *a, const ss_fwd_call *c);

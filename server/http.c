@@ -164,7 +164,8 @@ static enum MHD_Result forward(ss_req *r) {
     copy_header(r, c, "Accept");
     copy_header(r, c, "Authorization");
     copy_header(r, c, "X-Sequence-Id");
-    if (ss_fwd_header(c, SS_HDR_FORWARDED, ss_cluster_self(a->cluster)) != 0)
+    if ((r->fwd == SS_CL_PREV && ss_fwd_header(c, SS_HDR_LOOKUP, "previous") != 0) ||
+        ss_fwd_header(c, SS_HDR_FORWARDED, ss_cluster_self(a->cluster)) != 0)
         return ss_http_fail(r, SS_E_NOMEM, "out of memory");
     ss_cluster_count_forward(a);
     MHD_suspend_connection(r->conn); /* before the forwarder can resume it */
@@ -245,7 +246,10 @@ static enum MHD_Result cluster_route(ss_req *r) {
     ss_app *a = r->app;
     char key[SS_ID_MAX + 1];
     if (!cluster_key(r, key, sizeof key)) return MHD_YES;
-    int fwd = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_FORWARDED) != NULL;
+    int hop = SS_HOP_CLIENT;
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_FORWARDED))
+        hop = SS_HOP_FORWARDED;
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_LOOKUP)) hop = SS_HOP_LOOKUP;
     if (!strcmp(r->rt->method, "PUT") &&
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_MOVE)) {
         r->moved_in = 1; /* a move lands where it is sent */
@@ -253,7 +257,7 @@ static enum MHD_Result cluster_route(ss_req *r) {
     }
     ss_reply rep;
     memset(&rep, 0, sizeof rep);
-    int d = ss_cluster_route(a, key, fwd, r->peer, sizeof r->peer, &rep);
+    int d = ss_cluster_route(a, key, hop, r->peer, sizeof r->peer, &rep);
     if (d == SS_CL_LOCAL) return MHD_YES;
     if (d == SS_CL_REFUSE) {
         snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);

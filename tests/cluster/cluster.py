@@ -164,6 +164,11 @@ def owner_name(replicas, sid):
     return names[ring_ref.owner(ring_ref.ring(names), sid.encode())]
 
 
+def holders(replicas, sid):
+    """Names of the live replicas that hold sid themselves."""
+    return [r.name for r in replicas if r.alive() and r.holds(sid)]
+
+
 def wait_log(rep, text, timeout=60):
     """1 when text appears in the last 400 lines of rep's log within timeout seconds."""
     t0 = time.time()

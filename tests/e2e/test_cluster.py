@@ -30,14 +30,10 @@ ROUNDS = 12
 STEPS = 4
 
 
-def holders(replicas, sid):
-    return [r.name for r in replicas if r.alive() and r.holds(sid)]
-
-
 def placement_ok(replicas, sids, what):
     bad = []
     for sid in sids:
-        h = holders(replicas, sid)
+        h = C.holders(replicas, sid)
         want = C.owner_name(replicas, sid)
         if h != [want]:
             bad.append((sid, h, want))
@@ -100,6 +96,26 @@ def main():
             "an unknown session through a non-owner: 404 (or not_owner while the ring is new)",
             (s, body[:200]))
 
+    # ---- OIP sequences: X-Sequence-Id names the session; any replica sends it to its owner ----
+    right, answers, oip_names = 0, set(), []
+    for q in range(12):
+        seq_id = str(500 + q) if q % 2 else "seq_%d" % q
+        name = ("oip-%s-%s" if q % 2 else "oip-%s-s-%s") % (model, seq_id)
+        body = {"parameters": {"sequence_id": int(seq_id) if q % 2 else seq_id,
+                               "sequence_start": True, "steps": 3},
+                "inputs": [{"name": "events", "datatype": "FP32", "shape": [1, 3],
+                            "data": [0, 1, 1]}]}
+        s, _, out = C.request(ring[q % 3].port, "POST", "/v2/models/%s/infer" % model, body,
+                              headers={"X-Sequence-Id": seq_id})
+        answers.add((s, out.replace(name.encode(), b"").replace(seq_id.encode(), b"")))
+        if s == 200:
+            oip_names.append(name)
+        if s == 200 and C.holders(ring, name) == [C.owner_name(ring, name)]:
+            right += 1
+    C.check(right == 12, "OIP: 12/12 sequences (sent to any replica) on their owner (%d)" % right)
+    C.check(len(answers) == 1, "OIP: the same first answer wherever it was sent",
+            list(answers)[:3])
+
     # ---- a bad peers file is refused, the ring stays ----
     with open(peers, "w") as f:
         f.write("# broken\n%s\n%s\nnot a peer\n" % (r0.name, r1.name))
@@ -118,13 +134,14 @@ def main():
     ring = reps[:4]
     moved = sum(r.metrics().get("spikeserve_sessions_moved_out_total", 0) - before.get(r.name, 0)
                 for r in ring[:3])
-    owned4 = sum(1 for s_ in sids if C.owner_name(ring, s_) == r3.name)
-    C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, N, moved / N, owned4))
+    owned4 = sum(1 for s_ in sids + oip_names if C.owner_name(ring, s_) == r3.name)
+    total = len(sids) + len(oip_names)
+    C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, total, moved / total, owned4))
     C.check(moved == owned4 and 0 < moved < N / 2, "only the sessions the 4th now owns moved",
             (moved, owned4))
     C.check(r3.metrics().get("spikeserve_sessions_moved_in_total") == owned4,
             "the 4th counted them in")
-    placement_ok(ring, sids, "after adding a 4th")
+    placement_ok(ring, sids + oip_names, "after adding a 4th")
     ms = [r.metrics() for r in ring[:3]]
     cnt = sum(x.get("spikeserve_session_move_seconds_count", 0) for x in ms)
     sm = sum(x.get("spikeserve_session_move_seconds_sum", 0) for x in ms)
