@@ -89,7 +89,7 @@ def wait_port(port, proc=None, timeout=15.0):
 class Replica:
     """One spikeserve process; the peers name is 127.0.0.1:PORT."""
 
-    def __init__(self, root, idx, model_dir, peers_file=None, port=None, extra=()):
+    def __init__(self, root, idx, model_dir, peers_file=None, port=None, extra=(), grpc=False):
         self.idx = idx
         self.port = port or free_port()
         self.name = "127.0.0.1:%d" % self.port
@@ -100,6 +100,7 @@ class Replica:
         self.model_dir = model_dir
         self.peers_file = peers_file
         self.extra = list(extra)
+        self.grpc_file = os.path.join(self.dir, "grpc.port") if grpc else None
         self.proc = None
 
     def start(self):
@@ -109,11 +110,17 @@ class Replica:
                 "--access-log", "0", "--checkpoint-interval", "0"] + self.extra
         if self.peers_file:
             args += ["--peers", self.peers_file, "--self", self.name]
+        if self.grpc_file:
+            args += ["--grpc-port", "any", "--grpc-port-file", self.grpc_file]
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
         if not wait_port(self.port, self.proc):
             raise RuntimeError("replica %s did not start:\n%s" % (self.name, self.tail()))
         return self
+
+    def grpc_target(self):
+        with open(self.grpc_file) as f:
+            return "127.0.0.1:%d" % int(f.read())
 
     def tail(self, n=30):
         try:

@@ -40,6 +40,30 @@ def placement_ok(replicas, sids, what):
     C.check(not bad, "%s: every session held by exactly one replica, its owner" % what, bad[:5])
 
 
+def grpc_checks(ring, model):
+    sys.path.insert(0, os.path.join(C.ROOT, "proto"))
+    import grpc
+    import api_pb2
+    import service_pb2_grpc
+    ch = grpc.insecure_channel(ring[0].grpc_target())
+    stub = service_pb2_grpc.SpikeserveStub(ch)
+    opened = [stub.OpenSession(api_pb2.OpenSessionRequest(model=model), timeout=10).session_id
+              for _ in range(6)]
+    C.check(all(C.holders(ring, s_) == [ring[0].name] for s_ in opened),
+            "gRPC OpenSession: the ids are the called replica's own")
+    other = C.open_session(ring[1].port, model, time.time() + 10)
+    b = api_pb2.SpikeBatch(session_id=other, steps=2, seq=1)
+    try:
+        stub.Step(b, timeout=10)
+        code, det = grpc.StatusCode.OK, ""
+    except grpc.RpcError as e:
+        code, det = e.code(), e.details()
+    C.check(code == grpc.StatusCode.UNAVAILABLE and ring[1].name in det,
+            "gRPC Step on a session of another replica: UNAVAILABLE naming the owner",
+            (code, det))
+    ch.close()
+
+
 def main():
     root = C.tmpdir("cluster")
     model_dir = os.path.join(root, "models")
@@ -48,7 +72,7 @@ def main():
     C.note("reference: %d answers from one plain server" % len(ref))
 
     peers = os.path.join(root, "peers")
-    reps = [C.Replica(root, i, model_dir, peers) for i in range(4)]
+    reps = [C.Replica(root, i, model_dir, peers, grpc=True) for i in range(4)]
     r0, r1, r2, r3 = reps
     C.write_peers(peers, reps[:3], "three replicas")
     for r in reps[:3]:
@@ -115,6 +139,9 @@ def main():
     C.check(right == 12, "OIP: 12/12 sequences (sent to any replica) on their owner (%d)" % right)
     C.check(len(answers) == 1, "OIP: the same first answer wherever it was sent",
             list(answers)[:3])
+
+    # ---- gRPC: opens land on the replica called, a session elsewhere is UNAVAILABLE + owner ----
+    grpc_checks(ring, model)
 
     # ---- a bad peers file is refused, the ring stays ----
     with open(peers, "w") as f:
