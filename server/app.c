@@ -283,6 +283,7 @@ static void *janitor(void *arg) {
 int ss_app_start(ss_app *a, char *err, size_t errlen) {
     if (ss_http_start(a, err, errlen) != 0) return -1;
     if (ss_grpc_start(a, err, errlen) != 0) return -1;
+    ss_cluster_start(a);
     if (pthread_create(&a->janitor, NULL, janitor, a) != 0) {
         snprintf(err, errlen, "cannot start the housekeeping thread");
         return -1;

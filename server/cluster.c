@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "exec.h"
@@ -26,6 +27,12 @@
 struct ss_cluster {
     ss_peers *peers;
     ss_fwd *fwd;
+    ss_app *app;
+    pthread_mutex_t pass_mu; /* one pass of moves at a time (reload, rebalance, handoff) */
+    pthread_mutex_t mu;      /* guards what follows */
+    pthread_cond_t cv;
+    pthread_t rebalancer;
+    int started, stop;
 };
 
 int ss_cluster_create(ss_app *a, char *err, size_t errlen) {
@@ -36,6 +43,9 @@ int ss_cluster_create(ss_app *a, char *err, size_t errlen) {
         snprintf(err, errlen, "cluster: out of memory");
         return -1;
     }
+    pthread_mutex_init(&c->pass_mu, NULL);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
     if (ss_peers_create(&c->peers, a->cfg.peers, a->cfg.self, (int64_t)a->cfg.move_window * 1000,
                         err, errlen) != 0 ||
         ss_fwd_create(&c->fwd, err, errlen) != 0) {
@@ -43,14 +53,29 @@ int ss_cluster_create(ss_app *a, char *err, size_t errlen) {
         return -1;
     }
     ss_metrics_ring_peers(a->metrics, ss_peers_count(c->peers));
+    c->app = a;
     a->cluster = c;
     return 0;
 }
 
+static void stop_rebalancer(ss_cluster *c) {
+    pthread_mutex_lock(&c->mu);
+    int started = c->started;
+    c->stop = 1;
+    c->started = 0;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    if (started) pthread_join(c->rebalancer, NULL);
+}
+
 void ss_cluster_free(ss_cluster *c) {
     if (!c) return;
+    stop_rebalancer(c);
     ss_fwd_free(c->fwd);
     ss_peers_free(c->peers);
+    pthread_mutex_destroy(&c->pass_mu);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
     free(c);
 }
 
@@ -253,6 +278,7 @@ typedef struct {
     size_t n;
     size_t next; /* atomic: the next index to take */
     int drain;   /* 1: every session to its heir; 0: those whose owner changed */
+    int quiet;   /* a failed move is logged at debug level (rebalance passes) */
     int64_t deadline_ms;
     size_t moved, failed, bytes; /* atomic */
     int64_t us;                  /* atomic: time moving */
@@ -281,18 +307,21 @@ static void *mover(void *arg) {
             __atomic_fetch_add(&b->us, ss_util_mono_us() - t0, __ATOMIC_RELAXED);
         } else {
             __atomic_fetch_add(&b->failed, 1, __ATOMIC_RELAXED);
-            ss_log(SS_LOG_WARN, "session %s: not moved to %s: %s", s->id, dest, err);
+            ss_log(b->quiet ? SS_LOG_DEBUG : SS_LOG_WARN, "session %s: not moved to %s: %s", s->id,
+                   dest, err);
         }
     }
     return NULL;
 }
 
 /* Move the table's sessions (drain: all; else those owned elsewhere) until deadline. */
-static void move_all(ss_app *a, int drain, int64_t deadline_ms, size_t *moved, size_t *failed,
-                     size_t *total) {
-    batch b = {.a = a, .drain = drain, .deadline_ms = deadline_ms};
+static void move_all(ss_app *a, int drain, int quiet, int64_t deadline_ms, size_t *moved,
+                     size_t *failed, size_t *total) {
+    batch b = {.a = a, .drain = drain, .quiet = quiet, .deadline_ms = deadline_ms};
+    pthread_mutex_lock(&a->cluster->pass_mu);
     *moved = *failed = *total = 0;
     if (ss_table_list(a->table, &b.all, &b.n) != 0) {
+        pthread_mutex_unlock(&a->cluster->pass_mu);
         ss_log(SS_LOG_ERROR, "moves: out of memory for the session list");
         return;
     }
@@ -303,6 +332,7 @@ static void move_all(ss_app *a, int drain, int64_t deadline_ms, size_t *moved, s
     if (started == 0) mover(&b);
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
+    pthread_mutex_unlock(&a->cluster->pass_mu);
     for (size_t i = 0; i < b.n; i++)
         ss_sess_unref(b.all[i]);
     free(b.all);
@@ -338,8 +368,8 @@ void ss_cluster_reload(ss_app *a) {
     /* a failed move is tried again a few times (the new owner may still be starting) */
     for (int pass = 0; pass < 3; pass++) {
         if (pass) sleep(1);
-        move_all(a, 0, ss_util_now_ms() + (int64_t)a->cfg.handoff_timeout * 1000, &moved, &failed,
-                 &total);
+        move_all(a, 0, 0, ss_util_now_ms() + (int64_t)a->cfg.handoff_timeout * 1000, &moved,
+                 &failed, &total);
         ss_log(SS_LOG_INFO, "ring change: moved %zu of %zu sessions (%.1f%%), %zu not moved", moved,
                total, total ? 100.0 * (double)moved / (double)total : 0.0, failed);
         if (!failed) break;
@@ -350,13 +380,51 @@ void ss_cluster_handoff(ss_app *a, size_t *moved, size_t *left) {
     size_t failed = 0, total = 0;
     *moved = *left = 0;
     if (!a->cluster) return;
+    stop_rebalancer(a->cluster);
     int64_t deadline = ss_util_now_ms() + (int64_t)a->cfg.handoff_timeout * 1000;
-    move_all(a, 1, deadline, moved, &failed, &total);
+    move_all(a, 1, 0, deadline, moved, &failed, &total);
     if (failed && ss_util_now_ms() < deadline) { /* once more, what failed */
         size_t m2 = 0;
         sleep(1);
-        move_all(a, 1, deadline, &m2, &failed, &total);
+        move_all(a, 1, 0, deadline, &m2, &failed, &total);
         *moved += m2;
     }
     *left = ss_table_count(a->table);
+}
+
+/* Every --rebalance-interval: move what this replica holds but does not own to its owner.
+ * After a rolling restart (SIGTERM handed a replica's sessions to the others, and it came
+ * back under the same name) this brings them home; an owner that is down is tried again
+ * at the next pass. */
+static void *rebalancer(void *arg) {
+    ss_cluster *c = arg;
+    ss_app *a = c->app;
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += a->cfg.rebalance_interval;
+        while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &ts) == 0)
+            ;
+        int stop = c->stop;
+        pthread_mutex_unlock(&c->mu);
+        if (stop) break;
+        size_t moved = 0, failed = 0, total = 0;
+        move_all(a, 0, 1, ss_util_now_ms() + (int64_t)a->cfg.handoff_timeout * 1000, &moved,
+                 &failed, &total);
+        if (moved || failed)
+            ss_log(moved ? SS_LOG_INFO : SS_LOG_DEBUG,
+                   "rebalance: moved %zu sessions to their owners, %zu not moved (owner down?)",
+                   moved, failed);
+    }
+    return NULL;
+}
+
+void ss_cluster_start(ss_app *a) {
+    ss_cluster *c = a->cluster;
+    if (!c || !a->cfg.rebalance_interval) return;
+    pthread_mutex_lock(&c->mu);
+    if (!c->started && !c->stop && pthread_create(&c->rebalancer, NULL, rebalancer, c) == 0)
+        c->started = 1;
+    pthread_mutex_unlock(&c->mu);
 }

@@ -23,7 +23,10 @@
  * changed is marked moving, snapshotted by its worker (the GET .../state job: state, t,
  * last_seq and the stored answer), PUT to the new owner (X-Spikeserve-Move) and, only after a
  * 2xx, closed here. The drain (ss_cluster_handoff, SIGTERM) does the same for every session,
- * to its owner in the ring without this replica, within --handoff-timeout.
+ * to its owner in the ring without this replica, within --handoff-timeout. And every
+ * --rebalance-interval seconds a pass moves what is held here but owned elsewhere (after a
+ * rolling restart the returning replica gets its sessions back; an owner that is down is
+ * tried again at the next pass).
  *
  * Thread-safety: every function is thread-safe; reload and handoff run on the caller's
  * thread (main's), one at a time. */
@@ -71,6 +74,9 @@ const char *ss_cluster_self(ss_cluster *c);
 /* Count one forwarded request (/metrics). */
 void ss_cluster_count_forward(ss_app *a);
 
+/* Start the rebalancer (after the workers and HTTP are up): every --rebalance-interval
+ * seconds, sessions held here but owned by another replica are moved to it. */
+void ss_cluster_start(ss_app *a);
 /* SIGHUP: re-read --peers; on a change, move the sessions whose owner changed (blocking
  * until done). A bad file is logged (line and problem) and the ring stays. */
 void ss_cluster_reload(ss_app *a);

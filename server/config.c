@@ -87,6 +87,9 @@ static const opt opts[] = {
     {"move-window", OPT_U32, S(move_window), "60",
      "seconds after a ring change during which a session this replica owns but does not hold "
      "is looked for on its previous owner (with --peers)"},
+    {"rebalance-interval", OPT_U32, S(rebalance_interval), "10",
+     "seconds between passes that move sessions held here but owned by another replica to it "
+     "(after a rolling restart; with --peers; 0: only on SIGHUP)"},
     {"forward-timeout", OPT_U32, S(forward_timeout), "30",
      "seconds for a request forwarded to the replica that owns its session"},
     {"forward-max-bytes", OPT_U64, S(forward_max_bytes), "268435456",

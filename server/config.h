@@ -47,6 +47,7 @@ typedef struct {
     char self[256];              /* this replica's "host:port" in it */
     uint32_t handoff_timeout;    /* seconds a SIGTERM drain may spend moving sessions */
     uint32_t move_window;        /* seconds the previous ring is asked after a change */
+    uint32_t rebalance_interval; /* seconds between passes moving sessions to their owners */
     uint32_t forward_timeout;    /* seconds for one forwarded request */
     uint64_t forward_max_bytes;  /* the answer of one forwarded request */
 } ss_config;

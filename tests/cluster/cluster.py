@@ -159,9 +159,11 @@ class Replica:
         return out
 
     def holds(self, sid):
-        """1 when this replica holds sid itself (the forwarded marker stops any forward)."""
+        """1 when this replica holds sid itself: asked as a previous-owner lookup, which a
+        replica answers from its own table, never passing it on."""
         st, _, _ = request(self.port, "GET", "/v1/sessions/" + sid,
-                           headers={"X-Spikeserve-Forwarded-By": "test"})
+                           headers={"X-Spikeserve-Forwarded-By": "test",
+                                    "X-Spikeserve-Lookup": "previous"})
         return st == 200
 
 

@@ -12,6 +12,8 @@
  - SIGTERM of a replica hands all its sessions to the others and it exits 0;
  - SIGKILL of a replica: its sessions are refused with a retryable 503 (never 404, never
    recreated), and after a restart on its state dir + WAL they continue;
+ - a rolling restart (SIGTERM, start again under the same name): its sessions are served
+   meanwhile and come back to it (--rebalance-interval);
  - at the end every session is at the right t and last_seq, every answer equals the
    reference, no session is on two replicas.
 """
@@ -74,7 +76,8 @@ def main():
     C.note("reference: %d answers from one plain server" % len(ref))
 
     peers = os.path.join(root, "peers")
-    reps = [C.Replica(root, i, model_dir, peers, grpc=True) for i in range(4)]
+    reps = [C.Replica(root, i, model_dir, peers, grpc=True, extra=["--rebalance-interval", "1"])
+            for i in range(4)]
     r0, r1, r2, r3 = reps
     C.write_peers(peers, reps[:3], "three replicas")
     for r in reps[:3]:
@@ -224,7 +227,23 @@ def main():
     C.check(list(codes) == [(503, True, True)],
             "while its owner is down a session is refused: 503 not_owner with Retry-After", codes)
     victim.start()
-    rounds(8, ROUNDS, ring)
+    rounds(8, 10, ring)
+
+    # ---- (d) a rolling restart: SIGTERM r0 (it stays in the peers file), start it again ----
+    n0 = sum(1 for s_ in sids if C.owner_name(ring, s_) == r0.name)
+    r0.signal(signal.SIGTERM)
+    C.check(r0.wait(60) == 0 and "0 left here" in r0.tail(10),
+            "rolling restart: SIGTERM hands r0's %d sessions to the others" % n0, r0.tail(5))
+    r0.start()
+    rounds(11, ROUNDS, ring)  # at once: r0 finds them on their holders meanwhile
+    t0 = time.time()
+    while time.time() - t0 < 20 and any(not r0.holds(s_) for s_ in sids
+                                        if C.owner_name(ring, s_) == r0.name):
+        time.sleep(0.2)
+    back = sum(1 for s_ in sids if C.owner_name(ring, s_) == r0.name and r0.holds(s_))
+    C.note("rolling restart: %d/%d sessions back on r0 after %.1f s" % (back, n0, time.time() - t0))
+    C.check(back == n0, "rolling restart: the rebalancer brings r0's sessions back (%d/%d)"
+            % (back, n0))
 
     # ---- the end state ----
     bad = []
@@ -240,6 +259,8 @@ def main():
     C.check(not st.errors, "no unexpected answer (no 404, no 409)", st.errors[:5])
     placement_ok(ring, sids, "at the end")
     C.note("refusals seen while stepping (retried): %s" % st.refusals)
+    C.check(set(st.refusals) <= {(503, "not_owner"), (503, "unavailable"), (0, "")},
+            "the only refusals were retryable (not_owner, unavailable)", st.refusals)
     for r in reps:
         r.stop()
     C.finish()
