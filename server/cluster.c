@@ -246,6 +246,7 @@ static int move_one(ss_app *a, ss_sess *s, const char *dest, int64_t deadline_ms
         /* no answer, or a failure after which the PUT may still have landed: look */
         ss_fwd_call probe;
         call_peer(c, &probe, dest, "GET", s->id, "", 2000);
+        ss_fwd_header(&probe, SS_HDR_LOOKUP, "previous"); /* its own table only */
         ss_fwd_run(&probe);
         ok = probe.status == 200;
         ss_fwd_call_clear(&probe);
