@@ -42,7 +42,17 @@ else
     grep -E "^not ok" "$logs/test_grpc.out" | sed 's/^/#   /'
     fail=1
 fi
-reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
+# replicas with --peers: the forwarder thread, movers, the rebalancer, SIGHUP swaps
+if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+    "${PYTHON:-/usr/bin/python3}" tests/e2e/test_cluster.py >"$logs/test_cluster.out" 2>&1; then
+    echo "ok - test_cluster.py under ThreadSanitizer"
+else
+    echo "not ok - test_cluster.py under ThreadSanitizer"
+    grep -E "^not ok" "$logs/test_cluster.out" | sed 's/^/#   /'
+    fail=1
+fi
+reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*/r*/stderr.log \
+          "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
     echo "not ok - ThreadSanitizer reports:"
     for f in $reports; do grep -A 30 "WARNING: ThreadSanitizer" "$f" | head -n 60 | sed 's/^/#   /'; done
