@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -326,6 +327,29 @@ def reference(model_dir, model, n_sessions, rounds, root):
     finally:
         r.stop()
     return ref
+
+
+SANITIZER_PAT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
+                           r"WARNING: ThreadSanitizer")
+
+
+def check_logs_and_clean(replicas, root):
+    """After the replicas stopped: a check that no sanitizer report is in their logs (for the
+    sanitized builds, test_asan.sh / test_tsan.sh), then the temporary directory goes unless
+    something failed or SPIKESERVE_KEEP_TMP is set."""
+    found = []
+    for r in replicas:
+        try:
+            with open(r.log, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        m = SANITIZER_PAT.search(text)
+        if m:
+            found.append((r.name, text[m.start():m.start() + 1500]))
+    check(not found, "no sanitizer report in the replicas' logs", found[:2])
+    if not failures and not os.environ.get("SPIKESERVE_KEEP_TMP"):
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def tmpdir(tag):

@@ -16,7 +16,6 @@ owner in the ring; the fraction of sessions moved by each change is printed.
 """
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -316,6 +315,7 @@ def run(lb_cls, root, model_dir, model, ref):
     lb.stop()
     for r in reps:
         r.stop()
+    return reps
 
 
 def main():
@@ -329,12 +329,12 @@ def main():
     ref = C.reference(model_dir, model, N, ROUNDS, root)
     C.note("reference: %d answers from one plain server" % len(ref))
     only = os.environ.get("CLUSTER_LB")
+    reps = []
     for cls in (Nginx, HAProxy):
         if only and only != cls.name:
             continue
-        run(cls, root, model_dir, model, ref)
-    if not C.failures:
-        shutil.rmtree(root, ignore_errors=True)
+        reps += run(cls, root, model_dir, model, ref)
+    C.check_logs_and_clean(reps, root)
     C.finish()
 
 

@@ -263,6 +263,7 @@ def main():
             "the only refusals were retryable (not_owner, unavailable)", st.refusals)
     for r in reps:
         r.stop()
+    C.check_logs_and_clean(reps, root)
     C.finish()
 
 
