@@ -18,6 +18,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
 #include "cluster.h"
 #include "log.h"
 #include "oip.h"
@@ -219,33 +221,36 @@ static enum MHD_Result forwarded(ss_req *r) {
     return ok;
 }
 
-/* The routing key of the request (cluster.h): the session id, or an OIP sequence's session
- * name from X-Sequence-Id. 1 with key, 0 none. */
-static int cluster_key(ss_req *r, char *key, size_t cap) {
-    if (!strncmp(r->rt->pattern, "/v1/sessions/{id}", 17)) {
-        snprintf(key, cap, "%s", r->op.sid);
-        return 1;
-    }
-    const char *q = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Sequence-Id");
-    if (!q || !*q || !r->rt->http || r->rt->http != ss_oip_http_infer) return 0;
+/* An OIP infer's routing key: the session name of its parameters.sequence_id (the body is
+ * the truth; the X-Sequence-Id header is for the balancer). 1 with key, 0 none (no sequence,
+ * or a body the operation will refuse). */
+static int oip_body_key(ss_req *r, char *key, size_t cap) {
+    size_t head = r->len;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+    if (h && strtoull(h, NULL, 10) < head) head = (size_t)strtoull(h, NULL, 10);
+    json_error_t e;
+    json_t *root = r->body ? json_loadb((const char *)r->body, head, 0, &e) : NULL;
+    if (!root) return 0;
+    json_t *v = json_object_get(json_object_get(root, "parameters"), "sequence_id");
     ss_oip_seq seq;
     memset(&seq, 0, sizeof seq);
-    seq.has_id = 1;
-    size_t n = strlen(q), digits = strspn(q, "0123456789");
-    if (n == digits && n <= 19) {
-        seq.num = strtoull(q, NULL, 10);
-    } else {
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        seq.num = (uint64_t)json_integer_value(v);
+        seq.has_id = 1;
+    } else if (json_is_string(v) && json_string_length(v) > 0 &&
+               json_string_length(v) <= SS_OIP_ID_MAX) {
         seq.is_str = 1;
-        snprintf(seq.str, sizeof seq.str, "%s", q);
+        snprintf(seq.str, sizeof seq.str, "%s", json_string_value(v));
+        seq.has_id = 1;
     }
-    return ss_oip_session_id(r->op.model, &seq, key, cap) == 0;
+    json_decref(root);
+    return seq.has_id && ss_oip_session_id(r->op.model, &seq, key, cap) == 0;
 }
 
-/* Where the request goes: MHD_YES to go on (here, or r->fwd set), or the refusal sent. */
-static enum MHD_Result cluster_route(ss_req *r) {
+/* Where a request on key goes: MHD_YES to go on (here, or r->fwd set), or the refusal sent. */
+static enum MHD_Result cluster_route(ss_req *r, const char *key) {
     ss_app *a = r->app;
-    char key[SS_ID_MAX + 1];
-    if (!cluster_key(r, key, sizeof key)) return MHD_YES;
     int hop = SS_HOP_CLIENT;
     if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_FORWARDED))
         hop = SS_HOP_FORWARDED;
@@ -275,9 +280,24 @@ static enum MHD_Result cluster_route(ss_req *r) {
     return MHD_YES;
 }
 
+/* At the headers: routes on the session id now, or on an OIP body once it is read. */
+static enum MHD_Result cluster_start(ss_req *r) {
+    if (!strncmp(r->rt->pattern, "/v1/sessions/{id}", 17)) return cluster_route(r, r->op.sid);
+    if (r->rt->http == ss_oip_http_infer) r->route_body = 1;
+    return MHD_YES;
+}
+
 static enum MHD_Result dispatch(ss_req *r) {
     r->op.body = r->body;
     r->op.len = r->len;
+    if (r->route_body) {
+        char key[SS_ID_MAX + 1];
+        r->route_body = 0;
+        if (oip_body_key(r, key, sizeof key)) {
+            enum MHD_Result ok = cluster_route(r, key);
+            if (ok != MHD_YES || r->status) return ok;
+        }
+    }
     if (r->fwd) return forward(r);
     if (!r->rt->op) return (enum MHD_Result)r->rt->http(r);
     if (r->rt->op(&r->op) == SS_OP_QUEUED) return MHD_YES;
@@ -348,7 +368,7 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED) && !(rt->flags & SS_RF_DRAINING))
         return ss_http_fail(r, SS_E_UNAVAILABLE, "server is shutting down");
     if (a->cluster) {
-        enum MHD_Result ok = cluster_route(r);
+        enum MHD_Result ok = cluster_start(r);
         if (ok != MHD_YES || r->status) return ok;
     }
     if (rt->body == SS_BODY_STREAMED) rt->http(r); /* begins, or answers a refusal */

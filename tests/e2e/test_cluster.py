@@ -130,7 +130,7 @@ def main():
             "an unknown session through a non-owner: 404 (or not_owner while the ring is new)",
             (s, body[:200]))
 
-    # ---- OIP sequences: X-Sequence-Id names the session; any replica sends it to its owner ----
+    # ---- OIP sequences (with and without X-Sequence-Id): any replica sends them to the owner ----
     right, answers, oip_names = 0, set(), []
     for q in range(12):
         seq_id = str(500 + q) if q % 2 else "seq_%d" % q
@@ -139,8 +139,10 @@ def main():
                                "sequence_start": True, "steps": 3},
                 "inputs": [{"name": "events", "datatype": "FP32", "shape": [1, 3],
                             "data": [0, 1, 1]}]}
+        # the header is for the balancer; a replica routes on the body's sequence_id
+        hdr = {"X-Sequence-Id": seq_id} if q % 4 < 2 else {}
         s, _, out = C.request(ring[q % 3].port, "POST", "/v2/models/%s/infer" % model, body,
-                              headers={"X-Sequence-Id": seq_id})
+                              headers=hdr)
         answers.add((s, out.replace(name.encode(), b"").replace(seq_id.encode(), b"")))
         if s == 200:
             oip_names.append(name)
