@@ -12,6 +12,7 @@
  - SIGTERM of a replica hands all its sessions to the others and it exits 0;
  - SIGKILL of a replica: its sessions are refused with a retryable 503 (never 404, never
    recreated), and after a restart on its state dir + WAL they continue;
+ - forwards are bounded (--forward-max-bytes, --forward-timeout against a SIGSTOPped owner);
  - a rolling restart (SIGTERM, start again under the same name): its sessions are served
    meanwhile and come back to it (--rebalance-interval);
  - at the end every session is at the right t and last_seq, every answer equals the
@@ -66,6 +67,37 @@ def grpc_checks(ring, model):
             (code, det))
     ch.close()
     return opened + [other]
+
+
+def bounds_checks(root, model_dir, model):
+    """A forward is bounded: an answer over --forward-max-bytes, an owner that does not answer
+    within --forward-timeout (stopped with SIGSTOP): 503 not_owner, retryable."""
+    peers = os.path.join(root, "peers-bounds")
+    a = C.Replica(root, 10, model_dir, peers, extra=["--forward-max-bytes", "64",
+                                                     "--forward-timeout", "1"])
+    b = C.Replica(root, 11, model_dir, peers)
+    C.write_peers(peers, [a, b], "bounds")
+    a.start()
+    b.start()
+    sid = C.open_session(b.port, model, time.time() + 10)
+    st, hd, body = C.request(a.port, "GET", "/v1/sessions/" + sid)
+    C.check(st == 503 and b"not_owner" in body and b"64 bytes" in body and hd.get("retry-after"),
+            "an owner's answer over --forward-max-bytes: 503 not_owner", (st, body[:300]))
+    b.signal(signal.SIGSTOP)
+    t0 = time.time()
+    st, hd, body = C.request(a.port, "POST", "/v1/sessions/%s/steps" % sid, C.batch(0, 1))
+    dt = time.time() - t0
+    b.signal(signal.SIGCONT)
+    C.check(st == 503 and b"not_owner" in body and hd.get("x-spikeserve-owner") == b.name,
+            "an owner that does not answer within --forward-timeout: 503 not_owner + owner",
+            (st, body[:300]))
+    C.note("the stopped owner's forward gave up after %.2f s (--forward-timeout 1)" % dt)
+    st, _, body = C.request(b.port, "GET", "/v1/sessions/" + sid)
+    C.check(st == 200 and json.loads(body)["last_seq"] in (0, 1),
+            "the owner goes on after SIGCONT", (st, body[:200]))
+    for r in (a, b):
+        r.stop()
+    return [a, b]
 
 
 def main():
@@ -265,6 +297,7 @@ def main():
             "the only refusals were retryable (not_owner, unavailable)", st.refusals)
     for r in reps:
         r.stop()
+    reps += bounds_checks(root, model_dir, model)
     C.check_logs_and_clean(reps, root)
     C.finish()
 
