@@ -2,7 +2,8 @@
  * serves, which it forwards, and how sessions move when the ring changes.
  *
  * The routing key is the session id (the {id} of /v1/sessions/{id}...; for an OIP infer the
- * session name oip-{model}-... of its parameters.sequence_id, read from the body). For a request on key k a replica
+ * session name oip-{model}-... of its parameters.sequence_id, read from the body). For a
+ * request on key k a replica
  *   1. holding k: serves it (a session moving away is refused: 503 not_owner, retry);
  *   2. not holding k, not its owner in the ring: forwards it to the owner, once: a forwarded
  *      request (X-Spikeserve-Forwarded-By) that reaches a non-owner is refused (503 not_owner

@@ -81,8 +81,7 @@ int main(void) {
 
     /* create, ownership, heir, previous owner */
     const char *three[] = {"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"};
-    const char *four[] = {"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003",
-                          "127.0.0.1:7004"};
+    const char *four[] = {"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004"};
     write_file("127.0.0.1:7001\n127.0.0.1:7002\n127.0.0.1:7003\n");
     ss_peers *p = NULL;
     rc = ss_peers_create(&p, path, "127.0.0.1:7001", 60000, err, sizeof err);
