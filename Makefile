@@ -62,8 +62,8 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
-.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python test-cluster bench bench-engine bench-server \
-        bench-grpc bench-wal bench-ui bench-oip bench-ring soak \
+.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python test-cluster test-deploy bench \
+        bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip bench-ring bench-move soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -127,6 +127,10 @@ test-python: all
 # replicas behind the real nginx and HAProxy (issue 15; part of `make test`)
 test-cluster: all
 	@tests/run.sh $(BUILD) $(PYTHON) cluster
+# deploy/kubernetes against the Kubernetes schemas (npm packages in tests/deploy); the ring
+# and the real nginx and HAProxy in front of replicas are unit/test_ring, e2e/test_ring_*
+test-deploy:
+	@tests/run.sh $(BUILD) $(PYTHON) deploy
 
 # ---- benchmarks (ratios measured in one run; never pass/fail on time) ----
 # tests/bench/*.c -> $(BUILD)/bench/* (built by `all` too, so they cannot rot unnoticed)
@@ -144,11 +148,18 @@ $(BUILD)/bench/bench_grpc: $(call obj,tests/bench/bench_grpc.c proto/api.pb-c.c 
 $(BUILD)/bench/ring_sim: $(call obj,tests/bench/ring_sim.c server/ring.c)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-bench: bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip bench-ring
+# one session moved between two servers through the snapshot API (libcurl)
+$(BUILD)/bench/bench_move: $(call obj,tests/bench/bench_move.c)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CURL_LIBS) $(LDLIBS)
+bench: bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip bench-ring bench-move
 # the ring at 10, 100 and 1,000 replicas and 10 million sessions: load imbalance and sessions
 # moved per scale event (deploy/README.md has the table)
 bench-ring: $(BUILD)/bench/ring_sim
 	$(BUILD)/bench/ring_sim
+# what moving one session costs (snapshot bytes, GET + PUT + DELETE time) for each zoo model
+bench-move: all
+	tests/bench/bench_move.sh $(BUILD)
 bench-engine: all
 	$(PYTHON) tests/bench/bench_engine.py --build $(BUILD)
 bench-server: all

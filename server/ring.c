@@ -1,5 +1,5 @@
 /* ring.c: nginx's `hash $key consistent`, point for point (ngx_http_upstream_hash_module.c,
- * nginx 1.22 in Debian 12; the rule has not changed since nginx 1.7.2).
+ * nginx 1.22 in Debian 12, the judge in tests/e2e/test_ring_nginx.c; the module dates from 1.7.2).
  *
  * Each peer "host:port" gets 160 points (weight 1). The name splits at the last ':' when only
  * digits follow it (else the whole name is the host and the port is empty; a "unix:" prefix is

@@ -14,7 +14,8 @@
 //    the spikeserve-peers ConfigMap, each named spikeserve-K.<serviceName>.<namespace>.svc.
 //    cluster.local:8080 in order; serviceName is a headless Service; the pod runs as
 //    non-root with seccomp RuntimeDefault, a read-only root filesystem, no privilege
-//    escalation, all capabilities dropped; it has liveness, readiness and startup probes,
+//    escalation, all capabilities dropped, no Service environment variables (a Service named
+//    spikeserve would set SPIKESERVE_PORT=tcp://...); it has liveness, readiness and startup probes,
 //    resource requests and limits, and a grace period longer than its preStop wait.
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -161,6 +162,11 @@ for (const { where, obj } of ofKind("StatefulSet")) {
   if (psc.runAsNonRoot !== true) problem(where, "pod securityContext.runAsNonRoot must be true");
   if (psc.seccompProfile?.type !== "RuntimeDefault")
     problem(where, "pod securityContext.seccompProfile.type must be RuntimeDefault");
+  // a Service named spikeserve makes the kubelet inject SPIKESERVE_PORT=tcp://IP:8080 (and
+  // SPIKESERVE_SERVICE_HOST, ...) into every pod of the namespace: the server reads
+  // SPIKESERVE_PORT as its port option
+  if (pod.enableServiceLinks !== false)
+    problem(where, "enableServiceLinks must be false (Service env vars collide with SPIKESERVE_*)");
   const claims = new Set((spec.volumeClaimTemplates ?? []).map((c) => c.metadata?.name));
   for (const c of pod.containers ?? []) {
     const cw = `${where} container ${c.name}`;

@@ -29,9 +29,7 @@
 #define NIDS 2000
 #define NSEQ 300
 
-static ts_server rep[NREP];
-static char names[NREP][64];
-static const char *name_ptr[NREP];
+static tb_replicas R;
 static char haproxy_bin[] = "/usr/sbin/haproxy"; /* Debian's haproxy */
 
 static int start_haproxy(ts_server *hp) {
@@ -41,7 +39,7 @@ static int start_haproxy(ts_server *hp) {
     char lines[NREP][128];
     const char *lp[NREP];
     for (int i = 0; i < NREP; i++) {
-        snprintf(lines[i], sizeof lines[i], "    server r%d %s", i, names[i]);
+        snprintf(lines[i], sizeof lines[i], "    server r%d %s", i, R.names[i]);
         lp[i] = lines[i];
     }
     unsigned port = tb_free_port();
@@ -50,13 +48,6 @@ static int start_haproxy(ts_server *hp) {
     if (tb_render("deploy/haproxy.cfg", conf, lp, NREP, subs) != 0) return -1;
     char *argv[] = {haproxy_bin, "-db", "-f", conf, NULL};
     return tb_start(hp, dir, port, argv);
-}
-
-static void read_logs(char **logs) {
-    for (int i = 0; i < NREP; i++) {
-        free(logs[i]);
-        logs[i] = tb_slurp(rep[i].log, NULL);
-    }
 }
 
 static int one_bit(unsigned m) {
@@ -92,7 +83,7 @@ static void v1_ids(const ts_server *hp, const ss_ring *ring) {
             }
         }
     char *logs[NREP] = {0};
-    read_logs(logs);
+    tb_read_logs(logs, R.rep, NREP, " /v1/sessions/hap0-", 2 * NIDS + NIDS / 10);
     for (int k = 0; k < NIDS; k++) {
         char id[64], path[128], p2[160];
         snprintf(id, sizeof id, "hap0-%05d", k);
@@ -127,40 +118,29 @@ static void v1_ids(const ts_server *hp, const ss_ring *ring) {
          per[2], per[3]);
 }
 
-static void oip_body(char *body, size_t cap, int q, int str, int start) {
-    char seq[32];
-    if (str)
-        snprintf(seq, sizeof seq, "\"hseq_%d\"", q);
-    else
-        snprintf(seq, sizeof seq, "%d", 5000 + q);
-    snprintf(body, cap,
-             "{\"parameters\": {\"sequence_id\": %s, \"sequence_start\": %s, \"steps\": 2}, "
-             "\"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", \"shape\": [1, 3], "
-             "\"data\": [0, 1, 1]}]}",
-             seq, start ? "true" : "false");
-}
-
 static void oip(const ts_server *hp, const ss_ring *ring) {
     long started = 0, single = 0, second = 0, on_owner = 0;
     for (int q = 0; q < NSEQ; q++) {
         int str = q % 3 == 2;
-        char hdr[96], body[512], path[96], sid[96];
+        char hdr[96], body[512], path[96], sid[96], seq[32];
         if (str) {
+            snprintf(seq, sizeof seq, "\"hseq_%d\"", q);
             snprintf(hdr, sizeof hdr, "X-Sequence-Id: hseq_%d", q);
             snprintf(sid, sizeof sid, "oip-tiny-s-hseq_%d", q);
         } else {
+            snprintf(seq, sizeof seq, "%d", 5000 + q);
             snprintf(hdr, sizeof hdr, "X-Sequence-Id: %d", 5000 + q);
             snprintf(sid, sizeof sid, "oip-tiny-%d", 5000 + q);
         }
         snprintf(path, sizeof path, "/v2/models/tiny%s/infer", q % 2 ? "/versions/1" : "");
         ts_resp r;
-        oip_body(body, sizeof body, q, str, 1);
+        tb_oip_body(body, sizeof body, seq, 1);
         if (ts_http_h(hp, "POST", path, "application/json", body, strlen(body), NULL, hdr, &r) ==
                 0 &&
             r.status == 200)
             started++;
         ts_resp_free(&r);
-        oip_body(body, sizeof body, q, str, 0);
+        tb_oip_body(body, sizeof body, seq, 0);
         if (ts_http_h(hp, "POST", path, "application/json", body, strlen(body), NULL, hdr, &r) ==
                 0 &&
             r.status == 200)
@@ -172,7 +152,7 @@ static void oip(const ts_server *hp, const ss_ring *ring) {
         char get[128];
         snprintf(get, sizeof get, "/v1/sessions/%s", sid);
         for (int i = 0; i < NREP; i++) {
-            if (ts_http(&rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
+            if (ts_http(&R.rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
                 m |= 1u << i;
             ts_resp_free(&r);
         }
@@ -189,30 +169,14 @@ static void oip(const ts_server *hp, const ss_ring *ring) {
 }
 
 int main(void) {
-    char models[256];
-    if (ts_tmpdir(models, sizeof models, "models") || ts_make_model(models, "tiny", "--seed 3"))
-        return 1;
-    for (int i = 0; i < NREP; i++) {
-        if (!ok(ts_server_start(&rep[i], models, NULL) == 0, "replica %d starts", i))
-            return done_testing();
-        snprintf(names[i], sizeof names[i], "127.0.0.1:%u", rep[i].port);
-        name_ptr[i] = names[i];
-    }
-    char err[256];
-    ss_ring *ring = NULL;
-    if (!ok(ss_ring_new(&ring, name_ptr, NREP, err, sizeof err) == 0, "ring of the replicas (%s)",
-            err))
-        return done_testing();
+    if (!ok(tb_replicas_start(&R, NREP) == 0, "%d replicas start", NREP)) return done_testing();
+    const ss_ring *ring = R.ring;
     ts_server hp;
     if (ok(start_haproxy(&hp) == 0, "HAProxy starts with deploy/haproxy.cfg")) {
         v1_ids(&hp, ring);
         oip(&hp, ring);
         ok(tb_stop(&hp) == 0, "HAProxy stops on SIGTERM");
     }
-    for (int i = 0; i < NREP; i++) {
-        int st = -1;
-        ok(ts_server_stop(&rep[i], SIGTERM, &st) == 0 && st == 0, "replica %d exits 0", i);
-    }
-    ss_ring_free(ring);
+    ok(tb_replicas_stop(&R) == 0, "the replicas exit 0 on SIGTERM");
     return done_testing();
 }

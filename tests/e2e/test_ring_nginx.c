@@ -11,7 +11,9 @@
  *    with and without /versions/1): the session oip-tiny-{n} / oip-tiny-s-{id} must then
  *    exist on exactly one replica, asked directly, the owner of that name.
  *  - the ring file order: a second nginx with the upstream servers in reverse order routes
- *    the same ids the same way (the ring does not depend on the order, as ours). */
+ *    ids to the owners of our ring too (nginx's ring does not depend on the order, as ours).
+ *  - a replica down (stopped): nginx sends each of its ids to the next point of the ring,
+ *    the owner in our ring without that replica (its heir); the other ids stay put. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,9 +30,7 @@
 #define NIDS 2000
 #define NSEQ 300
 
-static ts_server rep[NREP];
-static char names[NREP][64];
-static const char *name_ptr[NREP];
+static tb_replicas R;
 
 static char nginx_bin[] = "/usr/sbin/nginx"; /* Debian's nginx-light */
 
@@ -47,7 +47,7 @@ static int start_nginx(ts_server *ng, const char *tag, int reverse) {
     const char *lp[NREP];
     for (int i = 0; i < NREP; i++) {
         snprintf(lines[i], sizeof lines[i], "        server %s;",
-                 names[reverse ? NREP - 1 - i : i]);
+                 R.names[reverse ? NREP - 1 - i : i]);
         lp[i] = lines[i];
     }
     unsigned port = tb_free_port();
@@ -62,13 +62,6 @@ static int start_nginx(ts_server *ng, const char *tag, int reverse) {
         return -1;
     }
     return 0;
-}
-
-static void read_logs(char **logs) {
-    for (int i = 0; i < NREP; i++) {
-        free(logs[i]);
-        logs[i] = tb_slurp(rep[i].log, NULL);
-    }
 }
 
 static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, int check_steps) {
@@ -90,8 +83,9 @@ static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, in
             ts_resp_free(&r);
         }
     }
-    char *logs[NREP] = {0};
-    read_logs(logs);
+    char *logs[NREP] = {0}, needle[64];
+    snprintf(needle, sizeof needle, " /v1/sessions/%s-", tag);
+    tb_read_logs(logs, R.rep, NREP, needle, NIDS + (check_steps ? NIDS / 10 : 0));
     for (int k = 0; k < NIDS; k++) {
         char id[64], path[128];
         snprintf(id, sizeof id, "%s-%05d", tag, k);
@@ -131,25 +125,18 @@ static void v1_ids(const ts_server *ng, const ss_ring *ring, const char *tag, in
 static void oip(const ts_server *ng, const ss_ring *ring) {
     long started = 0, right = 0, wrong = 0;
     for (int q = 0; q < NSEQ; q++) {
-        char hdr[96], body[512], path[96], sid[96];
+        char hdr[96], body[512], path[96], sid[96], seq[32];
         int str = q % 3 == 2;
         if (str) {
+            snprintf(seq, sizeof seq, "\"seq_%d\"", q);
             snprintf(hdr, sizeof hdr, "X-Sequence-Id: seq_%d", q);
             snprintf(sid, sizeof sid, "oip-tiny-s-seq_%d", q);
-            snprintf(body, sizeof body,
-                     "{\"parameters\": {\"sequence_id\": \"seq_%d\", \"sequence_start\": true, "
-                     "\"steps\": 2}, \"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", "
-                     "\"shape\": [1, 3], \"data\": [0, 1, 1]}]}",
-                     q);
         } else {
+            snprintf(seq, sizeof seq, "%d", 1000 + q);
             snprintf(hdr, sizeof hdr, "X-Sequence-Id: %d", 1000 + q);
             snprintf(sid, sizeof sid, "oip-tiny-%d", 1000 + q);
-            snprintf(body, sizeof body,
-                     "{\"parameters\": {\"sequence_id\": %d, \"sequence_start\": true, "
-                     "\"steps\": 2}, \"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", "
-                     "\"shape\": [1, 3], \"data\": [0, 1, 1]}]}",
-                     1000 + q);
         }
+        tb_oip_body(body, sizeof body, seq, 1);
         snprintf(path, sizeof path, "/v2/models/tiny%s/infer", q % 2 ? "/versions/1" : "");
         ts_resp r;
         if (ts_http_h(ng, "POST", path, "application/json", body, strlen(body), NULL, hdr, &r) ==
@@ -163,7 +150,7 @@ static void oip(const ts_server *ng, const ss_ring *ring) {
         char get[128];
         snprintf(get, sizeof get, "/v1/sessions/%s", sid);
         for (int i = 0; i < NREP; i++) {
-            if (ts_http(&rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
+            if (ts_http(&R.rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
                 m |= 1u << i;
             ts_resp_free(&r);
         }
@@ -178,21 +165,54 @@ static void oip(const ts_server *ng, const ss_ring *ring) {
     diag("OIP: %ld of %d sequences on the ring's owner", right, NSEQ);
 }
 
-int main(void) {
-    char models[256];
-    if (ts_tmpdir(models, sizeof models, "models") || ts_make_model(models, "tiny", "--seed 3"))
-        return 1;
-    for (int i = 0; i < NREP; i++) {
-        if (!ok(ts_server_start(&rep[i], models, NULL) == 0, "replica %d starts", i))
-            return done_testing();
-        snprintf(names[i], sizeof names[i], "127.0.0.1:%u", rep[i].port);
-        name_ptr[i] = names[i];
-    }
+/* A replica down: nginx tries the next point of the ring, so each of its sessions reaches its
+ * heir, the owner in the ring without it (what a replica's drain hands the session to). */
+static void one_down(const ts_server *ng, const ss_ring *ring) {
+    int st = -1;
+    ok(ts_server_stop(&R.rep[NREP - 1], SIGTERM, &st) == 0 && st == 0, "replica %d stops",
+       NREP - 1);
     char err[256];
-    ss_ring *ring = NULL;
-    if (!ok(ss_ring_new(&ring, name_ptr, NREP, err, sizeof err) == 0, "ring of the replicas (%s)",
-            err))
-        return done_testing();
+    ss_ring *rest = NULL;
+    if (!ok(ss_ring_new(&rest, R.name_ptr, NREP - 1, err, sizeof err) == 0, "the ring without it"))
+        return;
+    long answered = 0, heirs = 0, to_heir = 0, kept = 0, others = 0;
+    for (int k = 0; k < NIDS / 2; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/sessions/down-%05d", k);
+        ts_resp r;
+        if (ts_http(ng, "GET", path, NULL, NULL, 0, NULL, &r) == 0 && r.status == 404) answered++;
+        ts_resp_free(&r);
+    }
+    char *logs[NREP] = {0};
+    tb_read_logs(logs, R.rep, NREP - 1, " /v1/sessions/down-", NIDS / 2);
+    for (int k = 0; k < NIDS / 2; k++) {
+        char id[64], path[128];
+        snprintf(id, sizeof id, "down-%05d", k);
+        snprintf(path, sizeof path, "/v1/sessions/%s", id);
+        unsigned m = tb_where_logged(logs, NREP - 1, "GET", path);
+        size_t o = ss_ring_owner(ring, id, strlen(id)), h = ss_ring_owner(rest, id, strlen(id));
+        if (o == NREP - 1) {
+            heirs++;
+            if (m == 1u << h) to_heir++;
+        } else {
+            others++;
+            if (m == 1u << o) kept++;
+        }
+    }
+    for (int i = 0; i < NREP; i++)
+        free(logs[i]);
+    is_int(answered, NIDS / 2, "with a replica down every GET is still answered");
+    ok(heirs > 0 && to_heir == heirs, "the down replica's ids reach their heir (%ld of %ld)",
+       to_heir, heirs);
+    is_int(kept, others, "the other ids stay on their owner");
+    diag("one down: %ld of %ld of its ids on the heir, %ld of %ld others on their owner", to_heir,
+         heirs, kept, others);
+    ss_ring_free(rest);
+}
+
+int main(void) {
+    if (!ok(tb_replicas_start(&R, NREP) == 0, "%d replicas start", NREP)) return done_testing();
+    const ss_ring *ring = R.ring;
 
     ts_server ng;
     if (ok(start_nginx(&ng, "nginx", 0) == 0, "nginx starts with deploy/nginx.conf")) {
@@ -205,10 +225,10 @@ int main(void) {
         v1_ids(&ng2, ring, "rev", 0);
         ok(tb_stop(&ng2) == 0, "the second nginx stops");
     }
-    for (int i = 0; i < NREP; i++) {
-        int st = -1;
-        ok(ts_server_stop(&rep[i], SIGTERM, &st) == 0 && st == 0, "replica %d exits 0", i);
+    if (ok(start_nginx(&ng, "nginx-down", 0) == 0, "nginx starts again")) {
+        one_down(&ng, ring);
+        ok(tb_stop(&ng) == 0, "nginx stops");
     }
-    ss_ring_free(ring);
+    ok(tb_replicas_stop(&R) == 0, "the replicas exit 0 on SIGTERM");
     return done_testing();
 }

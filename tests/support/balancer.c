@@ -217,3 +217,63 @@ unsigned tb_where_logged(char *const *logs, int n, const char *method, const cha
         if (logs[i] && strstr(logs[i], needle)) m |= 1u << i;
     return m;
 }
+
+long tb_read_logs(char **logs, const ts_server *rep, int n, const char *needle, long want) {
+    long found = 0;
+    for (int attempt = 0; attempt < 250; attempt++) {
+        found = 0;
+        for (int i = 0; i < n; i++) {
+            free(logs[i]);
+            logs[i] = tb_slurp(rep[i].log, NULL);
+            for (const char *p = logs[i]; p && (p = strstr(p, needle)); p++)
+                found++;
+        }
+        if (found >= want) break;
+        sleep_ms(20);
+    }
+    return found;
+}
+
+int tb_replicas_start(tb_replicas *r, int n) {
+    memset(r, 0, sizeof *r);
+    char models[256], err[256];
+    if (n < 1 || n > TB_MAX_REPLICAS) return -1;
+    if (ts_tmpdir(models, sizeof models, "models") || ts_make_model(models, "tiny", "--seed 3"))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (ts_server_start(&r->rep[i], models, NULL) != 0) {
+            printf("# replica %d does not start\n", i);
+            tb_replicas_stop(r);
+            return -1;
+        }
+        r->n = i + 1;
+        snprintf(r->names[i], sizeof r->names[i], "127.0.0.1:%u", r->rep[i].port);
+        r->name_ptr[i] = r->names[i];
+    }
+    if (ss_ring_new(&r->ring, r->name_ptr, (size_t)n, err, sizeof err) != 0) {
+        printf("# ring of the replicas: %s\n", err);
+        tb_replicas_stop(r);
+        return -1;
+    }
+    return 0;
+}
+
+int tb_replicas_stop(tb_replicas *r) {
+    int rc = 0;
+    for (int i = 0; i < r->n; i++) {
+        int st = -1;
+        if (r->rep[i].pid > 0 && (ts_server_stop(&r->rep[i], SIGTERM, &st) != 0 || st != 0))
+            rc = -1;
+    }
+    ss_ring_free(r->ring);
+    r->ring = NULL;
+    return rc;
+}
+
+void tb_oip_body(char *out, size_t cap, const char *seq, int start) {
+    snprintf(out, cap,
+             "{\"parameters\": {\"sequence_id\": %s, \"sequence_start\": %s, \"steps\": 2}, "
+             "\"inputs\": [{\"name\": \"events\", \"datatype\": \"FP32\", \"shape\": [1, 3], "
+             "\"data\": [0, 1, 1]}]}",
+             seq, start ? "true" : "false");
+}

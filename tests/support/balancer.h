@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "harness.h"
+#include "ring.h"
 
 /* A free TCP port on 127.0.0.1 (bound and released: another process could take it first). */
 unsigned tb_free_port(void);
@@ -39,6 +40,30 @@ int tb_chown_nobody(const char *dir);
 /* Which of the n texts (replicas' access logs; NULL skipped) hold the request line
  * " METHOD PATH ": a bit per text (n <= 32). */
 unsigned tb_where_logged(char *const *logs, int n, const char *method, const char *path);
+
+/* Read the n replicas' logs (rep[i].log) into logs[i] (freed first), again every 20 ms for up
+ * to 5 s until needle occurs at least want times in all: a replica writes its access-log
+ * line after the answer, so the last requests' lines may lag. The count found. */
+long tb_read_logs(char **logs, const ts_server *rep, int n, const char *needle, long want);
+
+/* n real replicas (plain servers: no --peers, so nothing is forwarded) of one small model
+ * "tiny" (make_model.py --seed 3) on free loopback ports, names[i] = "127.0.0.1:PORT" in
+ * start order, and our ring of those names. */
+#define TB_MAX_REPLICAS 8
+typedef struct {
+    int n;
+    ts_server rep[TB_MAX_REPLICAS];
+    char names[TB_MAX_REPLICAS][64];
+    const char *name_ptr[TB_MAX_REPLICAS];
+    ss_ring *ring;
+} tb_replicas;
+int tb_replicas_start(tb_replicas *r, int n);
+/* SIGTERM to those still running, and free the ring: 0 when each of them exited 0. */
+int tb_replicas_stop(tb_replicas *r);
+
+/* The JSON body of an OIP infer request on model tiny in sequence seq (a JSON value: 42 or
+ * "name"), sequence_start as given, 2 steps of one input event. */
+void tb_oip_body(char *out, size_t cap, const char *seq, int start);
 
 /* The whole text of a file (malloc'd, NUL-terminated), or NULL. */
 char *tb_slurp(const char *path, size_t *len);

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""bench_move.py: the cost of moving sessions between replicas (issue 15), for sizing a
+"""bench_ring_change.py: the cost of moving sessions between replicas (issue 15), for sizing a
 rolling update. Two real replicas with --peers hold SESSIONS sessions of MODEL (each stepped
 once, so its snapshot carries a stored answer); a third joins and the two are sent SIGHUP;
 the replicas' own log lines give the sessions moved, the snapshot bytes and the time.
 
-    /usr/bin/python3 tests/bench/bench_move.py [SESSIONS] [MODEL]   (defaults 2000, fmnist)
+    /usr/bin/python3 tests/bench/bench_ring_change.py [SESSIONS] [MODEL]   (defaults 2000, fmnist)
 
 Runs with --wal 1 (every received session is fsync'd before the 2xx) and --wal 0.
 A benchmark: it prints figures and never fails on time.

@@ -4,7 +4,7 @@
 # tests/deploy/package-lock.json and installed here when missing or older than the lock).
 # Then the validator must refuse broken copies made on the fly, one fault each: a misspelt
 # field, a wrong type, broken YAML, an unknown kind, a writable root filesystem, a peers list
-# one short of the replicas, a missing required field.
+# one short of the replicas, a missing required field, Service environment variables on.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 for tool in node npm; do
@@ -47,6 +47,7 @@ broken statefulset.yaml 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: 
 broken peers.yaml '/spikeserve-2.spikeserve-peers/d' "lists 2 peers, the StatefulSet has 3 replicas"
 broken services.yaml '0,/^  clusterIP: None/s//  clusterIP: 10.0.0.1/' "is not headless"
 broken statefulset.yaml '/^  selector:/,/^      app.kubernetes.io\/name: spikeserve/d' "must have required property selector"
+broken statefulset.yaml '/enableServiceLinks: false/d' "enableServiceLinks must be false"
 broken statefulset.yaml 's/^            - name: http$/            - nmae: http/' "unknown field spec.template.spec.containers\[0\].ports\[0\].nmae"
 echo "1..$n"
 exit $fail
