@@ -257,7 +257,7 @@ static enum MHD_Result cluster_route(ss_req *r, const char *key) {
     if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_LOOKUP)) hop = SS_HOP_LOOKUP;
     if (!strcmp(r->rt->method, "PUT") &&
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_MOVE)) {
-        r->moved_in = 1; /* a move lands where it is sent */
+        r->moved_in = r->op.move = 1; /* a move lands where it is sent */
         return MHD_YES;
     }
     ss_reply rep;

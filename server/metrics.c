@@ -95,6 +95,9 @@ void ss_metrics_session_open(ss_metrics *m) {
     ADD(&m->created, 1);
     ADD(&m->open, 1);
 }
+void ss_metrics_session_arrived(ss_metrics *m) {
+    ADD(&m->open, 1);
+}
 void ss_metrics_session_restored(ss_metrics *m) {
     ADD(&m->restored, 1);
     ADD(&m->open, 1);

@@ -25,6 +25,7 @@ void ss_metrics_session_closed(ss_metrics *m, int expired); /* 0 closed, 1 expir
 /* cluster.h: sessions moved in and out (with the time a move took), forwarded requests,
  * peers in the ring */
 void ss_metrics_moved_in(ss_metrics *m);
+void ss_metrics_session_arrived(ss_metrics *m); /* open, by a move: not "created" */
 void ss_metrics_moved_out(ss_metrics *m, int64_t duration_us);
 void ss_metrics_forwarded(ss_metrics *m);
 void ss_metrics_ring_peers(ss_metrics *m, size_t n);

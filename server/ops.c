@@ -197,7 +197,10 @@ static int announce(ss_op *o, ss_sess *s, int logged, int *taken) {
                             ss_table_count(a->table), a->cfg.max_sessions);
         return now_fail(o, SS_E_UNAVAILABLE, "session id collision; retry");
     }
-    ss_metrics_session_open(a->metrics);
+    if (o->move)
+        ss_metrics_session_arrived(a->metrics);
+    else
+        ss_metrics_session_open(a->metrics);
     snprintf(o->sid, sizeof o->sid, "%s", s->id);
     ss_codec_session_reply(&o->reply, o->out, 201, s);
     snprintf(o->reply.location, sizeof o->reply.location, "/v1/sessions/%s", s->id);

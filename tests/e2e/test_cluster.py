@@ -210,8 +210,11 @@ def main():
     C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, total, moved / total, owned4))
     C.check(moved == owned4 and 0 < moved < N / 2, "only the sessions the 4th now owns moved",
             (moved, owned4))
-    C.check(r3.metrics().get("spikeserve_sessions_moved_in_total") == owned4,
-            "the 4th counted them in")
+    m3 = r3.metrics()
+    C.check(m3.get("spikeserve_sessions_moved_in_total") == owned4 and
+            m3.get("spikeserve_sessions_open") == owned4 and
+            m3.get("spikeserve_sessions_created_total") == 0,
+            "the 4th counted them in: moved in and open, not created", m3)
     placement_ok(ring, sids + oip_names + grpc_sids, "after adding a 4th")
     ms = [r.metrics() for r in ring[:3]]
     cnt = sum(x.get("spikeserve_session_move_seconds_count", 0) for x in ms)
