@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sse.h"
 #include "util.h"
 
 struct ss_fwd {
@@ -37,9 +38,32 @@ void ss_fwd_call_clear(ss_fwd_call *c) {
     memset(c, 0, sizeof *c);
 }
 
+void ss_fwd_call_release(ss_fwd_call *c) {
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0) return;
+    ss_sse_unref(c->relay);                     /* the call's */
+    if (!c->relay_given) ss_sse_unref(c->relay); /* the one no response took */
+    ss_fwd_call_clear(c);
+    free(c);
+}
+
+/* The transfer is over: answer it (done), or end the relayed stream that was answered. */
+static void complete(ss_fwd_call *c) {
+    if (!c->relay) {
+        c->done(c);
+        return;
+    }
+    if (c->streaming)
+        ss_sse_close(c->relay);
+    else
+        c->done(c);
+    ss_fwd_call_release(c); /* the forwarder's reference */
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
     ss_fwd_call *c = ud;
     size_t n = size * nmemb;
+    if (c->streaming) /* 0 stops the transfer: the client left, or read too slowly */
+        return ss_sse_relay(c->relay, data, n) == 0 ? n : 0;
     if (c->resp_len + n > c->max_bytes) {
         snprintf(c->err, sizeof c->err, "the answer is larger than %zu bytes", c->max_bytes);
         return 0; /* stops the transfer: CURLE_WRITE_ERROR */
@@ -81,6 +105,15 @@ static size_t on_header(char *h, size_t size, size_t nmemb, void *ud) {
     take(h, n, "Location", c->location, sizeof c->location);
     take(h, n, "Allow", c->allow, sizeof c->allow);
     take(h, n, "X-Spikeserve-Owner", c->owner, sizeof c->owner);
+    if (c->relay && c->easy && !c->streaming && (n == 2 || n == 1) && (h[0] == '\r' || h[0] == '\n')) {
+        long st = 0; /* the end of the headers: a 200 stream is answered now */
+        curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &st);
+        if (st == 200) {
+            c->status = 200;
+            c->streaming = 1;
+            c->done(c);
+        }
+    }
     return n;
 }
 
@@ -102,7 +135,13 @@ static CURL *easy_for(ss_fwd_call *c) {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms > 0 ? c->timeout_ms : 30000L);
+    long tmo = c->timeout_ms > 0 ? c->timeout_ms : 30000L;
+    if (c->relay) { /* a stream lasts: it is cut when silent, keep-alives included */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (tmo + 999) / 1000);
+    } else {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, tmo);
+    }
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
@@ -110,6 +149,7 @@ static CURL *easy_for(ss_fwd_call *c) {
 }
 
 static void finish(ss_fwd_call *c, CURL *e, CURLcode rc) {
+    if (c->streaming) return; /* answered already: its status is the submitter's now */
     if (rc == CURLE_OK) {
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
     } else {
@@ -158,7 +198,7 @@ static void *loop(void *arg) {
                 if (e) curl_easy_cleanup(e);
                 snprintf(c->err, sizeof c->err, stop ? "shutting down" : "out of memory");
                 c->status = 0;
-                c->done(c);
+                complete(c);
                 continue;
             }
             c->easy = e;
@@ -179,7 +219,7 @@ static void *loop(void *arg) {
             curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
             finish(c, e, rc);
             detach(f, c);
-            c->done(c);
+            complete(c);
         }
         if (stop && running == 0) break;
         if (stop) { /* answer what is still running: their clients are going too */
@@ -188,7 +228,7 @@ static void *loop(void *arg) {
                 detach(f, c);
                 snprintf(c->err, sizeof c->err, "shutting down");
                 c->status = 0;
-                c->done(c);
+                complete(c);
             }
             break;
         }
@@ -229,7 +269,7 @@ void ss_fwd_submit(ss_fwd *f, ss_fwd_call *c) {
     if (stop) {
         snprintf(c->err, sizeof c->err, "shutting down");
         c->status = 0;
-        c->done(c);
+        complete(c);
         return;
     }
     curl_multi_wakeup(f->multi);

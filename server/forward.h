@@ -38,6 +38,15 @@ typedef struct ss_fwd_call {
     char err[256];
     void (*done)(struct ss_fwd_call *c);
     void *ctx;
+    /* A relayed event stream (ss_fwd_submit only): when the answer is 200, done(c) runs as
+     * soon as its headers are in (streaming = 1) and its body then goes to relay as it
+     * arrives, until the owner ends it, the client leaves or the forwarder stops; the call
+     * is then shared (refs 2: see ss_fwd_call_release). Bounded by a low-speed limit (no
+     * byte for timeout_ms) instead of a total time. */
+    struct ss_sse *relay;
+    int streaming;
+    int relay_given; /* a response took the relay's second reference (ss_sse_response) */
+    int refs; /* atomic: holders of a calloc'd call; the last ss_fwd_call_release frees it */
     /* the forwarder's */
     void *easy;
     struct ss_fwd_call *next, *prev; /* queued, then running */
@@ -59,5 +68,8 @@ void ss_fwd_submit(ss_fwd *f, ss_fwd_call *c);
 void ss_fwd_run(ss_fwd_call *c);
 /* Free what c holds (headers, answer) and zero it. */
 void ss_fwd_call_clear(ss_fwd_call *c);
+/* Drop one reference of a calloc'd call (refs set by its submitter: 1, or 2 with a relay, one
+ * of them the forwarder's); the last one clears it, drops its relay and frees it. */
+void ss_fwd_call_release(ss_fwd_call *c);
 
 #endif

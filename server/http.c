@@ -162,6 +162,12 @@ static enum MHD_Result forward(ss_req *r) {
     c->max_bytes = a->cfg.forward_max_bytes;
     c->done = fwd_done;
     c->ctx = r;
+    c->refs = 1;
+    if (r->rt->http == ss_http_events) { /* an event stream: relayed as it comes */
+        if (!(c->relay = ss_sse_create_relay(a->cfg.sse_buffer_bytes)))
+            return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+        c->refs = 2; /* ours and the forwarder's */
+    }
     copy_header(r, c, "Content-Type");
     copy_header(r, c, "Accept");
     copy_header(r, c, "Authorization");
@@ -182,9 +188,18 @@ static enum MHD_Result dispatch(ss_req *r);
 static enum MHD_Result forwarded(ss_req *r) {
     ss_fwd_call *c = r->call;
     r->call = NULL;
+    if (c->streaming) { /* the owner's event stream, relayed as it arrives */
+        r->relay_call = c;
+        struct MHD_Response *resp = ss_sse_response(c->relay, r->conn);
+        if (!resp) return MHD_NO;
+        c->relay_given = 1; /* the response holds the relay's second reference now */
+        r->status = 200;
+        enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return ok;
+    }
     if (r->fwd == SS_CL_PREV && ss_cluster_prev_says_mine(r->app, c)) {
-        ss_fwd_call_clear(c);
-        free(c);
+        ss_fwd_call_release(c);
         r->fwd = 0;
         return dispatch(r);
     }
@@ -193,16 +208,14 @@ static enum MHD_Result forwarded(ss_req *r) {
         enum MHD_Result ok =
             ss_http_fail(r, SS_E_NOT_OWNER, "session %s: its owner %s did not answer (%s); retry",
                          r->op.sid, r->peer, c->err);
-        ss_fwd_call_clear(c);
-        free(c);
+        ss_fwd_call_release(c);
         return ok;
     }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(c->resp_len, c->resp ? (void *)c->resp : (void *)"",
                                         c->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!resp) {
-        ss_fwd_call_clear(c);
-        free(c);
+        ss_fwd_call_release(c);
         return MHD_NO;
     }
     c->resp = NULL; /* the response owns it */
@@ -216,8 +229,7 @@ static enum MHD_Result forwarded(ss_req *r) {
     r->status = (unsigned)c->status;
     enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)c->status, resp);
     MHD_destroy_response(resp);
-    ss_fwd_call_clear(c);
-    free(c);
+    ss_fwd_call_release(c);
     return ok;
 }
 
@@ -268,8 +280,8 @@ static enum MHD_Result cluster_route(ss_req *r, const char *key) {
         snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
         return ss_http_send(r, &rep);
     }
-    if (r->rt->body == SS_BODY_STREAMED || r->rt->http == ss_http_events) {
-        /* event streams and uploads are not proxied: the client goes to the owner */
+    if (r->rt->body == SS_BODY_STREAMED) {
+        /* uploads are not proxied: the client goes to the owner */
         snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
         return ss_http_fail(r, SS_E_NOT_OWNER,
                             "session %s: %s is served by its owner %s (not forwarded); retry "
@@ -465,10 +477,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->moved_in && r->status >= 200 && r->status < 300) ss_metrics_moved_in(a->metrics);
     if (r->stream) ss_stream_free(r->stream);
     ss_job_free(r->job);
-    if (r->call) { /* only when the forwarder has let go of it (it resumed us) */
-        ss_fwd_call_clear(r->call);
-        free(r->call);
-    }
+    ss_fwd_call_release(r->call);       /* ours: the forwarder resumed us, or never had it */
+    ss_fwd_call_release(r->relay_call); /* a relayed stream: the forwarder may still hold it */
     ss_reply_clear(&r->op.reply);
     free(r->body);
     free(r);

@@ -40,6 +40,7 @@ typedef struct ss_req {
     char peer[256];
     char owner_hdr[256]; /* X-Spikeserve-Owner of a not_owner answer */
     struct ss_fwd_call *call;
+    struct ss_fwd_call *relay_call; /* an event stream relayed from the owner */
 } ss_req;
 
 int ss_http_start(ss_app *a, char *err, size_t errlen);

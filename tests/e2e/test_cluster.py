@@ -18,6 +18,7 @@
  - at the end every session is at the right t and last_seq, every answer equals the
    reference, no session is on two replicas.
 """
+import http.client
 import json
 import os
 import random
@@ -67,6 +68,60 @@ def grpc_checks(ring, model):
             (code, det))
     ch.close()
     return opened + [other]
+
+
+def sse_open(port, sid):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/v1/sessions/%s/events" % sid)
+    return c, c.getresponse()
+
+
+def sse_next(resp, kind):
+    """The data line of the next `event: kind`, or None."""
+    want = False
+    while True:
+        line = resp.readline()
+        if not line:
+            return None
+        line = line.decode().rstrip("\n")
+        if line == "event: " + kind:
+            want = True
+        elif want and line.startswith("data: "):
+            return line[6:]
+
+
+def events_checks(ring, model):
+    """/events on a non-owner is the owner's stream, relayed byte for byte as it comes."""
+    owner = ring[1]
+    sid = C.open_session(owner.port, model, time.time() + 10)
+    other = ring[2]
+    rc, rr = sse_open(other.port, sid)
+    dc, dr = sse_open(owner.port, sid)
+    first = rr.readline()
+    C.check(rr.status == 200 and rr.getheader("Content-Type") == "text/event-stream" and
+            first.startswith(b": spikeserve events"),
+            "/events at a non-owner: 200 text/event-stream, the owner's greeting once",
+            (rr.status, first))
+    b = {"seq": 1, "steps": 3, "events": [[0, 1], [1, 2]]}
+    st, _, _ = C.request(owner.port, "POST", "/v1/sessions/%s/steps" % sid, b)
+    relayed, direct = sse_next(rr, "step"), sse_next(dr, "step")
+    C.check(st == 200 and relayed and relayed == direct,
+            "a step shows on the relayed stream exactly as on the owner's", (relayed, direct))
+    st, _, _ = C.request(owner.port, "DELETE", "/v1/sessions/" + sid)
+    end = sse_next(rr, "end")
+    C.check(end == '{"reason":"closed"}', "the owner's end event is relayed, then the stream ends",
+            end)
+    C.check(rr.readline() in (b"", b"\n"), "the relayed stream closes after it")
+    rc.close()
+    dc.close()
+    # a client that leaves a relayed stream: the replica goes on
+    sid2 = C.open_session(owner.port, model, time.time() + 10)
+    c2, r2 = sse_open(other.port, sid2)
+    r2.readline()
+    c2.close()
+    st, _, _ = C.request(other.port, "GET", "/v1/sessions/" + sid2)
+    C.check(st == 200, "a client leaving a relayed stream: the replica goes on", st)
+    return [sid2]
 
 
 def bounds_checks(root, model_dir, model):
@@ -154,9 +209,12 @@ def main():
     C.check(s == 503 and b"not_owner" in body and hd.get("x-spikeserve-owner") == own and
             hd.get("retry-after"), "a forwarded request at a non-owner: 503 not_owner, owner, "
             "Retry-After", (s, hd, body[:200]))
-    s, hd, body = C.request(other.port, "GET", "/v1/sessions/%s/events" % sid)
+    s, hd, body = C.request(other.port, "POST", "/v1/sessions/%s/stream" % sid, b"",
+                            headers={"Content-Type": "application/x-ndjson"})
     C.check(s == 503 and b"not_owner" in body and hd.get("x-spikeserve-owner") == own,
-            "/events at a non-owner: 503 not_owner with the owner", (s, hd, body[:200]))
+            "/stream at a non-owner: 503 not_owner with the owner (uploads are not proxied)",
+            (s, hd, body[:200]))
+    extra = events_checks(ring, model)
     s, hd, body = C.request(other.port, "GET", "/v1/sessions/%s" % ("z" * 40))
     C.check(s == 404 or (s == 503 and b"not_owner" in body),
             "an unknown session through a non-owner: 404 (or not_owner while the ring is new)",
@@ -205,8 +263,8 @@ def main():
     ring = reps[:4]
     moved = sum(r.metrics().get("spikeserve_sessions_moved_out_total", 0) - before.get(r.name, 0)
                 for r in ring[:3])
-    owned4 = sum(1 for s_ in sids + oip_names + grpc_sids if C.owner_name(ring, s_) == r3.name)
-    total = len(sids) + len(oip_names) + len(grpc_sids)
+    owned4 = sum(1 for s_ in sids + oip_names + grpc_sids + extra if C.owner_name(ring, s_) == r3.name)
+    total = len(sids) + len(oip_names) + len(grpc_sids) + len(extra)
     C.note("4th replica: %d of %d sessions moved (%.2f; ring says %d)" % (moved, total, moved / total, owned4))
     C.check(moved == owned4 and 0 < moved < N / 2, "only the sessions the 4th now owns moved",
             (moved, owned4))
@@ -215,7 +273,7 @@ def main():
             m3.get("spikeserve_sessions_open") == owned4 and
             m3.get("spikeserve_sessions_created_total") == 0,
             "the 4th counted them in: moved in and open, not created", m3)
-    placement_ok(ring, sids + oip_names + grpc_sids, "after adding a 4th")
+    placement_ok(ring, sids + oip_names + grpc_sids + extra, "after adding a 4th")
     ms = [r.metrics() for r in ring[:3]]
     cnt = sum(x.get("spikeserve_session_move_seconds_count", 0) for x in ms)
     sm = sum(x.get("spikeserve_session_move_seconds_sum", 0) for x in ms)
