@@ -15,7 +15,8 @@
  *      and is ours, or outside the window, serves it (404 for an unknown session). A lookup
  *      that reaches a replica in its own window is refused (503 not_owner, retry).
  * A forward that gets no answer (the owner is down) is 503 not_owner: never a session
- * recreated elsewhere.
+ * recreated elsewhere. Event streams are relayed as they come (forward.h); uploads (/stream)
+ * are refused at a non-owner (503 not_owner with X-Spikeserve-Owner).
  *
  * Opens mint ids until this replica owns one (N tries expected with N peers), so an open
  * that arrives anywhere lands on its owner without a forward.
