@@ -63,8 +63,8 @@ E2E_BINS := $(patsubst tests/e2e/%.c,$(BUILD)/tests/%,$(E2E_SRC))
 
 FUZZ_SMOKE_SECONDS ?= 20
 export FUZZ_SMOKE_SECONDS
-.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python test-deploy bench bench-engine bench-server \
-        bench-grpc bench-wal bench-ui bench-oip bench-ring bench-move soak \
+.PHONY: fuzz-build all test test-unit test-engine test-e2e test-python test-cluster test-deploy bench \
+        bench-engine bench-server bench-grpc bench-wal bench-ui bench-oip bench-ring bench-move soak \
         proto run clean fuzz install docker docker-test deps
 all: $(LIB_ENGINE) $(SO_ENGINE) $(PROGRAMS) $(UNIT_BINS) $(E2E_BINS)
 
@@ -100,9 +100,9 @@ LINK_ALL = $(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(ALL_LIBS) $(HTTP_LIBS) $(CU
            $(PB_LIBS) $(LDLIBS)
 
 $(BUILD)/spikeserve: $(call obj,server/main.c) $(LIB_SERVER) $(LIB_ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
 $(BUILD)/spikeserve-run: $(call obj,server/run.c) $(LIB_SERVER) $(LIB_ENGINE)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_SERVER) $(LIB_ENGINE) $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
 # the client programs need only the client library (and libcurl, jansson, protobuf-c, zlib)
 $(BUILD)/spikectl: $(call obj,clients/c/spikectl.c) $(LIB_CLIENT)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB_CLIENT) -ljansson $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
@@ -126,6 +126,9 @@ test-e2e: all
 	@tests/run.sh $(BUILD) $(PYTHON) e2e
 test-python: all
 	@tests/run.sh $(BUILD) $(PYTHON) python
+# replicas behind the real nginx and HAProxy (issue 15; part of `make test`)
+test-cluster: all
+	@tests/run.sh $(BUILD) $(PYTHON) cluster
 # deploy/kubernetes against the Kubernetes schemas (npm packages in tests/deploy); the ring
 # and the real nginx and HAProxy in front of replicas are unit/test_ring, e2e/test_ring_*
 test-deploy:

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "grpc.h"
 #include "http.h"
 #include "log.h"
@@ -140,6 +141,7 @@ int ss_app_init(ss_app *a, const ss_config *cfg, char *err, size_t errlen) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (ss_cluster_create(a, err, errlen) != 0) return -1;
     if (a->cfg.state_dir[0] && mkdir(a->cfg.state_dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "--state-dir %s: %s", a->cfg.state_dir, strerror(errno));
         return -1;
@@ -237,6 +239,7 @@ int ss_app_start(ss_app *a, char *err, size_t errlen) {
         ss_reg_poll_start(a->reg, a->cfg.model_poll_seconds, err, errlen) != 0)
         return -1;
     if (ss_grpc_start(a, err, errlen) != 0) return -1;
+    ss_cluster_start(a);
     if (pthread_create(&a->janitor, NULL, janitor, a) != 0) {
         snprintf(err, errlen, "cannot start the housekeeping thread");
         return -1;
@@ -312,6 +315,8 @@ void ss_app_join_workers(ss_app *a) {
 
 void ss_app_stop_http(ss_app *a) {
     if (!a->daemon) return;
+    /* forwards still waiting are answered (503) and their connections resumed first */
+    if (a->cluster) ss_fwd_stop(ss_cluster_fwd(a->cluster));
     /* replies that are queued but not yet written: give them up to 3 s */
     for (int i = 0; i < 300 && __atomic_load_n(&a->inflight, __ATOMIC_RELAXED) > 0; i++)
         usleep(10000);
@@ -323,6 +328,7 @@ void ss_app_free(ss_app *a) {
     stop_janitor(a);
     ss_grpc_free(a);
     ss_app_stop_http(a);
+    ss_cluster_free(a->cluster);
     ss_pool_free(a->pool);
     ss_oip_free(a->oip);
     ss_wal_free(a->wal);

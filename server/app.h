@@ -30,6 +30,7 @@ typedef struct ss_app {
     struct MHD_Daemon *daemon;
     uint16_t port;
     struct ss_h2 *h2; /* the gRPC listener (grpc.h), NULL when off */
+    struct ss_cluster *cluster; /* cluster.h: the ring and forwarder, NULL without --peers */
     uint16_t grpc_port;
     int draining;          /* atomic: /readyz 503, new work 503 */
     uint32_t next_worker;  /* atomic: round-robin session placement */

@@ -84,6 +84,22 @@ static const opt opts[] = {
      "--model-poll-seconds (new, changed and removed files)"},
     {"model-poll-seconds", OPT_U32, S(model_poll_seconds), "5",
      "seconds between scans of --model-dir with --model-control poll"},
+    {"peers", OPT_STR, S(peers), "",
+     "file of the replicas, one host:port per line as the load balancer names them ('#' "
+     "comments); re-read on SIGHUP (empty: this server alone)"},
+    {"self", OPT_STR, S(self), "", "this replica's own host:port in --peers"},
+    {"handoff-timeout", OPT_U32, S(handoff_timeout), "20",
+     "seconds SIGTERM may spend handing sessions to the other replicas (with --peers)"},
+    {"move-window", OPT_U32, S(move_window), "60",
+     "seconds after a ring change during which a session this replica owns but does not hold "
+     "is looked for on its previous owner (with --peers)"},
+    {"rebalance-interval", OPT_U32, S(rebalance_interval), "10",
+     "seconds between passes that move sessions held here but owned by another replica to it "
+     "(after a rolling restart; with --peers; 0: only on SIGHUP)"},
+    {"forward-timeout", OPT_U32, S(forward_timeout), "30",
+     "seconds for a request forwarded to the replica that owns its session"},
+    {"forward-max-bytes", OPT_U64, S(forward_max_bytes), "268435456",
+     "bytes of a forwarded request's answer (then 503)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -202,6 +218,15 @@ int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errle
     ss_log_level lvl;
     if (ss_log_parse_level(c->log_level, &lvl) != 0) {
         snprintf(err, errlen, "log-level %s: use error, warn, info or debug", c->log_level);
+        return -1;
+    }
+    if (c->peers[0] && !c->self[0]) {
+        snprintf(err, errlen, "--peers needs --self (this replica's host:port in the file)");
+        return -1;
+    }
+    if (c->peers[0] && c->api_keys[0]) {
+        /* a move's PUT carries no client key, and a session's owner is a key hash */
+        snprintf(err, errlen, "--peers cannot be used with --api-keys yet");
         return -1;
     }
     if (c->queue_depth == 0 || c->max_steps == 0 || c->max_body_bytes == 0) {

@@ -45,6 +45,13 @@ typedef struct {
     char ui_dataset_dir[1024];   /* ui.c: Fashion-MNIST test images for the page */
     char model_control[16];      /* "none", "explicit" or "poll" (registry.h) */
     uint32_t model_poll_seconds; /* poll: seconds between scans of --model-dir */
+    char peers[1024];            /* cluster.h: the peers file ("": one replica alone) */
+    char self[256];              /* this replica's "host:port" in it */
+    uint32_t handoff_timeout;    /* seconds a SIGTERM drain may spend moving sessions */
+    uint32_t move_window;        /* seconds the previous ring is asked after a change */
+    uint32_t rebalance_interval; /* seconds between passes moving sessions to their owners */
+    uint32_t forward_timeout;    /* seconds for one forwarded request */
+    uint64_t forward_max_bytes;  /* the answer of one forwarded request */
 } ss_config;
 
 /* Parse defaults, then SPIKESERVE_* variables, then argv. Returns 0, 1 when --help was

@@ -39,6 +39,7 @@ static const ss_err_info table[SS_E_COUNT_] = {
     [-SS_E_UNAVAILABLE] = {503, "unavailable", G_UNAVAILABLE, 1},
     [-SS_E_INTERNAL] = {500, "internal", G_INTERNAL, 0},
     [-SS_E_EXISTS] = {409, "already_exists", G_ALREADY_EXISTS, 0},
+    [-SS_E_NOT_OWNER] = {503, "not_owner", G_UNAVAILABLE, 1},
 };
 
 const ss_err_info *ss_err_info_of(int e) {

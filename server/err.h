@@ -27,7 +27,9 @@ typedef enum {
     SS_E_UNAVAILABLE = -17,    /* 503 unavailable: draining, disk, no randomness (retry) */
     SS_E_INTERNAL = -18,       /* 500 internal: our bug or an engine error */
     SS_E_EXISTS = -19,         /* 409 already_exists: an id that is taken */
-    SS_E_COUNT_ = 20
+    SS_E_NOT_OWNER = -20,      /* 503 not_owner: another replica owns the session, it is
+                                  moving, or its owner is unreachable (retry; cluster.h) */
+    SS_E_COUNT_ = 21
 } ss_err;
 
 typedef struct {

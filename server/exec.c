@@ -315,7 +315,10 @@ static void run_other(ss_exec *x, ss_job *j) {
         ss_codec_session_reply(&j->reply, c, 200, s);
         break;
     case SS_JOB_CLOSE:
-        close_session(x, s, "closed", 0);
+        if (j->tag == SS_CLOSE_MOVED)
+            close_session(x, s, "moved", SS_CLOSED_MOVED);
+        else
+            close_session(x, s, "closed", 0);
         ss_reply_set(&j->reply, 204, NULL, NULL, 0);
         break;
     case SS_JOB_EXPIRE: {
@@ -463,12 +466,31 @@ static int admit_step(ss_exec *x, group *g, ss_job *j) {
     return 1;
 }
 
+/* 1 when j changes a session that is moving away (cluster.h): its snapshot is taken or being
+ * taken, so the change would be lost. */
+static int moving_away(const ss_job *j) {
+    int changes = j->kind == SS_JOB_STEP || j->kind == SS_JOB_RESET ||
+                  j->kind == SS_JOB_STATE_PUT ||
+                  (j->kind == SS_JOB_CLOSE && j->tag != SS_CLOSE_MOVED);
+    if (!changes || !j->sess) return 0;
+    pthread_mutex_lock(&j->sess->mu);
+    int m = j->sess->moving;
+    pthread_mutex_unlock(&j->sess->mu);
+    return m;
+}
+
 void ss_exec_run(ss_exec *x, ss_job **jobs, size_t n) {
     group g = {.n = 0};
     for (size_t i = 0; i < n; i++) {
         ss_job *j = jobs[i];
         if (__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
             ss_reply_fail(&j->reply, SS_E_UNAVAILABLE, "cancelled by the client before it ran");
+            defer(x, j);
+            continue;
+        }
+        if (moving_away(j)) { /* queued before its move began, after its snapshot */
+            ss_reply_fail(&j->reply, SS_E_NOT_OWNER,
+                          "session %s is moving to another replica; retry", j->sess->id);
             defer(x, j);
             continue;
         }

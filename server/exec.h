@@ -27,12 +27,14 @@ typedef enum {
     SS_JOB_RESET,      /* sess */
     SS_JOB_STATE_GET,  /* sess: reply with its SessionSnapshot */
     SS_JOB_STATE_PUT,  /* sess, snap: restore into it */
-    SS_JOB_CLOSE,      /* sess: DELETE */
+    SS_JOB_CLOSE,      /* sess: DELETE (tag SS_CLOSE_MOVED: it moved to another replica) */
     SS_JOB_EXPIRE,     /* sess: close it if it is still idle */
     SS_JOB_SAVE,       /* sess: write it to the state directory */
     SS_JOB_CHECKPOINT, /* no session: save this worker's sessions in its log, empty the log */
     SS_JOB_UNLOAD,     /* sess: close it, its model version is being unloaded (drain) */
 } ss_job_kind;
+
+#define SS_CLOSE_MOVED 1 /* tag of a CLOSE job of a move (cluster.h) */
 
 typedef struct ss_job ss_job;
 struct ss_job {

@@ -18,7 +18,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include <jansson.h>
+
+#include "cluster.h"
 #include "log.h"
+#include "oip.h"
 
 /* ---- negotiation ---- */
 
@@ -93,6 +97,7 @@ enum MHD_Result ss_http_send(ss_req *r, ss_reply *rep) {
     if (rep->hname) MHD_add_response_header(resp, rep->hname, rep->hvalue);
     if (rep->status == 401)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
+    if (r->owner_hdr[0]) MHD_add_response_header(resp, SS_HDR_OWNER, r->owner_hdr);
     if (rep->retry_after) {
         char ra[16];
         snprintf(ra, sizeof ra, "%u", rep->retry_after);
@@ -130,9 +135,182 @@ static void job_done(ss_job *j) {
     MHD_resume_connection(r->conn);
 }
 
+/* ---- cluster.h: forwarding to the owner ---- */
+
+static void fwd_done(ss_fwd_call *c) {
+    ss_req *r = c->ctx;
+    MHD_resume_connection(r->conn);
+}
+
+static void copy_header(ss_req *r, ss_fwd_call *c, const char *name) {
+    const char *v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    if (v) ss_fwd_header(c, name, v);
+}
+
+/* Hand the request to r->peer on the forwarder's thread; the connection waits suspended. */
+static enum MHD_Result forward(ss_req *r) {
+    ss_app *a = r->app;
+    ss_fwd_call *c = calloc(1, sizeof *c);
+    if (!c) return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+    r->call = c;
+    snprintf(c->url, sizeof c->url, "http://%s%s", r->peer, r->path);
+    /* HEAD goes as GET: libmicrohttpd drops the body of a HEAD answer */
+    snprintf(c->method, sizeof c->method, "%s", strcmp(r->method, "HEAD") ? r->method : "GET");
+    c->body = r->body;
+    c->len = r->len;
+    c->timeout_ms = (long)a->cfg.forward_timeout * 1000;
+    c->max_bytes = a->cfg.forward_max_bytes;
+    c->done = fwd_done;
+    c->ctx = r;
+    c->refs = 1;
+    if (r->rt->http == ss_http_events) { /* an event stream: relayed as it comes */
+        if (!(c->relay = ss_sse_create_relay(a->cfg.sse_buffer_bytes)))
+            return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+        c->refs = 2; /* ours and the forwarder's */
+    }
+    copy_header(r, c, "Content-Type");
+    copy_header(r, c, "Accept");
+    copy_header(r, c, "Authorization");
+    copy_header(r, c, "X-Sequence-Id");
+    if ((r->fwd == SS_CL_PREV && ss_fwd_header(c, SS_HDR_LOOKUP, "previous") != 0) ||
+        ss_fwd_header(c, SS_HDR_FORWARDED, ss_cluster_self(a->cluster)) != 0)
+        return ss_http_fail(r, SS_E_NOMEM, "out of memory");
+    ss_cluster_count_forward(a);
+    MHD_suspend_connection(r->conn); /* before the forwarder can resume it */
+    ss_fwd_submit(ss_cluster_fwd(a->cluster), c);
+    return MHD_YES;
+}
+
+static enum MHD_Result dispatch(ss_req *r);
+
+/* The forward came back: its answer, as the owner gave it; or, from a previous owner that
+ * says the session is not there and is ours, our own answer. */
+static enum MHD_Result forwarded(ss_req *r) {
+    ss_fwd_call *c = r->call;
+    r->call = NULL;
+    if (c->streaming) { /* the owner's event stream, relayed as it arrives */
+        r->relay_call = c;
+        struct MHD_Response *resp = ss_sse_response(c->relay, r->conn);
+        if (!resp) return MHD_NO;
+        c->relay_given = 1; /* the response holds the relay's second reference now */
+        r->status = 200;
+        enum MHD_Result ok = MHD_queue_response(r->conn, 200, resp);
+        MHD_destroy_response(resp);
+        return ok;
+    }
+    if (r->fwd == SS_CL_PREV && ss_cluster_prev_says_mine(r->app, c)) {
+        ss_fwd_call_release(c);
+        r->fwd = 0;
+        return dispatch(r);
+    }
+    if (c->status == 0) {
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        enum MHD_Result ok =
+            ss_http_fail(r, SS_E_NOT_OWNER, "session %s: its owner %s did not answer (%s); retry",
+                         r->op.sid, r->peer, c->err);
+        ss_fwd_call_release(c);
+        return ok;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(c->resp_len, c->resp ? (void *)c->resp : (void *)"",
+                                        c->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        ss_fwd_call_release(c);
+        return MHD_NO;
+    }
+    c->resp = NULL; /* the response owns it */
+    if (c->ctype[0]) MHD_add_response_header(resp, "Content-Type", c->ctype);
+    if (c->retry_after[0]) MHD_add_response_header(resp, "Retry-After", c->retry_after);
+    if (c->location[0]) MHD_add_response_header(resp, "Location", c->location);
+    if (c->allow[0]) MHD_add_response_header(resp, "Allow", c->allow);
+    if (c->owner[0]) MHD_add_response_header(resp, SS_HDR_OWNER, c->owner);
+    if (c->status == 401)
+        MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"spikeserve\"");
+    r->status = (unsigned)c->status;
+    enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)c->status, resp);
+    MHD_destroy_response(resp);
+    ss_fwd_call_release(c);
+    return ok;
+}
+
+/* An OIP infer's routing key: the session name of its parameters.sequence_id (the body is
+ * the truth; the X-Sequence-Id header is for the balancer). 1 with key, 0 none (no sequence,
+ * or a body the operation will refuse). */
+static int oip_body_key(ss_req *r, char *key, size_t cap) {
+    size_t head = r->len;
+    const char *h =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+    if (h && strtoull(h, NULL, 10) < head) head = (size_t)strtoull(h, NULL, 10);
+    json_error_t e;
+    json_t *root = r->body ? json_loadb((const char *)r->body, head, 0, &e) : NULL;
+    if (!root) return 0;
+    json_t *v = json_object_get(json_object_get(root, "parameters"), "sequence_id");
+    ss_oip_seq seq;
+    memset(&seq, 0, sizeof seq);
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        seq.num = (uint64_t)json_integer_value(v);
+        seq.has_id = 1;
+    } else if (json_is_string(v) && json_string_length(v) > 0 &&
+               json_string_length(v) <= SS_OIP_ID_MAX) {
+        seq.is_str = 1;
+        snprintf(seq.str, sizeof seq.str, "%s", json_string_value(v));
+        seq.has_id = 1;
+    }
+    json_decref(root);
+    return seq.has_id && ss_oip_session_id(r->op.model, &seq, key, cap) == 0;
+}
+
+/* Where a request on key goes: MHD_YES to go on (here, or r->fwd set), or the refusal sent. */
+static enum MHD_Result cluster_route(ss_req *r, const char *key) {
+    ss_app *a = r->app;
+    int hop = SS_HOP_CLIENT;
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_FORWARDED))
+        hop = SS_HOP_FORWARDED;
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_LOOKUP)) hop = SS_HOP_LOOKUP;
+    if (!strcmp(r->rt->method, "PUT") &&
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, SS_HDR_MOVE)) {
+        r->moved_in = r->op.move = 1; /* a move lands where it is sent */
+        return MHD_YES;
+    }
+    ss_reply rep;
+    memset(&rep, 0, sizeof rep);
+    int d = ss_cluster_route(a, key, hop, r->peer, sizeof r->peer, &rep);
+    if (d == SS_CL_LOCAL) return MHD_YES;
+    if (d == SS_CL_REFUSE) {
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        return ss_http_send(r, &rep);
+    }
+    if (r->rt->body == SS_BODY_STREAMED) {
+        /* uploads are not proxied: the client goes to the owner */
+        snprintf(r->owner_hdr, sizeof r->owner_hdr, "%s", r->peer);
+        return ss_http_fail(r, SS_E_NOT_OWNER,
+                            "session %s: %s is served by its owner %s (not forwarded); retry "
+                            "there or through the load balancer",
+                            key, r->rt->pattern, r->peer);
+    }
+    r->fwd = d;
+    return MHD_YES;
+}
+
+/* At the headers: routes on the session id now, or on an OIP body once it is read. */
+static enum MHD_Result cluster_start(ss_req *r) {
+    if (!strncmp(r->rt->pattern, "/v1/sessions/{id}", 17)) return cluster_route(r, r->op.sid);
+    if (r->rt->http == ss_oip_http_infer) r->route_body = 1;
+    return MHD_YES;
+}
+
 static enum MHD_Result dispatch(ss_req *r) {
     r->op.body = r->body;
     r->op.len = r->len;
+    if (r->route_body) {
+        char key[SS_ID_MAX + 1];
+        r->route_body = 0;
+        if (oip_body_key(r, key, sizeof key)) {
+            enum MHD_Result ok = cluster_route(r, key);
+            if (ok != MHD_YES || r->status) return ok;
+        }
+    }
+    if (r->fwd) return forward(r);
     if (!r->rt->op) return (enum MHD_Result)r->rt->http(r);
     if (r->rt->op(&r->op) == SS_OP_QUEUED) return MHD_YES;
     return ss_http_send(r, &r->op.reply);
@@ -201,6 +379,10 @@ static enum MHD_Result start(ss_req *r, const char *url, const char *method) {
     }
     if (__atomic_load_n(&a->draining, __ATOMIC_RELAXED) && !(rt->flags & SS_RF_DRAINING))
         return ss_http_fail(r, SS_E_UNAVAILABLE, "server is shutting down");
+    if (a->cluster) {
+        enum MHD_Result ok = cluster_start(r);
+        if (ok != MHD_YES || r->status) return ok;
+    }
     if (rt->body == SS_BODY_STREAMED) rt->http(r); /* begins, or answers a refusal */
     return MHD_YES;
 }
@@ -232,6 +414,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+    if (r->call) return forwarded(r); /* resumed: the owner answered */
     if (r->job && !r->stream) { /* resumed: the worker is done */
         ss_job *j = r->job;
         r->job = NULL;
@@ -291,8 +474,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         ss_log(SS_LOG_INFO, "%s %s %s %u %.3fms session=%s", ts, r->method, r->path, r->status,
                (double)us / 1000.0, r->op.sid[0] ? r->op.sid : "-");
     }
+    if (r->moved_in && r->status >= 200 && r->status < 300) ss_metrics_moved_in(a->metrics);
     if (r->stream) ss_stream_free(r->stream);
     ss_job_free(r->job);
+    ss_fwd_call_release(r->call);       /* ours: the forwarder resumed us, or never had it */
+    ss_fwd_call_release(r->relay_call); /* a relayed stream: the forwarder may still hold it */
     ss_reply_clear(&r->op.reply);
     free(r->body);
     free(r);

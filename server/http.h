@@ -33,6 +33,14 @@ typedef struct ss_req {
     int too_big;
     ss_job *job; /* waiting for it while suspended */
     struct ss_stream *stream;
+    /* cluster.h: SS_CL_FORWARD / SS_CL_PREV to peer (call in flight while suspended) */
+    int fwd;
+    int moved_in;   /* a move's PUT (X-Spikeserve-Move): counted when it succeeds */
+    int route_body; /* an OIP infer: routed on its sequence_id once the body is read */
+    char peer[256];
+    char owner_hdr[256]; /* X-Spikeserve-Owner of a not_owner answer */
+    struct ss_fwd_call *call;
+    struct ss_fwd_call *relay_call; /* an event stream relayed from the owner */
 } ss_req;
 
 int ss_http_start(ss_app *a, char *err, size_t errlen);

@@ -4,7 +4,11 @@
  * (a bad file stops the start, naming it) -> workers -> sessions of --state-dir -> HTTP
  * -> "listening on ADDR:PORT" on stderr (and the port into --port-file).
  *
+ * SIGHUP (with --peers) re-reads the peers file and moves the sessions whose owner changed.
+ *
  * SIGTERM / SIGINT drain, in this order:
+ *   0. with --peers: refuse new requests (503, retry) and hand every session to its owner in
+ *      the ring without this replica, within --handoff-timeout (cluster.h);
  *   1. stop accepting: close the listening socket; new requests on open connections and
  *      new jobs get 503; /readyz says draining;
  *   2. finish queued batches: every worker runs its queue empty, replies go out;
@@ -23,6 +27,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "cluster.h"
 #include "log.h"
 #include "util.h"
 
@@ -53,6 +58,7 @@ int main(int argc, char **argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP); /* --peers: re-read the ring (cluster.h) */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -83,8 +89,22 @@ int main(int argc, char **argv) {
         ss_log(SS_LOG_ERROR, "cannot write --port-file %s", cfg.port_file);
 
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP)
+        ss_cluster_reload(&app);
     ss_log(SS_LOG_INFO, "%s: draining", sig == SIGINT ? "SIGINT" : "SIGTERM");
+
+    if (app.cluster) { /* 0. hand every session to its next owner (cluster.h) */
+        __atomic_store_n(&app.draining, 1, __ATOMIC_RELAXED);
+        size_t moved = 0, left = 0;
+        int64_t t0 = ss_util_mono_us();
+        ss_cluster_handoff(&app, &moved, &left);
+        ss_log(
+            left ? SS_LOG_WARN : SS_LOG_INFO,
+            "handoff: %zu sessions moved to the other replicas in %.3f s, %zu left here%s", moved,
+            (double)(ss_util_mono_us() - t0) / 1e6, left,
+            left ? (cfg.state_dir[0] ? " (saved to --state-dir below)" : " (lost: no --state-dir)")
+                 : "");
+    }
 
     ss_app_stop_accepting(&app); /* 1 */
     ss_app_finish_queued(&app);  /* 2 */

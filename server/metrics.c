@@ -29,6 +29,7 @@ struct ss_metrics {
     uint64_t grp[N_GRP + 1], grp_count, grp_sum;
     uint64_t batches, steps, events, spikes;
     uint64_t created, restored, closed, expired, sse_dropped, paused;
+    uint64_t moved_in, moved_out, move_us, forwarded, ring_peers; /* cluster.h */
     int64_t grpc_streams;
     uint64_t grpc[SS_METRICS_GRPC_METHODS][17]; /* calls by method and gRPC status 0..16 */
     int64_t open;
@@ -94,13 +95,29 @@ void ss_metrics_session_open(ss_metrics *m) {
     ADD(&m->created, 1);
     ADD(&m->open, 1);
 }
+void ss_metrics_session_arrived(ss_metrics *m) {
+    ADD(&m->open, 1);
+}
 void ss_metrics_session_restored(ss_metrics *m) {
     ADD(&m->restored, 1);
     ADD(&m->open, 1);
 }
 void ss_metrics_session_closed(ss_metrics *m, int expired) {
-    ADD(expired ? &m->expired : &m->closed, 1);
+    if (expired != SS_CLOSED_MOVED) ADD(expired ? &m->expired : &m->closed, 1);
     ADD(&m->open, -1);
+}
+void ss_metrics_moved_in(ss_metrics *m) {
+    ADD(&m->moved_in, 1);
+}
+void ss_metrics_moved_out(ss_metrics *m, int64_t us) {
+    ADD(&m->moved_out, 1);
+    ADD(&m->move_us, (uint64_t)us);
+}
+void ss_metrics_forwarded(ss_metrics *m) {
+    ADD(&m->forwarded, 1);
+}
+void ss_metrics_ring_peers(ss_metrics *m, size_t n) {
+    __atomic_store_n(&m->ring_peers, (uint64_t)n, __ATOMIC_RELAXED);
 }
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t w, int64_t d) {
     if (w < m->n_workers) ADD(&m->depth[w], d);
@@ -223,6 +240,22 @@ char *ss_metrics_render(const ss_metrics *m, size_t *len) {
     counter(&b, "spikeserve_stream_pauses_total",
             "Times a /stream upload was paused because its worker's queue was full.",
             GET(&m->paused));
+    counter(&b, "spikeserve_sessions_moved_in_total",
+            "Sessions received from another replica (a ring change or its drain).",
+            GET(&m->moved_in));
+    counter(&b, "spikeserve_sessions_moved_out_total",
+            "Sessions handed to another replica and closed here.", GET(&m->moved_out));
+    put(&b,
+        "# HELP spikeserve_session_move_seconds Time to move one session out (snapshot, PUT, "
+        "close).\n# TYPE spikeserve_session_move_seconds summary\n"
+        "spikeserve_session_move_seconds_sum %.6f\nspikeserve_session_move_seconds_count %llu\n",
+        (double)GET(&m->move_us) / 1e6, (unsigned long long)GET(&m->moved_out));
+    counter(&b, "spikeserve_forwarded_requests_total",
+            "Requests forwarded to the replica that owns their session.", GET(&m->forwarded));
+    put(&b,
+        "# HELP spikeserve_ring_peers Replicas in this replica's ring (--peers; 0: no ring).\n"
+        "# TYPE spikeserve_ring_peers gauge\nspikeserve_ring_peers %llu\n",
+        (unsigned long long)GET(&m->ring_peers));
     size_t n_methods;
     const char *const *methods = ss_grpc_labels(&n_methods);
     put(&b, "# HELP spikeserve_grpc_calls_total gRPC calls ended, by method and status code.\n"

@@ -20,7 +20,15 @@ void ss_metrics_batch(ss_metrics *m, uint64_t steps, uint64_t events, uint64_t s
 void ss_metrics_group(ss_metrics *m, size_t sessions); /* one engine call over n sessions */
 void ss_metrics_session_open(ss_metrics *m);           /* created */
 void ss_metrics_session_restored(ss_metrics *m);       /* open again after a restart */
-void ss_metrics_session_closed(ss_metrics *m, int expired);
+#define SS_CLOSED_MOVED 2 /* `expired` of a session that moved to another replica */
+void ss_metrics_session_closed(ss_metrics *m, int expired); /* 0 closed, 1 expired, 2 moved */
+/* cluster.h: sessions moved in and out (with the time a move took), forwarded requests,
+ * peers in the ring */
+void ss_metrics_moved_in(ss_metrics *m);
+void ss_metrics_session_arrived(ss_metrics *m); /* open, by a move: not "created" */
+void ss_metrics_moved_out(ss_metrics *m, int64_t duration_us);
+void ss_metrics_forwarded(ss_metrics *m);
+void ss_metrics_ring_peers(ss_metrics *m, size_t n);
 void ss_metrics_queue_depth(ss_metrics *m, uint32_t worker, int64_t delta);
 void ss_metrics_wal_enable(ss_metrics *m); /* --wal: render the log sizes */
 void ss_metrics_wal_size(ss_metrics *m, uint32_t worker, uint64_t bytes);

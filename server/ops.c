@@ -10,6 +10,7 @@
 
 #include "../engine/encode.h"
 #include "registry.h"
+#include "cluster.h"
 #include "store.h"
 
 static int now_fail(ss_op *o, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -49,17 +50,25 @@ int ss_op_authenticate(ss_op *o, const char *authorization) {
 }
 
 ss_sess *ss_op_session(ss_op *o) {
+    int moving = 0;
     ss_sess *s = ss_table_get(o->app->table, o->sid);
     if (s) {
         pthread_mutex_lock(&s->mu);
         int closed = s->closed;
+        moving = s->moving;
         pthread_mutex_unlock(&s->mu);
-        if (!closed && ss_sess_visible(s, o->owner)) {
+        if (!closed && !moving && ss_sess_visible(s, o->owner)) {
             ss_sess_touch(s);
             return s;
         }
         ss_sess_unref(s);
     }
+    if (moving) {
+        ss_reply_fail(&o->reply, SS_E_NOT_OWNER,
+                      "session %.64s is moving to another replica; retry", o->sid);
+        return NULL;
+    }
+    if (ss_cluster_elsewhere(o->app, o->sid, &o->reply)) return NULL; /* cluster.h */
     ss_reply_fail(&o->reply, SS_E_NOT_FOUND, "session %.64s: not found", o->sid);
     return NULL;
 }
@@ -219,7 +228,10 @@ static int announce(ss_op *o, ss_sess *s, int logged, int *taken) {
                             ss_table_count(a->table), a->cfg.max_sessions);
         return now_fail(o, SS_E_UNAVAILABLE, "session id collision; retry");
     }
-    ss_metrics_session_open(a->metrics);
+    if (o->move)
+        ss_metrics_session_arrived(a->metrics);
+    else
+        ss_metrics_session_open(a->metrics);
     snprintf(o->sid, sizeof o->sid, "%s", s->id);
     ss_codec_session_reply(&o->reply, o->out, 201, s);
     snprintf(o->reply.location, sizeof o->reply.location, "/v1/sessions/%s", s->id);
@@ -238,13 +250,22 @@ int ss_op_open(ss_op *o) {
     if (!q.has_timeout || (a->cfg.idle_timeout && (timeout == 0 || timeout > a->cfg.idle_timeout)))
         timeout = a->cfg.idle_timeout; /* clients may only shorten it */
     size_t open = ss_table_count(a->table);
+    if (open >= a->cfg.max_sessions) {
+        ss_reg_unref(v);
+        return now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
+                        a->cfg.max_sessions);
+    }
+    /* with --peers, an id this replica owns (cluster.h): N tries expected with N peers */
     char id[SS_ID_LEN + 1];
     ss_sess *s = NULL;
-    if (open >= a->cfg.max_sessions)
-        now_fail(o, SS_E_SESSIONS, "sessions: %zu open, the limit (--max-sessions %u)", open,
-                 a->cfg.max_sessions);
-    else if (ss_util_new_id(id) != 0)
+    int tries = 0, rnd = 0;
+    do {
+        rnd = ss_util_new_id(id);
+    } while (rnd == 0 && !ss_cluster_owns(a, id) && ++tries < 100000);
+    if (rnd != 0)
         now_fail(o, SS_E_UNAVAILABLE, "no randomness for an id");
+    else if (tries == 100000)
+        now_fail(o, SS_E_UNAVAILABLE, "no id owned by this replica found");
     else if (!(s = ss_sess_create(id, v, ss_app_pick_worker(a), timeout)))
         now_fail(o, SS_E_NOMEM, "out of memory for a session");
     ss_reg_unref(v); /* the session holds its own */

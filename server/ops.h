@@ -37,6 +37,7 @@ typedef struct ss_op {
     void (*queuing)(struct ss_op *o);
     void (*done)(ss_job *j);
     void *ctx;
+    int move; /* a PUT .../state of a move between replicas (cluster.h): not a creation */
 } ss_op;
 
 typedef int (*ss_op_fn)(ss_op *o);

@@ -39,6 +39,7 @@ typedef struct ss_sess {
     int64_t saved_ms; /* active_ms as of the last write to --state-dir (-1: never) */
     uint32_t idle_timeout_s;
     int closed;
+    int moving;       /* cluster.h: being moved to another replica; requests are refused */
     uint32_t pending; /* jobs queued for this session */
     ss_sse **subs;
     uint32_t n_subs;

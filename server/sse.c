@@ -42,6 +42,12 @@ ss_sse *ss_sse_create(size_t cap) {
     return s;
 }
 
+ss_sse *ss_sse_create_relay(size_t cap) {
+    ss_sse *s = ss_sse_create(cap);
+    if (s) s->len = 0; /* the greeting is the relayed server's */
+    return s;
+}
+
 ss_sse *ss_sse_create_sink(const ss_sse_sink *sink) {
     ss_sse *s = ss_sse_create(4096);
     if (s) s->sink = *sink;
@@ -158,6 +164,17 @@ int ss_sse_event(ss_sse *s, const char *name, const char *data, size_t len) {
         return -1;
     }
     return push(s, head, (size_t)n, data, len, "\n\n", 2);
+}
+
+int ss_sse_relay(ss_sse *s, const char *data, size_t len) {
+    return push(s, data, len, "", 0, "", 0);
+}
+
+void ss_sse_close(ss_sse *s) {
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    wake(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 int ss_sse_comment(ss_sse *s, const char *text) {

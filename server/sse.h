@@ -40,6 +40,15 @@ int ss_sse_wants_pb(ss_sse *s);
 /* A sink's event: 0, or -1 when it is closed (ended before, or dropped now). */
 int ss_sse_event_pb(ss_sse *s, const char *name, const uint8_t *pb, size_t len);
 void ss_sse_unref(ss_sse *s);
+/* A subscriber that relays another replica's event stream byte for byte (cluster.h): no
+ * greeting of its own. Two references, like ss_sse_create. */
+ss_sse *ss_sse_create_relay(size_t cap);
+/* Append relayed bytes: 0, or -1 when the subscriber is closed (its client left, or it was
+ * dropped now for reading too slowly). */
+int ss_sse_relay(ss_sse *s, const char *data, size_t len);
+/* Close a relayed stream once what is buffered is read (no `end` event of its own: the
+ * relayed stream had its own). */
+void ss_sse_close(ss_sse *s);
 /* The chunked response that streams this subscriber to conn; it holds one reference. */
 struct MHD_Response *ss_sse_response(ss_sse *s, struct MHD_Connection *conn);
 /* Append an event ("event: NAME\ndata: DATA\n\n"; data must be one line). 0, or -1 when

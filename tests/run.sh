@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Runs the test tiers and prints one closing line "N passed, N failed".
-#   tests/run.sh BUILD PYTHON [unit|engine|e2e|python|deploy|fuzz]...
+#   tests/run.sh BUILD PYTHON [unit|engine|e2e|python|deploy|cluster|fuzz]...
 # Tiers: unit (build/tests/test_* from tests/unit), engine (tests/engine/test_*.py: numpy
 # and PyTorch references against the C engine), e2e (build/tests/test_* from tests/e2e and
 # tests/e2e/test_*.sh|py: the real server on a free loopback port), python (tests/python),
 # deploy (tests/deploy/test_*.sh: deploy/kubernetes against the Kubernetes schemas),
+# cluster (tests/cluster/test_*.py: replicas behind the real nginx and HAProxy, issue 15),
 # fuzz (build-fuzz/fuzz_*: libFuzzer harnesses, FUZZ_SMOKE_SECONDS each).
 # Each test program is one case: it passes when it exits 0. Its output goes to
 # BUILD/test-logs/NAME.log and is printed when it fails.
 set -u
 build=${1:-build}; py=${2:-/usr/bin/python3}; shift 2 || true
-tiers=("$@"); [ ${#tiers[@]} -eq 0 ] && tiers=(unit engine e2e python deploy fuzz)
+tiers=("$@"); [ ${#tiers[@]} -eq 0 ] && tiers=(unit engine e2e python deploy cluster fuzz)
 logs="$build/test-logs"; mkdir -p "$logs"
 pass=0; fail=0; failed=()
 export SPIKESERVE_BUILD="$build" PYTHON="$py"
@@ -60,6 +61,11 @@ for tier in "${tiers[@]}"; do
         for f in tests/python/test_*.py; do
             [ -e "$f" ] || continue
             run_case "python/$(basename "$f" .py)" "$py" "$f"
+        done ;;
+    cluster)
+        for f in tests/cluster/test_*.py; do
+            [ -e "$f" ] || continue
+            run_case "cluster/$(basename "$f" .py)" "$py" "$f"
         done ;;
     deploy)
         for f in tests/deploy/test_*.sh; do

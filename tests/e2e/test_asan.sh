@@ -42,8 +42,9 @@ for t in "${units[@]}" "${e2e[@]}"; do
     fi
 done
 # the gRPC and OIP front ends with real clients (python3-grpcio, grpc-js, hostile HTTP/2, an
-# OIP client from the protocol documents) against the sanitized server
-for py in test_grpc test_oip test_oip_grpc; do
+# OIP client from the protocol documents, replicas with --peers forwarding and moving
+# sessions) against the sanitized server
+for py in test_grpc test_oip test_oip_grpc test_cluster; do
     t1=$SECONDS
     # SPIKESERVE_KEEP_TMP: the servers' logs stay in $logs for the reports below
     if TMPDIR="$logs" SPIKESERVE_BUILD=$b SPIKESERVE_KEEP_TMP=1 "${PYTHON:-/usr/bin/python3}" "tests/e2e/$py.py" \
@@ -56,7 +57,8 @@ for py in test_grpc test_oip test_oip_grpc; do
     fi
 done
 pat="ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:"
-reports=$(grep -lE "$pat" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
+# (test_cluster's replicas log into spikeserve-cluster-*/r*/stderr.log)
+reports=$(grep -lE "$pat" "$logs"/*/server.log "$logs"/*/r*/stderr.log "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
     echo "not ok - sanitizer reports:"
     for f in $reports; do grep -E -A 30 "$pat" "$f" | head -n 60 | sed 's/^/#   /'; done

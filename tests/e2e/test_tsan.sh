@@ -35,8 +35,9 @@ for t in "${tests[@]}"; do
     fi
 done
 # the gRPC front end (transport loop, workers answering calls, event sinks) with real clients,
-# and the OIP over it (ModelStreamInfer's ordered window, the per-server OIP state)
-for py in test_grpc test_oip_grpc; do
+# the OIP over it (ModelStreamInfer's ordered window, the per-server OIP state), and replicas
+# with --peers (the forwarder thread, movers, the rebalancer, SIGHUP swaps)
+for py in test_grpc test_oip_grpc test_cluster; do
     if TMPDIR="$logs" SPIKESERVE_BUILD=build-thread SPIKESERVE_KEEP_TMP=1 OIP_GRPC_ACCURACY_N=0 \
         TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
         "${PYTHON:-/usr/bin/python3}" "tests/e2e/$py.py" >"$logs/$py.out" 2>&1; then
@@ -47,7 +48,8 @@ for py in test_grpc test_oip_grpc; do
         fail=1
     fi
 done
-reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*.out 2>/dev/null)
+reports=$(grep -l "WARNING: ThreadSanitizer" "$logs"/*/server.log "$logs"/*/r*/stderr.log \
+          "$logs"/*.out 2>/dev/null)
 if [ -n "$reports" ]; then
     echo "not ok - ThreadSanitizer reports:"
     for f in $reports; do grep -A 30 "WARNING: ThreadSanitizer" "$f" | head -n 60 | sed 's/^/#   /'; done
