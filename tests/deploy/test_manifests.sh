@@ -48,6 +48,7 @@ broken peers.yaml '/spikeserve-2.spikeserve-peers/d' "lists 2 peers, the Statefu
 broken services.yaml '0,/^  clusterIP: None/s//  clusterIP: 10.0.0.1/' "is not headless"
 broken statefulset.yaml '/^  selector:/,/^      app.kubernetes.io\/name: spikeserve/d' "must have required property selector"
 broken statefulset.yaml '/enableServiceLinks: false/d' "enableServiceLinks must be false"
+broken statefulset.yaml 's/^            - "160"$/            - "175"/' "is shorter than preStop's 10 s + --handoff-timeout 175 s"
 broken statefulset.yaml 's/^            - name: http$/            - nmae: http/' "unknown field spec.template.spec.containers\[0\].ports\[0\].nmae"
 echo "1..$n"
 exit $fail

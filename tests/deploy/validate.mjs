@@ -214,6 +214,12 @@ for (const { where, obj } of ofKind("StatefulSet")) {
     if (!c.lifecycle?.preStop) problem(cw, "lifecycle.preStop missing");
     else if (wait && grace <= Number(wait) + 30)
       problem(cw, `terminationGracePeriodSeconds ${grace} leaves under 30 s for the handoff after preStop's ${wait} s`);
+    // the server's own bound on the handoff (--handoff-timeout, default 20 s) must end before
+    // the kubelet's SIGKILL: preStop's wait, then the handoff, then a few seconds to exit
+    const handoff = Number(flag("--handoff-timeout") ?? 20);
+    if (!(handoff > 0)) problem(cw, `--handoff-timeout ${flag("--handoff-timeout")}: not a number of seconds`);
+    else if (grace < Number(wait ?? 0) + handoff + 5)
+      problem(cw, `terminationGracePeriodSeconds ${grace} is shorter than preStop's ${wait ?? 0} s + --handoff-timeout ${handoff} s + 5 s to exit`);
   }
 }
 if (ofKind("StatefulSet").length === 0) problem("manifests", "no StatefulSet");
