@@ -130,3 +130,10 @@ int ss_auth_check(const ss_auth *a, const char *h, uint64_t *owner) {
     *owner = owner_of(a->keys[found]);
     return 0;
 }
+
+const char *ss_auth_key(const ss_auth *a, uint64_t owner) {
+    if (!a || !owner) return NULL;
+    for (size_t i = 0; i < a->n; i++)
+        if (owner_of(a->keys[i]) == owner) return a->keys[i];
+    return NULL;
+}

@@ -19,5 +19,9 @@ void ss_auth_free(ss_auth *a);
  * -2 unknown key. With a == NULL (no keys) always 0 and *owner = 0. */
 int ss_auth_check(const ss_auth *a, const char *authorization, uint64_t *owner);
 size_t ss_auth_count(const ss_auth *a);
+/* The key whose owner id is owner, or NULL (none, or a == NULL): a replica that moves a
+ * session to another one (cluster.c) presents its owner's key, so the session keeps its
+ * owner there. The string lives as long as a. */
+const char *ss_auth_key(const ss_auth *a, uint64_t owner);
 
 #endif

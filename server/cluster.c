@@ -193,16 +193,25 @@ static void set_moving(ss_sess *s, int v) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* One call to dest about s: method on path suffix ("/state" or ""). */
-static void call_peer(ss_cluster *c, ss_fwd_call *k, const char *dest, const char *method,
-                      const char *id, const char *suffix, long timeout_ms) {
+/* One call to dest about s: method on path suffix ("/state" or ""). With API keys it
+ * presents the key of s's owner (every replica has the same keys), so dest sees s as its
+ * owner does and a moved session keeps its owner. -1: that key is gone (nothing sent). */
+static int call_peer(ss_app *a, ss_fwd_call *k, const char *dest, const char *method,
+                     const ss_sess *s, const char *suffix, long timeout_ms) {
     memset(k, 0, sizeof *k);
-    snprintf(k->url, sizeof k->url, "http://%s/v1/sessions/%s%s", dest, id, suffix);
+    snprintf(k->url, sizeof k->url, "http://%s/v1/sessions/%s%s", dest, s->id, suffix);
     snprintf(k->method, sizeof k->method, "%s", method);
     k->timeout_ms = timeout_ms;
     k->max_bytes = 1u << 20;
     ss_fwd_header(k, "Accept", "application/json");
-    ss_fwd_header(k, SS_HDR_FORWARDED, ss_peers_self(c->peers));
+    ss_fwd_header(k, SS_HDR_FORWARDED, ss_peers_self(a->cluster->peers));
+    if (!a->auth || !s->owner) return 0;
+    const char *key = ss_auth_key(a->auth, s->owner);
+    if (!key) return -1;
+    char bearer[600];
+    snprintf(bearer, sizeof bearer, "Bearer %s", key);
+    ss_fwd_header(k, "Authorization", bearer);
+    return 0;
 }
 
 /* Move s to dest: 0 moved (closed here), -1 it stays here (err says why). */
@@ -234,7 +243,13 @@ static int move_one(ss_app *a, ss_sess *s, const char *dest, int64_t deadline_ms
     long left = (long)(deadline_ms - ss_util_now_ms());
     long tmo = left < MOVE_CALL_MS ? (left > 100 ? left : 100) : MOVE_CALL_MS;
     ss_fwd_call put;
-    call_peer(c, &put, dest, "PUT", s->id, "/state", tmo);
+    if (call_peer(a, &put, dest, "PUT", s, "/state", tmo) != 0) {
+        snprintf(err, errlen, "its owner's API key is not among this server's keys");
+        ss_fwd_call_clear(&put);
+        ss_job_free(snap);
+        set_moving(s, 0);
+        return -1;
+    }
     ss_fwd_header(&put, "Content-Type", "application/x-protobuf");
     ss_fwd_header(&put, SS_HDR_MOVE, ss_peers_self(c->peers));
     put.body = snap->reply.body;
@@ -245,7 +260,7 @@ static int move_one(ss_app *a, ss_sess *s, const char *dest, int64_t deadline_ms
     if (!ok && (put.status == 0 || put.status >= 500)) {
         /* no answer, or a failure after which the PUT may still have landed: look */
         ss_fwd_call probe;
-        call_peer(c, &probe, dest, "GET", s->id, "", 2000);
+        call_peer(a, &probe, dest, "GET", s, "", 2000); /* the key was found for the PUT */
         ss_fwd_header(&probe, SS_HDR_LOOKUP, "previous"); /* its own table only */
         ss_fwd_run(&probe);
         ok = probe.status == 200;

@@ -224,11 +224,6 @@ int ss_config_parse(ss_config *c, int argc, char **argv, char *err, size_t errle
         snprintf(err, errlen, "--peers needs --self (this replica's host:port in the file)");
         return -1;
     }
-    if (c->peers[0] && c->api_keys[0]) {
-        /* a move's PUT carries no client key, and a session's owner is a key hash */
-        snprintf(err, errlen, "--peers cannot be used with --api-keys yet");
-        return -1;
-    }
     if (c->queue_depth == 0 || c->max_steps == 0 || c->max_body_bytes == 0) {
         snprintf(err, errlen, "queue-depth, max-steps and max-body-bytes must be >= 1");
         return -1;

@@ -44,7 +44,7 @@ done
 # the gRPC and OIP front ends with real clients (python3-grpcio, grpc-js, hostile HTTP/2, an
 # OIP client from the protocol documents, replicas with --peers forwarding and moving
 # sessions) against the sanitized server
-for py in test_grpc test_oip test_oip_grpc test_cluster; do
+for py in test_grpc test_oip test_oip_grpc test_cluster test_cluster_keys; do
     t1=$SECONDS
     # SPIKESERVE_KEEP_TMP: the servers' logs stay in $logs for the reports below
     if TMPDIR="$logs" SPIKESERVE_BUILD=$b SPIKESERVE_KEEP_TMP=1 "${PYTHON:-/usr/bin/python3}" "tests/e2e/$py.py" \
