@@ -260,7 +260,7 @@ static int move_one(ss_app *a, ss_sess *s, const char *dest, int64_t deadline_ms
     if (!ok && (put.status == 0 || put.status >= 500)) {
         /* no answer, or a failure after which the PUT may still have landed: look */
         ss_fwd_call probe;
-        call_peer(a, &probe, dest, "GET", s, "", 2000); /* the key was found for the PUT */
+        call_peer(a, &probe, dest, "GET", s, "", 2000);   /* the key was found for the PUT */
         ss_fwd_header(&probe, SS_HDR_LOOKUP, "previous"); /* its own table only */
         ss_fwd_run(&probe);
         ok = probe.status == 200;
