@@ -228,6 +228,24 @@ static void qsum_rows_scalar(float *acc, size_t n, const int8_t *const *rows, si
     }
 }
 
+/* Row r of a qsum_idx call: base + idx_r * n, idx_r the u32 at idx + r * stride bytes. */
+static inline const int8_t *qrow_at(const int8_t *base, size_t n, const char *idx, size_t stride,
+                                    size_t r) {
+    uint32_t j;
+    memcpy(&j, idx + r * stride, 4);
+    return base + (size_t)j * n;
+}
+
+static void qsum_idx_scalar(float *acc, size_t n, const int8_t *base, const void *idx,
+                            size_t stride, size_t nr) {
+    for (size_t k = 0; k < n; k++) {
+        int32_t v = 0;
+        for (size_t r = 0; r < nr; r++)
+            v += qrow_at(base, n, idx, stride, r)[k];
+        acc[k] = acc[k] + (float)v;
+    }
+}
+
 static void qaxpy_rows_scalar(float *acc, size_t n, const float *a, const int8_t *const *rows,
                               size_t nr) {
     for (size_t r = 0; r < nr; r++)
@@ -270,10 +288,10 @@ static void qdense4_scalar(int32_t *out, size_t n, const uint8_t *act, size_t nq
 }
 
 static const spk_kernels k_scalar = {
-    "scalar",          axpy_scalar,   add_scalar,          axpy_rows_scalar,
-    src_update_scalar, tanh_scalar,   qsum_rows_scalar,    qaxpy_rows_scalar,
-    qapply_scalar,     tanh32_scalar, axpy_scatter_scalar, qscatter_scalar,
-    qdense4_scalar,
+    "scalar",          axpy_scalar,     add_scalar,          axpy_rows_scalar,
+    src_update_scalar, tanh_scalar,     qsum_rows_scalar,    qaxpy_rows_scalar,
+    qapply_scalar,     tanh32_scalar,   axpy_scatter_scalar, qscatter_scalar,
+    qdense4_scalar,    qsum_idx_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -493,24 +511,19 @@ AVX2 static inline void q16_add_acc8(float *acc, __m256i s16) {
     _mm256_storeu_ps(acc + 8, _mm256_add_ps(_mm256_loadu_ps(acc + 8), _mm256_cvtepi32_ps(hi)));
 }
 
-/* The tail of a q8 row sum (the last n - k elements): integers, so any order is the same. */
-static void qsum_rows_tail(float *acc, size_t k, size_t n, const int8_t *const *rows, size_t nr) {
-    for (; k < n; k++) {
-        int32_t v = 0;
-        for (size_t r = 0; r < nr; r++)
-            v += rows[r][k];
-        acc[k] = acc[k] + (float)v;
-    }
-}
+/* The rows of a q8 row sum: rows[r], or (rows NULL) base + idx_r * n as qsum_idx reads them. */
+#define QROW(r) (rows ? rows[r] : qrow_at(base, n, (const char *)idx, stride, (r)))
 
-AVX2 static void qsum_rows_avx2(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+AVX2 static inline __attribute__((always_inline)) void
+qsum_core_avx2(float *acc, size_t n, const int8_t *const *rows, const int8_t *base, const void *idx,
+               size_t stride, size_t nr) {
     size_t k = 0;
     for (; k + 128 <= n; k += 128) { /* 8 registers of 16 int16 sums */
         __m256i s[8];
         for (int j = 0; j < 8; j++)
             s[j] = _mm256_setzero_si256();
         for (size_t r = 0; r < nr; r++) {
-            const int8_t *x = rows[r] + k;
+            const int8_t *x = QROW(r) + k;
             for (int j = 0; j < 8; j++)
                 s[j] = _mm256_add_epi16(
                     s[j], _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(x + 16 * j))));
@@ -522,10 +535,24 @@ AVX2 static void qsum_rows_avx2(float *acc, size_t n, const int8_t *const *rows,
         __m256i s0 = _mm256_setzero_si256();
         for (size_t r = 0; r < nr; r++)
             s0 = _mm256_add_epi16(
-                s0, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(rows[r] + k))));
+                s0, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(QROW(r) + k))));
         q16_add_acc8(acc + k, s0);
     }
-    qsum_rows_tail(acc, k, n, rows, nr);
+    for (; k < n; k++) {
+        int32_t v = 0;
+        for (size_t r = 0; r < nr; r++)
+            v += QROW(r)[k];
+        acc[k] = acc[k] + (float)v;
+    }
+}
+
+AVX2 static void qsum_rows_avx2(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+    qsum_core_avx2(acc, n, rows, NULL, NULL, 0, nr);
+}
+
+AVX2 static void qsum_idx_avx2(float *acc, size_t n, const int8_t *base, const void *idx,
+                               size_t stride, size_t nr) {
+    qsum_core_avx2(acc, n, NULL, base, idx, stride, nr);
 }
 
 AVX2 static inline __m256 q8_to_ps8(const int8_t *x) {
@@ -607,11 +634,11 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 static const spk_kernels k_avx2 = {
     "avx2",         axpy_avx2,       add_avx2,    axpy_rows_avx2, src_update_avx2,   tanh_avx2,
     qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2, tanh32_avx2,    axpy_scatter_avx2, qscatter_avx2,
-    qdense4_scalar,
+    qdense4_scalar, qsum_idx_avx2,
 };
 
-/* ---- AVX-512 twins (AVX512F and AVX512BW): 8 doubles per tanh vector ---- */
-#define AVX512 __attribute__((target("avx512f,avx512bw")))
+/* ---- AVX-512 twins (AVX512F, AVX512BW and AVX512VL): 8 doubles per tanh vector ---- */
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define S8(v) _mm512_set1_pd(v)
 #define MUL8 _mm512_mul_pd
 #define ADD8 _mm512_add_pd
@@ -820,13 +847,15 @@ AVX512 static inline void q16_add_acc16(float *acc, __m512i s16) {
 /* The rows are summed in 16-bit lanes (exact: nr <= SPK_Q8_ROWS), a tile of 256 sums held in
  * 8 registers while the rows stream past; each 32-byte piece of a row is one sign-extending
  * load (vpmovsxbw) and one add. */
-AVX512 static void qsum_rows_avx512(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+AVX512 static inline __attribute__((always_inline)) void
+qsum_core_avx512(float *acc, size_t n, const int8_t *const *rows, const int8_t *base,
+                 const void *idx, size_t stride, size_t nr) {
     size_t k = 0;
     for (; k + 256 <= n; k += 256) {
         __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
                 s7 = s0;
         for (size_t r = 0; r < nr; r++) {
-            const int8_t *x = rows[r] + k;
+            const int8_t *x = QROW(r) + k;
 #define LD(j) _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(x + 32 * (j))))
             s0 = _mm512_add_epi16(s0, LD(0));
             s1 = _mm512_add_epi16(s1, LD(1));
@@ -847,31 +876,58 @@ AVX512 static void qsum_rows_avx512(float *acc, size_t n, const int8_t *const *r
         __m512i s0 = _mm512_setzero_si512();
         for (size_t r = 0; r < nr; r++)
             s0 = _mm512_add_epi16(
-                s0, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(rows[r] + k))));
+                s0, _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(QROW(r) + k))));
         q16_add_acc16(acc + k, s0);
     }
-    qsum_rows_tail(acc, k, n, rows, nr);
+    for (; k < n; k++) {
+        int32_t v = 0;
+        for (size_t r = 0; r < nr; r++)
+            v += QROW(r)[k];
+        acc[k] = acc[k] + (float)v;
+    }
+}
+
+AVX512 static void qsum_rows_avx512(float *acc, size_t n, const int8_t *const *rows, size_t nr) {
+    qsum_core_avx512(acc, n, rows, NULL, NULL, 0, nr);
+}
+
+AVX512 static void qsum_idx_avx512(float *acc, size_t n, const int8_t *base, const void *idx,
+                                   size_t stride, size_t nr) {
+    qsum_core_avx512(acc, n, NULL, base, idx, stride, nr);
 }
 
 AVX512 static inline __m512 q8_to_ps16(const int8_t *x) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)x)));
 }
 
+/* 8 registers of acc named one by one (as an array of 8 __m512, GCC kept them on the stack:
+ * a load and a store per vector and row); the last n % 16 values in one masked vector (the
+ * readout of 10 outputs was 160 scalar multiply-adds whose stores and reloads of acc[k]
+ * chained: int8 rows may alias acc). Lane by lane the scalar twin's operations. */
 AVX512 static void qaxpy_rows_avx512(float *acc, size_t n, const float *a,
                                      const int8_t *const *rows, size_t nr) {
     size_t k = 0;
     for (; k + 128 <= n; k += 128) {
-        __m512 y[8];
-        for (int j = 0; j < 8; j++)
-            y[j] = _mm512_loadu_ps(acc + k + 16 * j);
+        __m512 y0 = _mm512_loadu_ps(acc + k), y1 = _mm512_loadu_ps(acc + k + 16),
+               y2 = _mm512_loadu_ps(acc + k + 32), y3 = _mm512_loadu_ps(acc + k + 48),
+               y4 = _mm512_loadu_ps(acc + k + 64), y5 = _mm512_loadu_ps(acc + k + 80),
+               y6 = _mm512_loadu_ps(acc + k + 96), y7 = _mm512_loadu_ps(acc + k + 112);
         for (size_t r = 0; r < nr; r++) {
             const __m512 v = _mm512_set1_ps(a[r]);
             const int8_t *x = rows[r] + k;
-            for (int j = 0; j < 8; j++)
-                y[j] = _mm512_add_ps(y[j], _mm512_mul_ps(v, q8_to_ps16(x + 16 * j)));
+            y0 = _mm512_add_ps(y0, _mm512_mul_ps(v, q8_to_ps16(x)));
+            y1 = _mm512_add_ps(y1, _mm512_mul_ps(v, q8_to_ps16(x + 16)));
+            y2 = _mm512_add_ps(y2, _mm512_mul_ps(v, q8_to_ps16(x + 32)));
+            y3 = _mm512_add_ps(y3, _mm512_mul_ps(v, q8_to_ps16(x + 48)));
+            y4 = _mm512_add_ps(y4, _mm512_mul_ps(v, q8_to_ps16(x + 64)));
+            y5 = _mm512_add_ps(y5, _mm512_mul_ps(v, q8_to_ps16(x + 80)));
+            y6 = _mm512_add_ps(y6, _mm512_mul_ps(v, q8_to_ps16(x + 96)));
+            y7 = _mm512_add_ps(y7, _mm512_mul_ps(v, q8_to_ps16(x + 112)));
         }
-        for (int j = 0; j < 8; j++)
-            _mm512_storeu_ps(acc + k + 16 * j, y[j]);
+        _mm512_storeu_ps(acc + k, y0), _mm512_storeu_ps(acc + k + 16, y1);
+        _mm512_storeu_ps(acc + k + 32, y2), _mm512_storeu_ps(acc + k + 48, y3);
+        _mm512_storeu_ps(acc + k + 64, y4), _mm512_storeu_ps(acc + k + 80, y5);
+        _mm512_storeu_ps(acc + k + 96, y6), _mm512_storeu_ps(acc + k + 112, y7);
     }
     for (; k + 16 <= n; k += 16) {
         __m512 y0 = _mm512_loadu_ps(acc + k);
@@ -879,9 +935,16 @@ AVX512 static void qaxpy_rows_avx512(float *acc, size_t n, const float *a,
             y0 = _mm512_add_ps(y0, _mm512_mul_ps(_mm512_set1_ps(a[r]), q8_to_ps16(rows[r] + k)));
         _mm512_storeu_ps(acc + k, y0);
     }
-    for (; k < n; k++)
-        for (size_t r = 0; r < nr; r++)
-            acc[k] = acc[k] + a[r] * (float)rows[r][k];
+    if (k < n) { /* masked: nothing read or written past n */
+        const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+        __m512 y0 = _mm512_maskz_loadu_ps(m, acc + k);
+        for (size_t r = 0; r < nr; r++) {
+            __m512 x =
+                _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, rows[r] + k)));
+            y0 = _mm512_add_ps(y0, _mm512_mul_ps(_mm512_set1_ps(a[r]), x));
+        }
+        _mm512_mask_storeu_ps(acc + k, m, y0);
+    }
 }
 
 AVX512 static void qapply_avx512(float *y, size_t n, float s, const float *scale,
@@ -1030,15 +1093,16 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512",          axpy_avx512,   add_avx512,          axpy_rows_avx512,
-    src_update_avx512, tanh_avx512,   qsum_rows_avx512,    qaxpy_rows_avx512,
-    qapply_avx512,     tanh32_avx512, axpy_scatter_avx512, qscatter_avx512,
-    qdense4_avx512,
+    "avx512",          axpy_avx512,     add_avx512,          axpy_rows_avx512,
+    src_update_avx512, tanh_avx512,     qsum_rows_avx512,    qaxpy_rows_avx512,
+    qapply_avx512,     tanh32_avx512,   axpy_scatter_avx512, qscatter_avx512,
+    qdense4_avx512,    qsum_idx_avx512,
 };
 
 static int have_avx512(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
 }
 
 static int have_avx2(void) {

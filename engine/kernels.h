@@ -71,6 +71,11 @@ typedef struct spk_kernels {
      * w4[(q * n + k) * 4 + i], act bytes 0 or 1: exact int32 sums (vpdpbusd where the CPU has
      * AVX512-VNNI). n a multiple of 16. */
     void (*qdense4)(int32_t *out, size_t n, const uint8_t *act, size_t nq, const int8_t *w4);
+    /* qsum_rows with the rows given by index: row r is base + idx_r * n, idx_r the uint32 at
+     * (const char *)idx + r * stride (stride in bytes: the input field of an array of
+     * spk_event is read in place, so binary events need no list of row pointers). */
+    void (*qsum_idx)(float *acc, size_t n, const int8_t *base, const void *idx, size_t stride,
+                     size_t nr);
 } spk_kernels;
 
 /* Rows per qsum_rows / qaxpy_rows call: 256 int8 rows sum to at most 32512 in magnitude, so

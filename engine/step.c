@@ -361,6 +361,21 @@ static void rows_add(rows_acc *ra, float a, uint32_t j) {
     }
 }
 
+/* Whether events [c, e) (c < e) all have the value 1 and strictly ascending inputs: binary
+ * spikes, at most one per input (one pass, no branch per event). */
+static int binary_ascending(const spk_event *ev, size_t c, size_t e) {
+    const float one = 1.0f;
+    uint32_t ob, vb, bad;
+    memcpy(&ob, &one, 4);
+    memcpy(&vb, &ev[c].value, 4);
+    bad = vb ^ ob;
+    for (size_t k = c + 1; k < e; k++) {
+        memcpy(&vb, &ev[k].value, 4);
+        bad |= (vb ^ ob) | (uint32_t)(ev[k].input <= ev[k - 1].input);
+    }
+    return bad == 0;
+}
+
 /* The synaptic input of layer 0 at batch step t: adds W s_in[t] into i. */
 static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs, uint32_t t,
                          rows_acc *ra, spk_scratch *sc) {
@@ -392,6 +407,18 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
         }
         const float *wt = L->wt;
         size_t n = L->n, nr = ra->nr;
+        if (L->wq && nr == 0 && c < e && binary_ascending(ev, c, e) && e - c <= SPK_Q8_EXACT_ROWS) {
+            /* binary spikes, one event per input: the rows are summed as integers straight
+             * from the events (qsum_idx reads their inputs in place), in the flushes of
+             * ROWS_BATCH rows the loop below would make: the same exact integer sum */
+            for (size_t b = c; b < e; b += ROWS_BATCH) {
+                size_t cnt = e - b < ROWS_BATCH ? e - b : ROWS_BATCH;
+                ra->K->qsum_idx(ra->acc, n, L->wq, &ev[b].input, sizeof *ev, cnt);
+                ra->total += cnt;
+            }
+            rs->cursor = e;
+            return;
+        }
         if (L->wq) {
             const int8_t *wq = L->wq;
             int ones = ra->ones;

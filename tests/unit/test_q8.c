@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../support/testmodel.h"
 #include "../tap.h"
@@ -93,6 +95,35 @@ static void test_kernel_twins(const spk_kernels *const *ks, size_t nk) {
     ok(twins_sum, "qsum_rows of every table == the scalar twin");
     ok(twins_axpy, "qaxpy_rows of every table == the scalar twin");
     ok(twins_apply, "qapply of every table == the scalar twin");
+
+    /* qsum_idx: the rows by index (a u32 array, and the input field of spk_event records, as
+     * the step passes them) == qsum_rows of the same rows, in every table */
+    int idx_same = 1;
+    static uint32_t ix[R];
+    static spk_event evs[R];
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            size_t n = sizes[si], nr = counts[ci];
+            for (size_t q = 0; q < nr; q++) {
+                ix[q] = (uint32_t)((q * 13 + si) % (R * N / n));
+                evs[q] = (spk_event){0, ix[q], 1.0f};
+                rows[q] = &pool[0][0] + (size_t)ix[q] * n;
+            }
+            for (size_t k = 0; k < n; k++)
+                acc0[k] = (float)((int)(spk_rng_next(&r) % 20001) - 10000);
+            memcpy(acc1, acc0, n * 4);
+            ks[0]->qsum_rows(acc1, n, rows, nr);
+            for (size_t t = 0; t < nk; t++) {
+                memcpy(acc2, acc0, n * 4);
+                ks[t]->qsum_idx(acc2, n, &pool[0][0], ix, sizeof *ix, nr);
+                idx_same &= memcmp(acc1, acc2, n * 4) == 0;
+                memcpy(acc2, acc0, n * 4);
+                ks[t]->qsum_idx(acc2, n, &pool[0][0], &evs[0].input, sizeof *evs, nr);
+                idx_same &= memcmp(acc1, acc2, n * 4) == 0;
+            }
+        }
+    ok(idx_same, "qsum_idx of every table (u32 indices, and spk_event inputs in place) == "
+                 "qsum_rows of the same rows, bit for bit");
 
     /* the 16-bit limit: 256 rows of +127 and of -127 (sums +-32512 in every lane) */
     static int8_t hi[N], lo[N];
@@ -378,6 +409,41 @@ static void test_bad(void) {
 
 /* ---- stepping ---- */
 
+/* The int8 kernels read nothing past a row's n bytes: rows that end where an unreadable page
+ * begins (a read past them would crash this test), widths with every kind of tail. */
+static void test_row_bounds(const spk_kernels *const *ks, size_t nk) {
+    long pg = sysconf(_SC_PAGESIZE);
+    uint8_t *mem =
+        mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!ok(mem != MAP_FAILED && mprotect(mem + pg, (size_t)pg, PROT_NONE) == 0,
+            "a page followed by an unreadable one"))
+        return;
+    static const size_t widths[] = {1, 10, 15, 17, 33, 100, 255};
+    float acc[256], a[4] = {0.5f, -1.0f, 2.0f, 0.25f};
+    int good = 1;
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        size_t n = widths[w];
+        const int8_t *base = (const int8_t *)(mem + pg) - 4 * n; /* 4 rows, the last at the end */
+        memset(mem + pg - 4 * n, 3, 4 * n);
+        const int8_t *rows[4] = {base + 3 * n, base, base + 2 * n, base + 3 * n};
+        uint32_t ix[4] = {3, 0, 2, 3};
+        for (size_t t = 0; t < nk; t++) {
+            memset(acc, 0, sizeof acc);
+            ks[t]->qaxpy_rows(acc, n, a, rows, 4);
+            good &= acc[n - 1] == 3.0f * (0.5f - 1.0f + 2.0f + 0.25f);
+            memset(acc, 0, sizeof acc);
+            ks[t]->qsum_rows(acc, n, rows, 4);
+            good &= acc[n - 1] == 12.0f;
+            memset(acc, 0, sizeof acc);
+            ks[t]->qsum_idx(acc, n, base, ix, sizeof *ix, 4);
+            good &= acc[n - 1] == 12.0f;
+        }
+    }
+    ok(good, "qaxpy_rows, qsum_rows, qsum_idx of every table read no byte past a row (rows "
+             "before an unreadable page, 7 widths)");
+    munmap(mem, 2 * (size_t)pg);
+}
+
 /* One layer, no readout: after one step from the initial state, i must be alpha * i0 +
  * scale * acc with acc the float sum of v_j * q_j in event order (the documented order), for
  * binary events (the integer path) and graded ones (the float path), with more rows than one
@@ -415,6 +481,31 @@ static void test_sum_order(const spk_kernels *const *ks, size_t nk) {
            "%s events (%zu rows, more than 2 flushes): i == alpha i0 + scale * (sum in event "
            "order), every table",
            graded ? "graded" : "binary", ne);
+        if (!graded) {
+            /* binary events, one per input, are summed straight from the events; a
+             * zero-valued event (no work) sends the same rows through the row list instead */
+            spk_event *ev2 = malloc((ne + 1) * sizeof *ev2);
+            memcpy(ev2, ev, ne * sizeof *ev);
+            ev2[ne] = (spk_event){0, 3, 0.0f};
+            int same2 = 1;
+            for (size_t t = 0; t < nk; t++) {
+                spk_set_kernels(ks[t]->name);
+                spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+                spk_scratch *sc = spk_scratch_create(m);
+                spk_input in1 = {1, ev, ne, NULL}, in2 = {1, ev2, ne + 1, NULL};
+                same2 &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                         spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 &&
+                         tm_state_equal(s1, s2) &&
+                         memcmp(spk_state_i(s1, 0), want, sizeof want) == 0;
+                spk_scratch_free(sc);
+                spk_state_free(s1);
+                spk_state_free(s2);
+            }
+            spk_set_kernels("auto");
+            ok(same2, "binary events summed in place == the same rows through the row list "
+                      "(a zero-valued event added), every table");
+            free(ev2);
+        }
         free(ev);
     }
     spk_model_free(m);
@@ -613,6 +704,7 @@ int main(void) {
     size_t nk = spk_kernels_list(ks, 8);
     diag("kernel tables: %zu (best: %s)", nk, ks[nk - 1]->name);
     test_kernel_twins(ks, nk);
+    test_row_bounds(ks, nk);
     test_tanh32(ks, nk);
     test_load();
     test_bad();
