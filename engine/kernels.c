@@ -711,6 +711,52 @@ AVX512 static inline __m512 tanh32_16(__m512 x) {
     return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t), _mm512_and_si512(sign, xi)));
 }
 
+/* tanh32_16 of two vectors, step by step side by side: each lane gets the same operations in
+ * the same order (so the same result), but the two dependency chains come interleaved in the
+ * instruction stream, and the scheduler finds two independent operations at every point of
+ * the ~30-operation chain instead of one (the 256-neuron update: 439 -> 398 ns). */
+AVX512 static inline __attribute__((always_inline)) void tanh32_16x2(__m512 *pa, __m512 *pb) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 clamp = _mm512_set1_ps(T32_CLAMP), shift = _mm512_set1_ps(T32_SHIFT);
+    __m512i xa = _mm512_castps_si512(*pa), xb = _mm512_castps_si512(*pb);
+    __m512 aa = _mm512_min_ps(_mm512_castsi512_ps(_mm512_andnot_si512(sign, xa)), clamp);
+    __m512 ab = _mm512_min_ps(_mm512_castsi512_ps(_mm512_andnot_si512(sign, xb)), clamp);
+    __m512 ya = _mm512_add_ps(aa, aa), yb = _mm512_add_ps(ab, ab);
+    __m512 kpa = _mm512_add_ps(_mm512_mul_ps(ya, _mm512_set1_ps(T32_INV_LN2)), shift);
+    __m512 kpb = _mm512_add_ps(_mm512_mul_ps(yb, _mm512_set1_ps(T32_INV_LN2)), shift);
+    __m512 ka = _mm512_sub_ps(kpa, shift), kb = _mm512_sub_ps(kpb, shift);
+    __m512 ra = _mm512_sub_ps(ya, _mm512_mul_ps(ka, _mm512_set1_ps(T32_LN2_HI)));
+    __m512 rb = _mm512_sub_ps(yb, _mm512_mul_ps(kb, _mm512_set1_ps(T32_LN2_HI)));
+    ra = _mm512_sub_ps(ra, _mm512_mul_ps(ka, _mm512_set1_ps(T32_LN2_LO)));
+    rb = _mm512_sub_ps(rb, _mm512_mul_ps(kb, _mm512_set1_ps(T32_LN2_LO)));
+    const __m512 c7 = _mm512_set1_ps(T32_C7), c6 = _mm512_set1_ps(T32_C6);
+    __m512 qa = _mm512_add_ps(_mm512_mul_ps(c7, ra), c6);
+    __m512 qb = _mm512_add_ps(_mm512_mul_ps(c7, rb), c6);
+#define T32_HORNER2(C)                                                                             \
+    qa = _mm512_add_ps(_mm512_mul_ps(qa, ra), _mm512_set1_ps(C));                                  \
+    qb = _mm512_add_ps(_mm512_mul_ps(qb, rb), _mm512_set1_ps(C))
+    T32_HORNER2(T32_C5);
+    T32_HORNER2(T32_C4);
+    T32_HORNER2(T32_C3);
+    T32_HORNER2(T32_C2);
+    T32_HORNER2(T32_C1);
+    T32_HORNER2(T32_C0);
+#undef T32_HORNER2
+    __m512 ea = _mm512_mul_ps(ra, qa), eb = _mm512_mul_ps(rb, qb);
+    const __m512i bias = _mm512_set1_epi32(127 - 0x4B400000);
+    __m512 Sa = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(kpa), bias), 23));
+    __m512 Sb = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(kpb), bias), 23));
+    const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+    __m512 ma = _mm512_add_ps(_mm512_mul_ps(Sa, ea), _mm512_sub_ps(Sa, one));
+    __m512 mb = _mm512_add_ps(_mm512_mul_ps(Sb, eb), _mm512_sub_ps(Sb, one));
+    __m512 ta = _mm512_div_ps(ma, _mm512_add_ps(ma, two));
+    __m512 tb = _mm512_div_ps(mb, _mm512_add_ps(mb, two));
+    *pa = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(ta), _mm512_and_si512(sign, xa)));
+    *pb = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(tb), _mm512_and_si512(sign, xb)));
+}
+
 AVX512 static inline __attribute__((always_inline)) __m512 tanh16_mode(__m512 x, int f32) {
     return f32 ? tanh32_16(x) : tanh16(x);
 }
@@ -794,11 +840,54 @@ src_update_avx512_mode(const spk_layer *L, const float *i, float *h, float *hs, 
     /* Two passes (x = rho tanh(i / rho) into s, then the rest): a tanh is a chain of ~90
      * cycles of latency; with both tanhs in one iteration the reorder buffer holds too few
      * iterations to overlap them, and the loop runs at the speed of the chain. */
+    if (f32) /* two vectors at a time, their chains interleaved (tanh32_16x2) */
+        for (; k + 32 <= n; k += 32) {
+            __m512 va = _mm512_div_ps(_mm512_loadu_ps(i + k), rho);
+            __m512 vb = _mm512_div_ps(_mm512_loadu_ps(i + k + 16), rho);
+            tanh32_16x2(&va, &vb);
+            _mm512_storeu_ps(s + k, _mm512_mul_ps(rho, va));
+            _mm512_storeu_ps(s + k + 16, _mm512_mul_ps(rho, vb));
+        }
     for (; k + 16 <= n; k += 16)
         _mm512_storeu_ps(
             s + k,
             _mm512_mul_ps(rho, tanh16_mode(_mm512_div_ps(_mm512_loadu_ps(i + k), rho), f32)));
-    for (k = 0; k + 16 <= n; k += 16) {
+    k = 0;
+    if (f32)
+        for (; k + 32 <= n; k += 32) {
+            __m512 hpa = _mm512_loadu_ps(h + k), hspa = _mm512_loadu_ps(hs + k);
+            __m512 hpb = _mm512_loadu_ps(h + k + 16), hspb = _mm512_loadu_ps(hs + k + 16);
+            __m512 aa = _mm512_add_ps(_mm512_loadu_ps(s + k), _mm512_mul_ps(r, hpa));
+            __m512 ab = _mm512_add_ps(_mm512_loadu_ps(s + k + 16), _mm512_mul_ps(r, hpb));
+            aa = _mm512_add_ps(aa, _mm512_mul_ps(rs, hspa));
+            ab = _mm512_add_ps(ab, _mm512_mul_ps(rs, hspb));
+            aa = _mm512_add_ps(aa, _mm512_loadu_ps(L->b_h + k));
+            ab = _mm512_add_ps(ab, _mm512_loadu_ps(L->b_h + k + 16));
+            tanh32_16x2(&aa, &ab);
+            __m512 za = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(aa, theta, _CMP_GT_OQ), zh, zon);
+            __m512 zb = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ab, theta, _CMP_GT_OQ), zh, zon);
+            _mm512_storeu_ps(hs + k, _mm512_add_ps(_mm512_mul_ps(za, hspa),
+                                                   _mm512_mul_ps(_mm512_sub_ps(one, za), hpa)));
+            _mm512_storeu_ps(
+                hs + k + 16,
+                _mm512_add_ps(_mm512_mul_ps(zb, hspb), _mm512_mul_ps(_mm512_sub_ps(one, zb), hpb)));
+            _mm512_storeu_ps(h + k, aa);
+            _mm512_storeu_ps(h + k + 16, ab);
+            /* the outputs of the two vectors in order (ascending), as below */
+            __mmask16 pa = _mm512_cmp_ps_mask(aa, zero, _CMP_GT_OQ);
+            __mmask16 pb = _mm512_cmp_ps_mask(ab, zero, _CMP_GT_OQ);
+            _mm512_storeu_ps(val + cnt, _mm512_maskz_compress_ps(pa, aa));
+            _mm512_storeu_si512(
+                (void *)(idx + cnt),
+                _mm512_maskz_compress_epi32(pa, _mm512_add_epi32(iota, _mm512_set1_epi32((int)k))));
+            cnt += (size_t)__builtin_popcount(pa);
+            _mm512_storeu_ps(val + cnt, _mm512_maskz_compress_ps(pb, ab));
+            _mm512_storeu_si512((void *)(idx + cnt),
+                                _mm512_maskz_compress_epi32(
+                                    pb, _mm512_add_epi32(iota, _mm512_set1_epi32((int)k + 16))));
+            cnt += (size_t)__builtin_popcount(pb);
+        }
+    for (; k + 16 <= n; k += 16) {
         __m512 hp = _mm512_loadu_ps(h + k), hsp = _mm512_loadu_ps(hs + k);
         __m512 x = _mm512_loadu_ps(s + k);
         __m512 a = _mm512_add_ps(x, _mm512_mul_ps(r, hp));

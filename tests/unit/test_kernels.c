@@ -141,6 +141,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             L.z_hyp = 0.8f + 0.2f * spk_rng_uniform(&r);
             L.z_dep = 0.1f * spk_rng_uniform(&r);
             L.theta = 0.3f + 0.4f * spk_rng_uniform(&r);
+            L.tanh = rep % 2 ? SPK_TANH_FLOAT32 : SPK_TANH_EXACT; /* both update modes */
             fill(&r, b, n, -7, -1);
             L.b_h = b;
             fill(&r, i, n, -30, 30);
@@ -166,7 +167,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
         ok(same_add, "%s add == scalar", K->name);
         ok(same_rows, "%s axpy_rows == scalar == scaling, then the same axpy calls in order",
            K->name);
-        ok(same_upd, "%s src_update == scalar (h, hs)", K->name);
+        ok(same_upd, "%s src_update == scalar (h, hs), exact and float32 tanh", K->name);
         ok(same_nz && spikes > 1000,
            "%s src_update's outputs == scalar (%zu non-zero outputs seen)", K->name, spikes);
         ok(outs_ok, "%s src_update's outputs: every h > 0, ascending, valued h", K->name);
