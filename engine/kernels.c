@@ -246,6 +246,19 @@ static void qsum_idx_scalar(float *acc, size_t n, const int8_t *base, const void
     }
 }
 
+static void add_idx_scalar(float *y, size_t n, float s, const float *base, const void *idx,
+                           size_t stride, size_t nr) {
+    for (size_t k = 0; k < n; k++)
+        y[k] = s * y[k];
+    for (size_t r = 0; r < nr; r++) {
+        uint32_t j;
+        memcpy(&j, (const char *)idx + r * stride, 4);
+        const float *x = base + (size_t)j * n;
+        for (size_t k = 0; k < n; k++)
+            y[k] = y[k] + x[k];
+    }
+}
+
 static void qaxpy_rows_scalar(float *acc, size_t n, const float *a, const int8_t *const *rows,
                               size_t nr) {
     for (size_t r = 0; r < nr; r++)
@@ -256,12 +269,6 @@ static void qaxpy_rows_scalar(float *acc, size_t n, const float *a, const int8_t
 static void qapply_scalar(float *y, size_t n, float s, const float *scale, const float *acc) {
     for (size_t k = 0; k < n; k++)
         y[k] = s * y[k] + scale[k] * acc[k];
-}
-
-static void axpy_scatter_scalar(float *const *y, const float *a, size_t ny, const float *row,
-                                size_t n) {
-    for (size_t q = 0; q < ny; q++)
-        axpy_scalar(y[q], a[q], row, n);
 }
 
 static void qscatter_scalar(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
@@ -288,10 +295,9 @@ static void qdense4_scalar(int32_t *out, size_t n, const uint8_t *act, size_t nq
 }
 
 static const spk_kernels k_scalar = {
-    "scalar",          axpy_scalar,     add_scalar,          axpy_rows_scalar,
-    src_update_scalar, tanh_scalar,     qsum_rows_scalar,    qaxpy_rows_scalar,
-    qapply_scalar,     tanh32_scalar,   axpy_scatter_scalar, qscatter_scalar,
-    qdense4_scalar,    qsum_idx_scalar,
+    "scalar",        axpy_scalar,      add_scalar,        axpy_rows_scalar, src_update_scalar,
+    tanh_scalar,     qsum_rows_scalar, qaxpy_rows_scalar, qapply_scalar,    tanh32_scalar,
+    qscatter_scalar, qdense4_scalar,   qsum_idx_scalar,   add_idx_scalar,
 };
 
 /* ---- AVX2 twins ---- */
@@ -441,6 +447,57 @@ AVX2 static void axpy_rows_avx2(float *y, size_t n, float s, const float *a,
         _mm256_storeu_ps(y + k, y0);
     }
     axpy_rows_tail(y, k, n, s, a, rows, nr);
+}
+
+/* Row r of an add_idx call: base + idx_r * n (idx_r the u32 at idx + r * stride bytes). */
+static inline const float *frow_at(const float *base, size_t n, const void *idx, size_t stride,
+                                   size_t r) {
+    uint32_t j;
+    memcpy(&j, (const char *)idx + r * stride, 4);
+    return base + (size_t)j * n;
+}
+
+AVX2 static void add_idx_avx2(float *y, size_t n, float s, const float *base, const void *idx,
+                              size_t stride, size_t nr) {
+    const __m256 vs = _mm256_set1_ps(s);
+    size_t k = 0;
+    for (; k + 64 <= n; k += 64) {
+        __m256 y0 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k)),
+               y1 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 8));
+        __m256 y2 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 16)),
+               y3 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 24));
+        __m256 y4 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 32)),
+               y5 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 40));
+        __m256 y6 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 48)),
+               y7 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k + 56));
+        for (size_t r = 0; r < nr; r++) {
+            const float *x = frow_at(base, n, idx, stride, r) + k;
+            y0 = _mm256_add_ps(y0, _mm256_loadu_ps(x));
+            y1 = _mm256_add_ps(y1, _mm256_loadu_ps(x + 8));
+            y2 = _mm256_add_ps(y2, _mm256_loadu_ps(x + 16));
+            y3 = _mm256_add_ps(y3, _mm256_loadu_ps(x + 24));
+            y4 = _mm256_add_ps(y4, _mm256_loadu_ps(x + 32));
+            y5 = _mm256_add_ps(y5, _mm256_loadu_ps(x + 40));
+            y6 = _mm256_add_ps(y6, _mm256_loadu_ps(x + 48));
+            y7 = _mm256_add_ps(y7, _mm256_loadu_ps(x + 56));
+        }
+        _mm256_storeu_ps(y + k, y0), _mm256_storeu_ps(y + k + 8, y1);
+        _mm256_storeu_ps(y + k + 16, y2), _mm256_storeu_ps(y + k + 24, y3);
+        _mm256_storeu_ps(y + k + 32, y4), _mm256_storeu_ps(y + k + 40, y5);
+        _mm256_storeu_ps(y + k + 48, y6), _mm256_storeu_ps(y + k + 56, y7);
+    }
+    for (; k + 8 <= n; k += 8) {
+        __m256 y0 = _mm256_mul_ps(vs, _mm256_loadu_ps(y + k));
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm256_add_ps(y0, _mm256_loadu_ps(frow_at(base, n, idx, stride, r) + k));
+        _mm256_storeu_ps(y + k, y0);
+    }
+    for (; k < n; k++) {
+        float acc = s * y[k];
+        for (size_t r = 0; r < nr; r++)
+            acc = acc + frow_at(base, n, idx, stride, r)[k];
+        y[k] = acc;
+    }
 }
 
 AVX2 static void add_avx2(float *y, const float *x, size_t n) {
@@ -597,12 +654,6 @@ AVX2 static void qapply_avx2(float *y, size_t n, float s, const float *scale, co
         y[k] = s * y[k] + scale[k] * acc[k];
 }
 
-AVX2 static void axpy_scatter_avx2(float *const *y, const float *a, size_t ny, const float *row,
-                                   size_t n) {
-    for (size_t q = 0; q < ny; q++)
-        axpy_avx2(y[q], a[q], row, n);
-}
-
 AVX2 static void qscatter_avx2(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
     size_t k = 0;
     for (; k + 64 <= n; k += 64) {
@@ -632,9 +683,9 @@ AVX2 static void tanh_avx2(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx2 = {
-    "avx2",         axpy_avx2,       add_avx2,    axpy_rows_avx2, src_update_avx2,   tanh_avx2,
-    qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2, tanh32_avx2,    axpy_scatter_avx2, qscatter_avx2,
-    qdense4_scalar, qsum_idx_avx2,
+    "avx2",        axpy_avx2,      add_avx2,        axpy_rows_avx2, src_update_avx2,
+    tanh_avx2,     qsum_rows_avx2, qaxpy_rows_avx2, qapply_avx2,    tanh32_avx2,
+    qscatter_avx2, qdense4_scalar, qsum_idx_avx2,   add_idx_avx2,
 };
 
 /* ---- AVX-512 twins (AVX512F, AVX512BW and AVX512VL): 8 doubles per tanh vector ---- */
@@ -779,8 +830,77 @@ AVX512 static void axpy_avx512(float *y, float a, const float *x, size_t n) {
         y[k] = y[k] + a * x[k];
 }
 
+/* Whether every a[r] is 1 (binary spikes): then y + a x is y + x bit for bit (1 * x == x
+ * exactly), and the multiplies can go. */
+static int all_ones(const float *a, size_t nr) {
+    uint32_t bad = 0, b;
+    for (size_t r = 0; r < nr; r++) {
+        memcpy(&b, &a[r], 4);
+        bad |= b ^ 0x3f800000u; /* the bits of 1.0f */
+    }
+    return bad == 0;
+}
+
+/* y = s * y, then + each row in order, 8 registers of y: axpy_rows with every a[r] == 1
+ * (rows[r], or with rows NULL base + idx_r * n: add_idx). Half the arithmetic of the general
+ * loop: it pays where the rows come from L1 (the float32 group step), less where they stream
+ * from L2. */
+#define FROW(r) (rows ? rows[r] : frow_at(base, n, idx, stride, (r)))
+AVX512 static inline __attribute__((always_inline)) void
+add_core_avx512(float *y, size_t n, float s, const float *const *rows, const float *base,
+                const void *idx, size_t stride, size_t nr) {
+    size_t k = 0;
+    const __m512 vs = _mm512_set1_ps(s);
+    for (; k + 128 <= n; k += 128) {
+        __m512 y0 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k)),
+               y1 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 16));
+        __m512 y2 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 32)),
+               y3 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 48));
+        __m512 y4 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 64)),
+               y5 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 80));
+        __m512 y6 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 96)),
+               y7 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k + 112));
+        for (size_t r = 0; r < nr; r++) {
+            const float *x = FROW(r) + k;
+            y0 = _mm512_add_ps(y0, _mm512_loadu_ps(x));
+            y1 = _mm512_add_ps(y1, _mm512_loadu_ps(x + 16));
+            y2 = _mm512_add_ps(y2, _mm512_loadu_ps(x + 32));
+            y3 = _mm512_add_ps(y3, _mm512_loadu_ps(x + 48));
+            y4 = _mm512_add_ps(y4, _mm512_loadu_ps(x + 64));
+            y5 = _mm512_add_ps(y5, _mm512_loadu_ps(x + 80));
+            y6 = _mm512_add_ps(y6, _mm512_loadu_ps(x + 96));
+            y7 = _mm512_add_ps(y7, _mm512_loadu_ps(x + 112));
+        }
+        _mm512_storeu_ps(y + k, y0), _mm512_storeu_ps(y + k + 16, y1);
+        _mm512_storeu_ps(y + k + 32, y2), _mm512_storeu_ps(y + k + 48, y3);
+        _mm512_storeu_ps(y + k + 64, y4), _mm512_storeu_ps(y + k + 80, y5);
+        _mm512_storeu_ps(y + k + 96, y6), _mm512_storeu_ps(y + k + 112, y7);
+    }
+    for (; k + 16 <= n; k += 16) {
+        __m512 y0 = _mm512_mul_ps(vs, _mm512_loadu_ps(y + k));
+        for (size_t r = 0; r < nr; r++)
+            y0 = _mm512_add_ps(y0, _mm512_loadu_ps(FROW(r) + k));
+        _mm512_storeu_ps(y + k, y0);
+    }
+    for (; k < n; k++) {
+        float acc = s * y[k];
+        for (size_t r = 0; r < nr; r++)
+            acc = acc + FROW(r)[k];
+        y[k] = acc;
+    }
+}
+
+AVX512 static void add_idx_avx512(float *y, size_t n, float s, const float *base, const void *idx,
+                                  size_t stride, size_t nr) {
+    add_core_avx512(y, n, s, NULL, base, idx, stride, nr);
+}
+
 AVX512 static void axpy_rows_avx512(float *y, size_t n, float s, const float *a,
                                     const float *const *rows, size_t nr) {
+    if (nr && all_ones(a, nr)) {
+        add_core_avx512(y, n, s, rows, NULL, NULL, 0, nr);
+        return;
+    }
     size_t k = 0;
     for (; k + 128 <= n; k += 128) { /* 8 registers of y */
         const __m512 vs = _mm512_set1_ps(s);
@@ -1048,34 +1168,6 @@ AVX512 static void qapply_avx512(float *y, size_t n, float s, const float *scale
         y[k] = s * y[k] + scale[k] * acc[k];
 }
 
-/* The row's tile (up to 128 floats, 8 registers) loaded once, then each vector: load, one
- * multiply and one add per lane (as axpy), store. */
-AVX512 static void axpy_scatter_avx512(float *const *y, const float *a, size_t ny, const float *row,
-                                       size_t n) {
-    size_t k = 0;
-    for (; k + 128 <= n; k += 128) {
-        __m512 x[8];
-        for (int j = 0; j < 8; j++)
-            x[j] = _mm512_loadu_ps(row + k + 16 * j);
-        for (size_t q = 0; q < ny; q++) {
-            const __m512 v = _mm512_set1_ps(a[q]);
-            float *p = y[q] + k;
-            for (int j = 0; j < 8; j++)
-                _mm512_storeu_ps(
-                    p + 16 * j, _mm512_add_ps(_mm512_loadu_ps(p + 16 * j), _mm512_mul_ps(v, x[j])));
-        }
-    }
-    for (; k + 16 <= n; k += 16) {
-        __m512 x0 = _mm512_loadu_ps(row + k);
-        for (size_t q = 0; q < ny; q++)
-            _mm512_storeu_ps(y[q] + k, _mm512_add_ps(_mm512_loadu_ps(y[q] + k),
-                                                     _mm512_mul_ps(_mm512_set1_ps(a[q]), x0)));
-    }
-    for (size_t q = 0; q < ny; q++)
-        for (size_t j = k; j < n; j++)
-            y[q][j] = y[q][j] + a[q] * row[j];
-}
-
 AVX512 static void qscatter_avx512(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n) {
     size_t k = 0;
     for (; k + 256 <= n; k += 256) {
@@ -1182,10 +1274,9 @@ AVX512 static void tanh_avx512(float *y, const float *x, size_t n) {
 }
 
 static const spk_kernels k_avx512 = {
-    "avx512",          axpy_avx512,     add_avx512,          axpy_rows_avx512,
-    src_update_avx512, tanh_avx512,     qsum_rows_avx512,    qaxpy_rows_avx512,
-    qapply_avx512,     tanh32_avx512,   axpy_scatter_avx512, qscatter_avx512,
-    qdense4_avx512,    qsum_idx_avx512,
+    "avx512",        axpy_avx512,      add_avx512,        axpy_rows_avx512, src_update_avx512,
+    tanh_avx512,     qsum_rows_avx512, qaxpy_rows_avx512, qapply_avx512,    tanh32_avx512,
+    qscatter_avx512, qdense4_avx512,   qsum_idx_avx512,   add_idx_avx512,
 };
 
 static int have_avx512(void) {

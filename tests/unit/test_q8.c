@@ -512,6 +512,55 @@ static void test_sum_order(const spk_kernels *const *ks, size_t nk) {
     q8_model_free(pm);
 }
 
+/* float32 layers: binary events (value 1, ascending inputs) are added straight from the events
+ * (add_idx, no multiplies); a zero-valued event (no work) sends the same rows through the row
+ * list and axpy_rows instead: the same state bit for bit, with every table, over 20 steps of
+ * ~560 events (more than two flushes of rows). */
+static void test_f32_inplace(const spk_kernels *const *ks, size_t nk) {
+    tm_spec sp = {.n_in = 700,
+                  .n_layers = 2,
+                  .n = {70, 30},
+                  .readout = 5,
+                  .init_state = 1,
+                  .vary = 1,
+                  .seed = 6};
+    Spikeserve__Model *pm = tm_model_new(&sp);
+    spk_model *m = NULL;
+    char err[256];
+    if (!ok(load_pm(pm, &m, err, sizeof err) == 0, "700-input float32 model loads")) return;
+    enum { T = 20 };
+    size_t ne;
+    spk_event *ev = tm_events(T, sp.n_in, 0.8f, 0, 99, &ne);
+    spk_event *ev2 = malloc((ne + T) * sizeof *ev2);
+    size_t n2 = 0;
+    for (size_t e = 0; e < ne; e++) { /* a zero-valued event ends every step */
+        ev2[n2++] = ev[e];
+        if (e + 1 == ne || ev[e + 1].step != ev[e].step)
+            ev2[n2++] = (spk_event){ev[e].step, 5, 0.0f};
+    }
+    int same = 1;
+    for (size_t t = 0; t < nk; t++) {
+        spk_set_kernels(ks[t]->name);
+        spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+        spk_scratch *sc = spk_scratch_create(m);
+        spk_input in1 = {T, ev, ne, NULL}, in2 = {T, ev2, n2, NULL};
+        same &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 && tm_state_equal(s1, s2);
+        spk_scratch_free(sc);
+        spk_state_free(s1);
+        spk_state_free(s2);
+    }
+    spk_set_kernels("auto");
+    ok(same && ne > 2 * 256 * (size_t)T,
+       "float32: binary events added in place == the same rows through the row list (%zu "
+       "events, %d steps), every table",
+       ne, T);
+    free(ev);
+    free(ev2);
+    spk_model_free(m);
+    tm_model_free(pm);
+}
+
 /* Whole int8 models: every table gives the scalar twin's states bit for bit over 1,000 steps,
  * and spk_step_many() the same as spk_step() one state at a time. */
 static void test_models(const spk_kernels *const *ks, size_t nk) {
@@ -612,7 +661,7 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
                                .seed = 41};
     enum { NS = 150, ROUNDS = 6 };
     char err[256];
-    is_int(spk_set_group_step(1), 0, "the group step is off by default");
+    is_int(spk_set_group_step(SPK_GROUP_ALL), SPK_GROUP_OFF, "the group step is off by default");
     for (int kind = 0; kind < 3; kind++) { /* float32, int8 per neuron, int8 + tanh32 */
         Spikeserve__Model *pm = kind ? q8_model(&sp, 0, kind == 2) : tm_model_new(&sp);
         spk_model *m = NULL;
@@ -699,6 +748,48 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
     }
 }
 
+/* SPK_GROUP_AUTO groups float32 layers only; results as alone either way. */
+static void test_group_auto(void) {
+    static const tm_spec sp = {.n_in = 100, .n_layers = 1, .n = {64}, .seed = 42};
+    char err[256];
+    for (int kind = 0; kind < 2; kind++) {
+        Spikeserve__Model *pm = kind ? q8_model(&sp, 0, 0) : tm_model_new(&sp);
+        spk_model *m = NULL;
+        if (!ok(load_pm(pm, &m, err, sizeof err) == 0, "auto-group model %d loads", kind)) continue;
+        enum { NS = 8 };
+        spk_state *a[NS], *b[NS];
+        spk_input in[NS];
+        spk_event *ev[NS];
+        spk_scratch *sc = spk_scratch_create(m);
+        int same = 1;
+        for (int k = 0; k < NS; k++) {
+            size_t ne;
+            ev[k] = tm_events(2, 100, 0.3f, 0, 70 + k, &ne);
+            in[k] = (spk_input){2, ev[k], ne, NULL};
+            a[k] = spk_state_create(m), b[k] = spk_state_create(m);
+        }
+        int was = spk_set_group_step(SPK_GROUP_AUTO);
+        same &= spk_step_many(a, in, NULL, NS, sc, NULL, err, sizeof err) == 0;
+        spk_set_group_step(was);
+        for (int k = 0; k < NS; k++) {
+            same &= spk_step(b[k], &in[k], NULL, sc, err, sizeof err) == 0 &&
+                    tm_state_equal(a[k], b[k]);
+            spk_state_free(a[k]), spk_state_free(b[k]);
+            free(ev[k]);
+        }
+        uint64_t g = spk_scratch_grouped(sc);
+        ok(same && (kind ? g == 0 : g == 2 * NS),
+           "SPK_GROUP_AUTO: %s layer %s (%llu state-steps grouped), results as alone",
+           kind ? "int8" : "float32", kind ? "steps alone" : "grouped", (unsigned long long)g);
+        spk_scratch_free(sc);
+        spk_model_free(m);
+        if (kind)
+            q8_model_free(pm);
+        else
+            tm_model_free(pm);
+    }
+}
+
 int main(void) {
     const spk_kernels *ks[8];
     size_t nk = spk_kernels_list(ks, 8);
@@ -709,8 +800,10 @@ int main(void) {
     test_load();
     test_bad();
     test_sum_order(ks, nk);
+    test_f32_inplace(ks, nk);
     test_models(ks, nk);
     test_group(ks, nk);
-    spk_set_group_step(0);
+    spk_set_group_step(SPK_GROUP_OFF);
+    test_group_auto();
     return done_testing();
 }
