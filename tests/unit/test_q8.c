@@ -550,7 +550,40 @@ static void test_f32_inplace(const spk_kernels *const *ks, size_t nk) {
         spk_state_free(s1);
         spk_state_free(s2);
     }
+    /* events that are not binary ascending spikes at one place (a value 0.5, or a repeated
+     * input: the row list sums 1 + 1 first, then adds 2 x) must take the row-list path: the
+     * same state with and without a zero-valued event, wherever the place falls in the 8-event
+     * blocks of the check */
+    static const size_t at[] = {1, 2, 7, 8, 9, 15, 16, 17, 24, 100, 299};
+    size_t n0 = 0;
+    while (n0 < ne && ev[n0].step == 0)
+        n0++;
+    int gate = 1;
+    for (size_t v = 0; v < 2 * sizeof at / sizeof at[0]; v++) {
+        size_t pos = at[v / 2] < n0 ? at[v / 2] : n0 - 1;
+        spk_event *e1 = malloc((n0 + 1) * sizeof *e1);
+        memcpy(e1, ev, n0 * sizeof *e1);
+        if (v % 2)
+            e1[pos].input = e1[pos - 1].input;
+        else
+            e1[pos].value = 0.5f;
+        e1[n0] = (spk_event){0, 5, 0.0f};
+        for (size_t t = 0; t < nk; t++) {
+            spk_set_kernels(ks[t]->name);
+            spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+            spk_scratch *sc = spk_scratch_create(m);
+            spk_input in1 = {1, e1, n0, NULL}, in2 = {1, e1, n0 + 1, NULL};
+            gate &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                    spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 && tm_state_equal(s1, s2);
+            spk_scratch_free(sc);
+            spk_state_free(s1);
+            spk_state_free(s2);
+        }
+        free(e1);
+    }
     spk_set_kernels("auto");
+    ok(gate, "float32: a value 0.5 or a repeated input at 11 places (around the 8-event blocks "
+             "of the check) is not taken for binary spikes");
     ok(same && ne > 2 * 256 * (size_t)T,
        "float32: binary events added in place == the same rows through the row list (%zu "
        "events, %d steps), every table",
