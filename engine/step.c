@@ -873,6 +873,21 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
     }
 }
 
+/* Ask for the cache lines of [p, p + n) (at most 16 KiB), for writing or for reading: what
+ * spk_step_many reads next (the next state, the next input's events) arrives while the
+ * current state steps, instead of one miss after another (10,000 sessions' states do not fit
+ * in L2). A prefetch never faults. */
+static void prefetch_lines(const void *p, size_t n, int write) {
+    const char *c = p;
+    n = n < 16384 ? n : 16384;
+    if (write)
+        for (size_t o = 0; o < n; o += 64)
+            __builtin_prefetch(c + o, 1);
+    else
+        for (size_t o = 0; o < n; o += 64)
+            __builtin_prefetch(c + o, 0);
+}
+
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
                   spk_scratch *sc, int *rc, char *err, size_t errlen) {
     const spk_kernels *K = spk_kernels_active();
@@ -886,6 +901,10 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
         for (size_t k = c0; k < c1; k++) {
             run_state *r = &rs[k - c0];
             *r = (run_state){0, 0, 0, 0};
+            if (states && in && k + 1 < c1) { /* the next state's header and events */
+                __builtin_prefetch(states[k + 1]);
+                prefetch_lines(in[k + 1].events, in[k + 1].n_events * sizeof(spk_event), 0);
+            }
             r->rc = precheck(states ? states[k] : NULL, in ? &in[k] : NULL, sc, e1, sizeof e1);
             if (r->rc) {
                 if (!first) first = spk_fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
@@ -900,6 +919,9 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
             for (size_t k = c0; k < c1; k++) {
                 run_state *r = &rs[k - c0];
                 if (r->rc || r->space || t >= in[k].steps) continue;
+                if (k + 1 < c1 && rs[k + 1 - c0].rc == 0) /* the next state, while this one steps */
+                    prefetch_lines(states[k + 1], spk_state_bytes(spk_state_model(states[k + 1])),
+                                   1);
                 step_one(states[k], K, &in[k], out ? &out[k] : NULL, r, t, sc, joined[k - c0]);
             }
         }
