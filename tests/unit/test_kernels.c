@@ -137,7 +137,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             /* add_idx: the rows by index (u32 array, stride 4; and every 3rd u32, stride 12,
              * as the inputs of spk_event records) == axpy_rows with every factor 1 */
             {
-                static uint32_t ix[3 * R];
+                static uint32_t ix[4 * R]; /* R indices, then R more at stride 3 */
                 static float base[R * N], ones[R], ya[N], yb[N], yc[N];
                 const float *brows[R];
                 for (size_t q = 0; q < nr; q++) {
