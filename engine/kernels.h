@@ -59,10 +59,8 @@ typedef struct spk_kernels {
     /* y = tanh(x) by the float32 approximation of SPK_TANH_FLOAT32 (for tests) */
     void (*tanh32)(float *y, const float *x, size_t n);
 
-    /* The group step (spk_step_many): one row applied to many sessions' vectors, the row
-     * read once and kept in registers while the vectors stream past.
-     * y[s][k] = y[s][k] + a[s] * row[k] for s < ny, k < n: each y[s] exactly as axpy. */
-    void (*axpy_scatter)(float *const *y, const float *a, size_t ny, const float *row, size_t n);
+    /* The group step (spk_step_many) of int8 layers: one row applied to many sessions' sums,
+     * the row read once and kept in registers while the sums stream past. */
     /* acc[s][k] += row[k] in 16-bit integers, s < nacc, k < n (the caller keeps every sum
      * within int16: at most SPK_Q8_ROWS rows between two spills). */
     void (*qscatter)(int16_t *const *acc, size_t nacc, const int8_t *row, size_t n);
@@ -71,6 +69,16 @@ typedef struct spk_kernels {
      * w4[(q * n + k) * 4 + i], act bytes 0 or 1: exact int32 sums (vpdpbusd where the CPU has
      * AVX512-VNNI). n a multiple of 16. */
     void (*qdense4)(int32_t *out, size_t n, const uint8_t *act, size_t nq, const int8_t *w4);
+    /* qsum_rows with the rows given by index: row r is base + idx_r * n, idx_r the uint32 at
+     * (const char *)idx + r * stride (stride in bytes: the input field of an array of
+     * spk_event is read in place, so binary events need no list of row pointers). */
+    void (*qsum_idx)(float *acc, size_t n, const int8_t *base, const void *idx, size_t stride,
+                     size_t nr);
+    /* axpy_rows with every a[r] == 1 (binary spikes) and the rows given as qsum_idx gives them
+     * (row r: base + idx_r * n): y = s * y, then + row 0 + row 1 ... in order, bit for bit
+     * axpy_rows with factors 1 (1 * x == x), without the multiplies. */
+    void (*add_idx)(float *y, size_t n, float s, const float *base, const void *idx, size_t stride,
+                    size_t nr);
 } spk_kernels;
 
 /* Rows per qsum_rows / qaxpy_rows call: 256 int8 rows sum to at most 32512 in magnitude, so

@@ -55,7 +55,6 @@ struct spk_scratch {
  * bits, 512 bytes per state, 32 KiB for a chunk: they stay in L1 while the rows stream) */
 #define MANY_CHUNK 64
 #define GROUP_TILE 256
-#define GROUP_TILE_F32 128         /* float32: 512 bytes of each state's i per tile */
 #define GROUP_DENSE_MAX_IN 4096    /* inputs up to which the dense int8 group step is offered */
 #define GROUP_PAIRS_MAX (1u << 14) /* 16 K pairs: 13 bytes each in scratch */
 
@@ -361,6 +360,48 @@ static void rows_add(rows_acc *ra, float a, uint32_t j) {
     }
 }
 
+/* Whether events [c, e) (c < e) all have the value 1 and strictly ascending inputs: binary
+ * spikes, at most one per input. No branch per event: 8 events (24 words, 3 vectors) at a
+ * time, each compared with the 8 before it (the same words 12 bytes earlier): the value
+ * words with the bits of 1.0f, the input words with the previous event's input. */
+__attribute__((target_clones("avx2", "default"))) static int binary_ascending(const spk_event *ev,
+                                                                              size_t c, size_t e) {
+    const float one = 1.0f;
+    uint32_t ob, vb, bad;
+    memcpy(&ob, &one, 4);
+    memcpy(&vb, &ev[c].value, 4);
+    bad = vb ^ ob;
+    u32x8 O[3], V[3], I[3], b = {0};
+    for (int w = 0; w < 24; w++) {
+        O[w / 8][w % 8] = w % 3 == 2 ? ob : 0;
+        V[w / 8][w % 8] = w % 3 == 2 ? ~0u : 0;
+        I[w / 8][w % 8] = w % 3 == 1 ? ~0u : 0;
+    }
+    size_t k = c + 1;
+    for (; k + 8 <= e; k += 8) {
+        /* direct vector loads into named variables (arrays went through the stack in 16-byte
+         * halves, and the 32-byte reloads stalled on store forwarding, as in events_ok) */
+        const char *p = (const char *)&ev[k], *q = p - sizeof *ev;
+        u32x8 x0, x1, x2, y0, y1, y2;
+        memcpy(&x0, p, 32);
+        memcpy(&x1, p + 32, 32);
+        memcpy(&x2, p + 64, 32);
+        memcpy(&y0, q, 32);
+        memcpy(&y1, q + 32, 32);
+        memcpy(&y2, q + 64, 32);
+        b |= ((x0 ^ O[0]) & V[0]) | (~(u32x8)(x0 > y0) & I[0]);
+        b |= ((x1 ^ O[1]) & V[1]) | (~(u32x8)(x1 > y1) & I[1]);
+        b |= ((x2 ^ O[2]) & V[2]) | (~(u32x8)(x2 > y2) & I[2]);
+    }
+    for (int w = 0; w < 8; w++)
+        bad |= b[w];
+    for (; k < e; k++) {
+        memcpy(&vb, &ev[k].value, 4);
+        bad |= (vb ^ ob) | (uint32_t)(ev[k].input <= ev[k - 1].input);
+    }
+    return bad == 0;
+}
+
 /* The synaptic input of layer 0 at batch step t: adds W s_in[t] into i. */
 static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs, uint32_t t,
                          rows_acc *ra, spk_scratch *sc) {
@@ -392,6 +433,26 @@ static void layer0_input(const spk_model *m, const spk_input *in, run_state *rs,
         }
         const float *wt = L->wt;
         size_t n = L->n, nr = ra->nr;
+        if (L->wq && nr == 0 && c < e && binary_ascending(ev, c, e) && e - c <= SPK_Q8_EXACT_ROWS) {
+            /* binary spikes, one event per input: the rows are summed as integers straight
+             * from the events (qsum_idx reads their inputs in place), in the flushes of
+             * ROWS_BATCH rows the loop below would make: the same exact integer sum */
+            for (size_t b = c; b < e; b += ROWS_BATCH) {
+                size_t cnt = e - b < ROWS_BATCH ? e - b : ROWS_BATCH;
+                ra->K->qsum_idx(ra->acc, n, L->wq, &ev[b].input, sizeof *ev, cnt);
+                ra->total += cnt;
+            }
+            rs->cursor = e;
+            return;
+        }
+        if (!L->wq && nr == 0 && c < e && binary_ascending(ev, c, e)) {
+            /* float32, binary spikes: y = alpha y + the rows in event order, read straight
+             * from the events (add_idx: axpy_rows with factors 1, bit for bit) */
+            ra->K->add_idx(ra->y, n, ra->scale, wt, &ev[c].input, sizeof *ev, e - c);
+            ra->scale = 1.0f;
+            rs->cursor = e;
+            return;
+        }
         if (L->wq) {
             const int8_t *wq = L->wq;
             int ones = ra->ones;
@@ -519,9 +580,10 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
 /* ---- the group step: layer 0 of many sessions, each row read once ----
  *
  * For step t of a chunk of states of one model: every input row that any state's events
- * touch is read once and added to the i of every state with that input active (the row in
- * registers, the states' vectors streaming past: axpy_scatter, qscatter), instead of each
- * state reading its rows itself. Results are the one-session step's bit for bit:
+ * touch is read from L2 once for all the states with that input active, instead of by each
+ * state (float32: a block of rows kept in L1 while each state adds its rows of the block in
+ * registers, group_f32; int8: the row in registers, the states' 16-bit sums streaming past,
+ * qscatter, or the dense int8 product). Results are the one-session step's bit for bit:
  *  - float32 layer: a state's sum is its events' rows in order (engine/step.c's order); the
  *    group visits inputs in ascending order, so a state joins only when its step-t events
  *    come in non-decreasing input order (adjacent events of one input summed first, as
@@ -535,13 +597,17 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
  * one-session path. Used when at least GROUP_MIN states join. */
 #define GROUP_MIN 2
 
-/* Off by default: on this project's CPU (Intel, AVX-512) the group step measured slower than
- * the one-session steps it replaces (tests/bench/README.md); spk_set_group_step() turns it on. */
-static _Atomic int group_on;
+/* Off by default: on this project's CPU (Intel, AVX-512, 2 cores shared with other work) the
+ * group step measured slower than the one-session steps it replaces, the int8 one by ~50 %,
+ * the float32 one (blocked in L1, group_f32) by ~5 % (tests/bench/README.md).
+ * spk_set_group_step() turns it on: SPK_GROUP_AUTO for float32 layers only, SPK_GROUP_ALL for
+ * int8 layers too. */
+static _Atomic int group_on = SPK_GROUP_OFF;
 
 int spk_set_group_step(int on) {
     int was = atomic_load_explicit(&group_on, memory_order_relaxed);
-    atomic_store_explicit(&group_on, !!on, memory_order_relaxed);
+    if (on != SPK_GROUP_OFF && on != SPK_GROUP_ALL) on = SPK_GROUP_AUTO;
+    atomic_store_explicit(&group_on, on, memory_order_relaxed);
     return was;
 }
 
@@ -563,12 +629,20 @@ static size_t step_end(const spk_input *in, size_t c, uint32_t t) {
 }
 
 /* Whether a state's events [c, e) can join (see above): its (input, value) pairs go to
- * tj/tv from *np on (and *np past them) when it does; 0 (and *np unchanged) when not. */
+ * tj/tv from *np on (and *np past them) when it does: 2 when they are binary spikes (every
+ * value 1), else 1; 0 (and *np unchanged) when it cannot join. */
 static int group_collect(const spk_input *in, size_t c, size_t e, int q8, spk_scratch *sc,
                          size_t *np) {
     const spk_event *ev = in->events;
     size_t p = *np, p0 = p, cap = sc->gcap;
     uint32_t prev = 0;
+    if (c < e && e - c <= cap - p && binary_ascending(ev, c, e)) { /* the common case */
+        if (q8 && e - c > SPK_Q8_EXACT_ROWS) return 0;
+        for (; c < e; c++, p++)
+            sc->tj[p] = ev[c].input, sc->tv[p] = 1.0f;
+        *np = p;
+        return 2;
+    }
     while (c < e) {
         uint32_t j = ev[c].input;
         float v = ev[c].value;
@@ -636,6 +710,57 @@ static int group_dense(spk_scratch *sc, const size_t *seg, const uint8_t *joined
     return 7 * 4 * union_quads <= 8 * rows;
 }
 
+/* The float32 group step, blocked so that the rows stay in L1: the inputs are taken in blocks
+ * of GROUP_F32_BLOCK_BYTES of rows; for each block, every joined state adds its rows of the
+ * block (axpy_rows: its i in registers, the rows read from L1, where the first state to use
+ * them brought them) before the next block is read. A row is read from L2 once per chunk
+ * instead of once per state. Per state, i = alpha i first (as the first flush of
+ * axpy_rows scales it), then its rows in ascending input order with factor 1 for i (1 * i
+ * is i): per element, the one-session step's multiplies and adds in its order. */
+#define GROUP_F32_BLOCK_BYTES 32768
+#define GROUP_F32_MAX_ROWS 256 /* rows per block: at least 8 (rows of up to 4 KiB) */
+
+static void group_f32(spk_state *const *states, size_t c0, size_t c1, const spk_layer *L,
+                      const spk_kernels *K, spk_scratch *sc, const size_t *seg,
+                      const uint8_t *joined) {
+    uint32_t n = L->n, n_in = L->n_in;
+    size_t jb = GROUP_F32_BLOCK_BYTES / ((size_t)n * sizeof(float));
+    jb = jb < 8 ? 8 : jb > GROUP_F32_MAX_ROWS ? GROUP_F32_MAX_ROWS : jb;
+    float *ys[MANY_CHUNK], scale[MANY_CHUNK];
+    size_t cur[MANY_CHUNK];
+    uint8_t bin[MANY_CHUNK];
+    const float *rows[GROUP_F32_MAX_ROWS];
+    for (size_t q = 0; q < c1 - c0; q++) {
+        if (!joined[q]) continue;
+        ys[q] = spk_state_i(states[c0 + q], 0);
+        cur[q] = seg[q];
+        scale[q] = L->alpha;     /* applied by the state's first call, then 1 */
+        bin[q] = joined[q] == 2; /* binary: add_idx on the inputs, no pointers, no multiplies */
+    }
+    for (uint32_t j0 = 0; j0 < n_in; j0 += (uint32_t)jb) {
+        uint32_t j1 = n_in - j0 < jb ? n_in : j0 + (uint32_t)jb;
+        for (size_t q = 0; q < c1 - c0; q++) {
+            if (!joined[q]) continue;
+            size_t p0 = cur[q], p = p0, e = seg[q + 1];
+            if (bin[q]) {
+                while (p < e && sc->tj[p] < j1)
+                    p++;
+                if (p == p0) continue;
+                K->add_idx(ys[q], n, scale[q], L->wt, sc->tj + p0, sizeof *sc->tj, p - p0);
+            } else {
+                for (; p < e && sc->tj[p] < j1; p++)
+                    rows[p - p0] = L->wt + (size_t)sc->tj[p] * n;
+                if (p == p0) continue;
+                K->axpy_rows(ys[q], n, scale[q], sc->tv + p0, rows, p - p0);
+            }
+            scale[q] = 1.0f;
+            cur[q] = p;
+        }
+    }
+    for (size_t q = 0; q < c1 - c0; q++) /* no rows: alpha * i alone */
+        if (joined[q] && scale[q] != 1.0f) K->axpy_rows(ys[q], n, scale[q], NULL, NULL, 0);
+}
+
 /* Layer 0's (5a) at step t for the states of the chunk [c0, c1) that can join; joined[k - c0]
  * is set for them (their cursor moved past step t's events). */
 static void group_layer0(spk_state *const *states, const spk_input *in, run_state *rs, size_t c0,
@@ -643,7 +768,10 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
                          uint8_t *joined) {
     const spk_model *m = NULL;
     size_t seg[MANY_CHUNK + 1], np = 0, nj = 0;
-    if (!atomic_load_explicit(&group_on, memory_order_relaxed)) {
+    int mode = atomic_load_explicit(&group_on, memory_order_relaxed);
+    const spk_model *m0 = c1 > c0 && states && states[c0] ? spk_state_model(states[c0]) : NULL;
+    if (mode == SPK_GROUP_OFF ||
+        (mode == SPK_GROUP_AUTO && (!m0 || m0->layers[0].wq))) { /* auto: float32 layers */
         memset(joined, 0, c1 - c0);
         return;
     }
@@ -656,9 +784,10 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
         if (!m) m = mk;
         if (mk != m) continue;
         size_t e = step_end(&in[k], r->cursor, t);
-        if (!group_collect(&in[k], r->cursor, e, m->layers[0].wq != NULL, sc, &np)) continue;
-        r->cursor = e; /* undone below if too few states join */
-        joined[k - c0] = 1;
+        int g = group_collect(&in[k], r->cursor, e, m->layers[0].wq != NULL, sc, &np);
+        if (!g) continue;
+        r->cursor = e;               /* undone below if too few states join */
+        joined[k - c0] = (uint8_t)g; /* 2: binary */
         nj++;
     }
     seg[c1 - c0] = np;
@@ -695,6 +824,10 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
         }
         return;
     }
+    if (!L->wq) {
+        group_f32(states, c0, c1, L, K, sc, seg, joined);
+        return;
+    }
     uint32_t *start = sc->gstart;
     /* counting sort of the (input, state, value) triples by input: states ascending per input */
     memset(start, 0, ((size_t)n_in + 1) * sizeof *start);
@@ -709,7 +842,7 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
             sc->gval[at] = sc->tv[p];
         }
     /* now start[j] is where input j + 1's pairs begin: input j's are [start[j-1], start[j]) */
-    if (L->wq) {
+    {
         int16_t *acc16[MANY_CHUNK];
         for (uint32_t n0 = 0; n0 < n; n0 += GROUP_TILE) {
             uint32_t tw = n - n0 < GROUP_TILE ? n - n0 : GROUP_TILE;
@@ -737,27 +870,22 @@ static void group_layer0(spk_state *const *states, const spk_input *in, run_stat
                     K->qapply(spk_state_i(states[c0 + q], 0) + n0, tw, L->alpha, L->wscale + n0,
                               sc->accf + q * GROUP_TILE);
         }
-        return;
     }
-    float *ys[MANY_CHUNK], as[MANY_CHUNK];
-    for (size_t q = 0; q < c1 - c0; q++) /* alpha * i first, as axpy_rows does */
-        if (joined[q] && L->alpha != 1.0f) {
-            float *i = spk_state_i(states[c0 + q], 0);
-            for (uint32_t k = 0; k < n; k++)
-                i[k] = L->alpha * i[k];
-        }
-    for (uint32_t n0 = 0; n0 < n; n0 += GROUP_TILE_F32) {
-        uint32_t tw = n - n0 < GROUP_TILE_F32 ? n - n0 : GROUP_TILE_F32;
-        for (uint32_t j = 0; j < n_in; j++) {
-            uint32_t p0 = j ? start[j - 1] : 0, p1 = start[j];
-            if (p0 == p1) continue;
-            for (uint32_t p = p0; p < p1; p++) {
-                ys[p - p0] = spk_state_i(states[c0 + sc->gstate[p]], 0) + n0;
-                as[p - p0] = sc->gval[p];
-            }
-            K->axpy_scatter(ys, as, p1 - p0, L->wt + (size_t)j * n + n0, tw);
-        }
-    }
+}
+
+/* Ask for the cache lines of [p, p + n) (at most 16 KiB), for writing or for reading: what
+ * spk_step_many reads next (the next state, the next input's events) arrives while the
+ * current state steps, instead of one miss after another (10,000 sessions' states do not fit
+ * in L2). A prefetch never faults. */
+static void prefetch_lines(const void *p, size_t n, int write) {
+    const char *c = p;
+    n = n < 16384 ? n : 16384;
+    if (write)
+        for (size_t o = 0; o < n; o += 64)
+            __builtin_prefetch(c + o, 1);
+    else
+        for (size_t o = 0; o < n; o += 64)
+            __builtin_prefetch(c + o, 0);
 }
 
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
@@ -773,6 +901,10 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
         for (size_t k = c0; k < c1; k++) {
             run_state *r = &rs[k - c0];
             *r = (run_state){0, 0, 0, 0};
+            if (states && in && k + 1 < c1) { /* the next state's header and events */
+                __builtin_prefetch(states[k + 1]);
+                prefetch_lines(in[k + 1].events, in[k + 1].n_events * sizeof(spk_event), 0);
+            }
             r->rc = precheck(states ? states[k] : NULL, in ? &in[k] : NULL, sc, e1, sizeof e1);
             if (r->rc) {
                 if (!first) first = spk_fail(err, errlen, r->rc, "states[%zu]: %s", k, e1);
@@ -787,6 +919,9 @@ int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out
             for (size_t k = c0; k < c1; k++) {
                 run_state *r = &rs[k - c0];
                 if (r->rc || r->space || t >= in[k].steps) continue;
+                if (k + 1 < c1 && rs[k + 1 - c0].rc == 0) /* the next state, while this one steps */
+                    prefetch_lines(states[k + 1], spk_state_bytes(spk_state_model(states[k + 1])),
+                                   1);
                 step_one(states[k], K, &in[k], out ? &out[k] : NULL, r, t, sc, joined[k - c0]);
             }
         }

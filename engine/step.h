@@ -89,11 +89,11 @@ int spk_step(spk_state *s, const spk_input *in, spk_output *out, spk_scratch *sc
  * Results are those of spk_step() on each state alone, bit for bit. The states are taken in
  * chunks of 64, step by step; at each step, layer 0's synaptic sums of the chunk's states
  * are done by a group step that reads each touched weight row once for all of them (float32
- * layers: states whose step events come in non-decreasing input order; int8 layers: states
- * with binary events, summed row by row or, where the chunk's input density makes it cheaper,
- * as a dense int8 product (vpdpbusd); others step alone; engine/step.c) when
- * spk_set_group_step(1) has turned
- * it on (off by default: it measured slower than one-session steps on this CPU). */
+ * layers: states whose step events come in non-decreasing input order, their rows added block
+ * by block while a block stays in L1; int8 layers: states with binary events, summed row by
+ * row or, where the chunk's input density makes it cheaper, as a dense int8 product
+ * (vpdpbusd); others step alone; engine/step.c), when spk_set_group_step() has turned it on
+ * (off by default). */
 int spk_step_many(spk_state *const *states, const spk_input *in, spk_output *out, size_t n,
                   spk_scratch *sc, int *rc, char *err, size_t errlen);
 
@@ -103,8 +103,12 @@ uint64_t spk_scratch_grouped(const spk_scratch *sc);
 /* Of those, how many layer 1 sums of int8 models were one dense int8 product over blocks of 4
  * sessions (chosen per step when the chunk's input density makes it cheaper). */
 uint64_t spk_scratch_grouped_dense(const spk_scratch *sc);
-/* The group step of spk_step_many() on (1) or off (0, the default); returns the previous
- * setting. Results are the same either way. Not thread-safe: start-up, tests, benchmarks. */
+/* The group step of spk_step_many(): SPK_GROUP_OFF (the default: it measured slower than
+ * one-session steps on this project's CPU, tests/bench/README.md), SPK_GROUP_AUTO (float32
+ * layers only, where it came closest) or SPK_GROUP_ALL (int8 layers too); returns the
+ * previous setting (any other value sets SPK_GROUP_AUTO). Results are the same either way.
+ * Not thread-safe: start-up, tests, benchmarks. */
+enum { SPK_GROUP_OFF = 0, SPK_GROUP_ALL = 1, SPK_GROUP_AUTO = 2 };
 int spk_set_group_step(int on);
 
 /* Kernel selection: "auto" (default: best the CPU supports), "scalar", or a name from

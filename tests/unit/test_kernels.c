@@ -97,7 +97,8 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
     uint32_t idx0[N + 16], idx1[N + 16];
     for (size_t t = 1; t < nk; t++) {
         const spk_kernels *S = ks[0], *K = ks[t];
-        int same_axpy = 1, same_add = 1, same_upd = 1, same_nz = 1, same_rows = 1, outs_ok = 1;
+        int same_axpy = 1, same_add = 1, same_upd = 1, same_nz = 1, same_rows = 1, outs_ok = 1,
+            same_idx = 1;
         size_t spikes = 0;
         for (int rep = 0; rep < 400; rep++) {
             size_t n = 1 + spk_rng_next(&r) % N;
@@ -119,7 +120,8 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             for (size_t q = 0; q < nr; q++) {
                 fill(&r, pool[q], n, -2, 2);
                 rows[q] = pool[q];
-                va[q] = (float)(spk_rng_uniform(&r) * 4 - 2);
+                /* every 4th call all factors 1 (binary spikes: the add-only path) */
+                va[q] = rep % 4 == 1 ? 1.0f : (float)(spk_rng_uniform(&r) * 4 - 2);
             }
             float sc = rep % 3 == 0 ? 1.0f : (float)(spk_rng_uniform(&r) * 2 - 0.5);
             memcpy(y1, y0, n * 4);
@@ -132,6 +134,27 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
                 S->axpy(y2, va[q], rows[q], n);
             same_rows &= memcmp(y0, y1, n * 4) == 0 && memcmp(y0, y2, n * 4) == 0;
 
+            /* add_idx: the rows by index (u32 array, stride 4; and every 3rd u32, stride 12,
+             * as the inputs of spk_event records) == axpy_rows with every factor 1 */
+            {
+                static uint32_t ix[4 * R]; /* R indices, then R more at stride 3 */
+                static float base[R * N], ones[R], ya[N], yb[N], yc[N];
+                const float *brows[R];
+                for (size_t q = 0; q < nr; q++) {
+                    ix[q] = (uint32_t)((q * 7 + n) % R);
+                    ix[R + 3 * q] = ix[q];
+                    brows[q] = base + (size_t)ix[q] * n;
+                    ones[q] = 1.0f;
+                }
+                if (rep == 0) fill(&r, base, R * N, -2, 2);
+                fill(&r, ya, n, -50, 50);
+                memcpy(yb, ya, n * 4), memcpy(yc, ya, n * 4);
+                S->axpy_rows(ya, n, sc, ones, brows, nr);
+                K->add_idx(yb, n, sc, base, ix, 4, nr);
+                S->add_idx(yc, n, sc, base, ix + R, 12, nr);
+                same_idx &= memcmp(ya, yb, n * 4) == 0 && memcmp(ya, yc, n * 4) == 0;
+            }
+
             spk_layer L = {0};
             L.n = L.n_in = (uint32_t)n;
             L.alpha = 0.9f;
@@ -141,6 +164,7 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
             L.z_hyp = 0.8f + 0.2f * spk_rng_uniform(&r);
             L.z_dep = 0.1f * spk_rng_uniform(&r);
             L.theta = 0.3f + 0.4f * spk_rng_uniform(&r);
+            L.tanh = rep % 2 ? SPK_TANH_FLOAT32 : SPK_TANH_EXACT; /* both update modes */
             fill(&r, b, n, -7, -1);
             L.b_h = b;
             fill(&r, i, n, -30, 30);
@@ -164,9 +188,15 @@ static void test_twins(const spk_kernels *const *ks, size_t nk) {
         }
         ok(same_axpy, "%s axpy == scalar, bit for bit", K->name);
         ok(same_add, "%s add == scalar", K->name);
-        ok(same_rows, "%s axpy_rows == scalar == scaling, then the same axpy calls in order",
+        ok(same_rows,
+           "%s axpy_rows == scalar == scaling, then the same axpy calls in order (also with "
+           "every factor 1)",
            K->name);
-        ok(same_upd, "%s src_update == scalar (h, hs)", K->name);
+        ok(same_idx,
+           "%s add_idx (rows by index, strides 4 and 12) == scalar axpy_rows with factors 1, "
+           "bit for bit",
+           K->name);
+        ok(same_upd, "%s src_update == scalar (h, hs), exact and float32 tanh", K->name);
         ok(same_nz && spikes > 1000,
            "%s src_update's outputs == scalar (%zu non-zero outputs seen)", K->name, spikes);
         ok(outs_ok, "%s src_update's outputs: every h > 0, ascending, valued h", K->name);

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "../support/testmodel.h"
 #include "../tap.h"
@@ -93,6 +95,35 @@ static void test_kernel_twins(const spk_kernels *const *ks, size_t nk) {
     ok(twins_sum, "qsum_rows of every table == the scalar twin");
     ok(twins_axpy, "qaxpy_rows of every table == the scalar twin");
     ok(twins_apply, "qapply of every table == the scalar twin");
+
+    /* qsum_idx: the rows by index (a u32 array, and the input field of spk_event records, as
+     * the step passes them) == qsum_rows of the same rows, in every table */
+    int idx_same = 1;
+    static uint32_t ix[R];
+    static spk_event evs[R];
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+            size_t n = sizes[si], nr = counts[ci];
+            for (size_t q = 0; q < nr; q++) {
+                ix[q] = (uint32_t)((q * 13 + si) % (R * N / n));
+                evs[q] = (spk_event){0, ix[q], 1.0f};
+                rows[q] = &pool[0][0] + (size_t)ix[q] * n;
+            }
+            for (size_t k = 0; k < n; k++)
+                acc0[k] = (float)((int)(spk_rng_next(&r) % 20001) - 10000);
+            memcpy(acc1, acc0, n * 4);
+            ks[0]->qsum_rows(acc1, n, rows, nr);
+            for (size_t t = 0; t < nk; t++) {
+                memcpy(acc2, acc0, n * 4);
+                ks[t]->qsum_idx(acc2, n, &pool[0][0], ix, sizeof *ix, nr);
+                idx_same &= memcmp(acc1, acc2, n * 4) == 0;
+                memcpy(acc2, acc0, n * 4);
+                ks[t]->qsum_idx(acc2, n, &pool[0][0], &evs[0].input, sizeof *evs, nr);
+                idx_same &= memcmp(acc1, acc2, n * 4) == 0;
+            }
+        }
+    ok(idx_same, "qsum_idx of every table (u32 indices, and spk_event inputs in place) == "
+                 "qsum_rows of the same rows, bit for bit");
 
     /* the 16-bit limit: 256 rows of +127 and of -127 (sums +-32512 in every lane) */
     static int8_t hi[N], lo[N];
@@ -378,6 +409,41 @@ static void test_bad(void) {
 
 /* ---- stepping ---- */
 
+/* The int8 kernels read nothing past a row's n bytes: rows that end where an unreadable page
+ * begins (a read past them would crash this test), widths with every kind of tail. */
+static void test_row_bounds(const spk_kernels *const *ks, size_t nk) {
+    long pg = sysconf(_SC_PAGESIZE);
+    uint8_t *mem =
+        mmap(NULL, 2 * (size_t)pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!ok(mem != MAP_FAILED && mprotect(mem + pg, (size_t)pg, PROT_NONE) == 0,
+            "a page followed by an unreadable one"))
+        return;
+    static const size_t widths[] = {1, 10, 15, 17, 33, 100, 255};
+    float acc[256], a[4] = {0.5f, -1.0f, 2.0f, 0.25f};
+    int good = 1;
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        size_t n = widths[w];
+        const int8_t *base = (const int8_t *)(mem + pg) - 4 * n; /* 4 rows, the last at the end */
+        memset(mem + pg - 4 * n, 3, 4 * n);
+        const int8_t *rows[4] = {base + 3 * n, base, base + 2 * n, base + 3 * n};
+        uint32_t ix[4] = {3, 0, 2, 3};
+        for (size_t t = 0; t < nk; t++) {
+            memset(acc, 0, sizeof acc);
+            ks[t]->qaxpy_rows(acc, n, a, rows, 4);
+            good &= acc[n - 1] == 3.0f * (0.5f - 1.0f + 2.0f + 0.25f);
+            memset(acc, 0, sizeof acc);
+            ks[t]->qsum_rows(acc, n, rows, 4);
+            good &= acc[n - 1] == 12.0f;
+            memset(acc, 0, sizeof acc);
+            ks[t]->qsum_idx(acc, n, base, ix, sizeof *ix, 4);
+            good &= acc[n - 1] == 12.0f;
+        }
+    }
+    ok(good, "qaxpy_rows, qsum_rows, qsum_idx of every table read no byte past a row (rows "
+             "before an unreadable page, 7 widths)");
+    munmap(mem, 2 * (size_t)pg);
+}
+
 /* One layer, no readout: after one step from the initial state, i must be alpha * i0 +
  * scale * acc with acc the float sum of v_j * q_j in event order (the documented order), for
  * binary events (the integer path) and graded ones (the float path), with more rows than one
@@ -415,10 +481,117 @@ static void test_sum_order(const spk_kernels *const *ks, size_t nk) {
            "%s events (%zu rows, more than 2 flushes): i == alpha i0 + scale * (sum in event "
            "order), every table",
            graded ? "graded" : "binary", ne);
+        if (!graded) {
+            /* binary events, one per input, are summed straight from the events; a
+             * zero-valued event (no work) sends the same rows through the row list instead */
+            spk_event *ev2 = malloc((ne + 1) * sizeof *ev2);
+            memcpy(ev2, ev, ne * sizeof *ev);
+            ev2[ne] = (spk_event){0, 3, 0.0f};
+            int same2 = 1;
+            for (size_t t = 0; t < nk; t++) {
+                spk_set_kernels(ks[t]->name);
+                spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+                spk_scratch *sc = spk_scratch_create(m);
+                spk_input in1 = {1, ev, ne, NULL}, in2 = {1, ev2, ne + 1, NULL};
+                same2 &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                         spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 &&
+                         tm_state_equal(s1, s2) &&
+                         memcmp(spk_state_i(s1, 0), want, sizeof want) == 0;
+                spk_scratch_free(sc);
+                spk_state_free(s1);
+                spk_state_free(s2);
+            }
+            spk_set_kernels("auto");
+            ok(same2, "binary events summed in place == the same rows through the row list "
+                      "(a zero-valued event added), every table");
+            free(ev2);
+        }
         free(ev);
     }
     spk_model_free(m);
     q8_model_free(pm);
+}
+
+/* float32 layers: binary events (value 1, ascending inputs) are added straight from the events
+ * (add_idx, no multiplies); a zero-valued event (no work) sends the same rows through the row
+ * list and axpy_rows instead: the same state bit for bit, with every table, over 20 steps of
+ * ~560 events (more than two flushes of rows). */
+static void test_f32_inplace(const spk_kernels *const *ks, size_t nk) {
+    tm_spec sp = {.n_in = 700,
+                  .n_layers = 2,
+                  .n = {70, 30},
+                  .readout = 5,
+                  .init_state = 1,
+                  .vary = 1,
+                  .seed = 6};
+    Spikeserve__Model *pm = tm_model_new(&sp);
+    spk_model *m = NULL;
+    char err[256];
+    if (!ok(load_pm(pm, &m, err, sizeof err) == 0, "700-input float32 model loads")) return;
+    enum { T = 20 };
+    size_t ne;
+    spk_event *ev = tm_events(T, sp.n_in, 0.8f, 0, 99, &ne);
+    spk_event *ev2 = malloc((ne + T) * sizeof *ev2);
+    size_t n2 = 0;
+    for (size_t e = 0; e < ne; e++) { /* a zero-valued event ends every step */
+        ev2[n2++] = ev[e];
+        if (e + 1 == ne || ev[e + 1].step != ev[e].step)
+            ev2[n2++] = (spk_event){ev[e].step, 5, 0.0f};
+    }
+    int same = 1;
+    for (size_t t = 0; t < nk; t++) {
+        spk_set_kernels(ks[t]->name);
+        spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+        spk_scratch *sc = spk_scratch_create(m);
+        spk_input in1 = {T, ev, ne, NULL}, in2 = {T, ev2, n2, NULL};
+        same &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 && tm_state_equal(s1, s2);
+        spk_scratch_free(sc);
+        spk_state_free(s1);
+        spk_state_free(s2);
+    }
+    /* events that are not binary ascending spikes at one place (a value 0.5, or a repeated
+     * input: the row list sums 1 + 1 first, then adds 2 x) must take the row-list path: the
+     * same state with and without a zero-valued event, wherever the place falls in the 8-event
+     * blocks of the check */
+    static const size_t at[] = {1, 2, 7, 8, 9, 15, 16, 17, 24, 100, 299};
+    size_t n0 = 0;
+    while (n0 < ne && ev[n0].step == 0)
+        n0++;
+    int gate = 1;
+    for (size_t v = 0; v < 2 * sizeof at / sizeof at[0]; v++) {
+        size_t pos = at[v / 2] < n0 ? at[v / 2] : n0 - 1;
+        spk_event *e1 = malloc((n0 + 1) * sizeof *e1);
+        memcpy(e1, ev, n0 * sizeof *e1);
+        if (v % 2)
+            e1[pos].input = e1[pos - 1].input;
+        else
+            e1[pos].value = 0.5f;
+        e1[n0] = (spk_event){0, 5, 0.0f};
+        for (size_t t = 0; t < nk; t++) {
+            spk_set_kernels(ks[t]->name);
+            spk_state *s1 = spk_state_create(m), *s2 = spk_state_create(m);
+            spk_scratch *sc = spk_scratch_create(m);
+            spk_input in1 = {1, e1, n0, NULL}, in2 = {1, e1, n0 + 1, NULL};
+            gate &= spk_step(s1, &in1, NULL, sc, err, sizeof err) == 0 &&
+                    spk_step(s2, &in2, NULL, sc, err, sizeof err) == 0 && tm_state_equal(s1, s2);
+            spk_scratch_free(sc);
+            spk_state_free(s1);
+            spk_state_free(s2);
+        }
+        free(e1);
+    }
+    spk_set_kernels("auto");
+    ok(gate, "float32: a value 0.5 or a repeated input at 11 places (around the 8-event blocks "
+             "of the check) is not taken for binary spikes");
+    ok(same && ne > 2 * 256 * (size_t)T,
+       "float32: binary events added in place == the same rows through the row list (%zu "
+       "events, %d steps), every table",
+       ne, T);
+    free(ev);
+    free(ev2);
+    spk_model_free(m);
+    tm_model_free(pm);
 }
 
 /* Whole int8 models: every table gives the scalar twin's states bit for bit over 1,000 steps,
@@ -521,7 +694,7 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
                                .seed = 41};
     enum { NS = 150, ROUNDS = 6 };
     char err[256];
-    is_int(spk_set_group_step(1), 0, "the group step is off by default");
+    is_int(spk_set_group_step(SPK_GROUP_ALL), SPK_GROUP_OFF, "the group step is off by default");
     for (int kind = 0; kind < 3; kind++) { /* float32, int8 per neuron, int8 + tanh32 */
         Spikeserve__Model *pm = kind ? q8_model(&sp, 0, kind == 2) : tm_model_new(&sp);
         spk_model *m = NULL;
@@ -608,17 +781,62 @@ static void test_group(const spk_kernels *const *ks, size_t nk) {
     }
 }
 
+/* SPK_GROUP_AUTO groups float32 layers only; results as alone either way. */
+static void test_group_auto(void) {
+    static const tm_spec sp = {.n_in = 100, .n_layers = 1, .n = {64}, .seed = 42};
+    char err[256];
+    for (int kind = 0; kind < 2; kind++) {
+        Spikeserve__Model *pm = kind ? q8_model(&sp, 0, 0) : tm_model_new(&sp);
+        spk_model *m = NULL;
+        if (!ok(load_pm(pm, &m, err, sizeof err) == 0, "auto-group model %d loads", kind)) continue;
+        enum { NS = 8 };
+        spk_state *a[NS], *b[NS];
+        spk_input in[NS];
+        spk_event *ev[NS];
+        spk_scratch *sc = spk_scratch_create(m);
+        int same = 1;
+        for (int k = 0; k < NS; k++) {
+            size_t ne;
+            ev[k] = tm_events(2, 100, 0.3f, 0, 70 + k, &ne);
+            in[k] = (spk_input){2, ev[k], ne, NULL};
+            a[k] = spk_state_create(m), b[k] = spk_state_create(m);
+        }
+        int was = spk_set_group_step(SPK_GROUP_AUTO);
+        same &= spk_step_many(a, in, NULL, NS, sc, NULL, err, sizeof err) == 0;
+        spk_set_group_step(was);
+        for (int k = 0; k < NS; k++) {
+            same &= spk_step(b[k], &in[k], NULL, sc, err, sizeof err) == 0 &&
+                    tm_state_equal(a[k], b[k]);
+            spk_state_free(a[k]), spk_state_free(b[k]);
+            free(ev[k]);
+        }
+        uint64_t g = spk_scratch_grouped(sc);
+        ok(same && (kind ? g == 0 : g == 2 * NS),
+           "SPK_GROUP_AUTO: %s layer %s (%llu state-steps grouped), results as alone",
+           kind ? "int8" : "float32", kind ? "steps alone" : "grouped", (unsigned long long)g);
+        spk_scratch_free(sc);
+        spk_model_free(m);
+        if (kind)
+            q8_model_free(pm);
+        else
+            tm_model_free(pm);
+    }
+}
+
 int main(void) {
     const spk_kernels *ks[8];
     size_t nk = spk_kernels_list(ks, 8);
     diag("kernel tables: %zu (best: %s)", nk, ks[nk - 1]->name);
     test_kernel_twins(ks, nk);
+    test_row_bounds(ks, nk);
     test_tanh32(ks, nk);
     test_load();
     test_bad();
     test_sum_order(ks, nk);
+    test_f32_inplace(ks, nk);
     test_models(ks, nk);
     test_group(ks, nk);
-    spk_set_group_step(0);
+    spk_set_group_step(SPK_GROUP_OFF);
+    test_group_auto();
     return done_testing();
 }
