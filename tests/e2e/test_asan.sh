@@ -37,6 +37,8 @@ for t in "${units[@]}" "${e2e[@]}"; do
         echo "ok - $t under ASan+UBSan ($((SECONDS - t1)) s)"
     else
         echo "not ok - $t under ASan+UBSan"
+        # the failed checks first (with what they printed), then the end of the run
+        grep -E -A 4 "^not ok" "$logs/$t.out" | head -n 40 | sed 's/^/#   /'
         tail -n 30 "$logs/$t.out" | sed 's/^/#   /'
         fail=1
     fi
