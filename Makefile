@@ -193,7 +193,7 @@ FUZZ_LIBS_SRC := $(ENGINE_SRC) $(PROTO_SRC) $(SERVER_SRC)
 build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(CPPFLAGS) -o $@ $^ $(HTTP_LIBS) $(PB_LIBS) $(LDLIBS)
+	  $(CPPFLAGS) -o $@ $^ $(HTTP_LIBS) $(CURL_LIBS) $(PB_LIBS) $(LDLIBS)
 fuzz-build: $(FUZZ_BINS)
 # `make fuzz` runs each harness FUZZ_SECONDS (default 600); make test runs them briefly.
 fuzz: $(FUZZ_BINS)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "oip.h"
+#include "oipscan.h"
 
 static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -418,9 +419,9 @@ static int fill(const tensor *ts, const int *have, const spk_model *m, ss_batch 
     return 0;
 }
 
-int ss_oip_decode(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
-                  const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
-                  ss_oip_seq *seq, char *err, size_t errlen) {
+int ss_oip_decode_ref(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
+                      const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
+                      ss_oip_seq *seq, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     memset(fmt, 0, sizeof *fmt);
     memset(seq, 0, sizeof *seq);
@@ -509,6 +510,13 @@ done:
     json_decref(root);
     if (rc) ss_batch_free(out);
     return rc;
+}
+
+int ss_oip_decode(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
+                  const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
+                  ss_oip_seq *seq, char *err, size_t errlen) {
+    if (ss_oip_decode_fast(head, head_len, bin, bin_len, m, lim, out, fmt, seq) == 0) return 0;
+    return ss_oip_decode_ref(head, head_len, bin, bin_len, m, lim, out, fmt, seq, err, errlen);
 }
 
 int ss_oip_session_id(const char *model, const ss_oip_seq *seq, char *out, size_t cap) {
