@@ -491,7 +491,13 @@ int ss_oip_decode_fast(const uint8_t *head, size_t head_len, const uint8_t *bin,
         if (!out->events) goto declined;
         for (size_t i = 0; i < k; i++) {
             double st, in, val = 1.0;
-            if (t->bin) {
+            if (t->bin && t->dt->kind == K_F && t->dt->size == 4 && w == 3) {
+                float x[3]; /* what Triton's clients send: FP32 [k, 3] */
+                memcpy(x, t->bin + i * sizeof x, sizeof x);
+                st = x[0];
+                in = x[1];
+                val = x[2];
+            } else if (t->bin) {
                 st = bin_at(t->bin, i * w, t->dt);
                 in = bin_at(t->bin, i * w + 1, t->dt);
                 if (w == 3) val = bin_at(t->bin, i * w + 2, t->dt);
@@ -500,8 +506,9 @@ int ss_oip_decode_fast(const uint8_t *head, size_t head_len, const uint8_t *bin,
                 in = t->v[i * w + 1];
                 if (w == 3) val = t->v[i * w + 2];
             }
-            if (!(st >= 0 && st < out->steps && st == floor(st))) goto declined;
-            if (!(in >= 0 && in < m->n_in && in == floor(in))) goto declined;
+            /* in [0, 2^32): st == floor(st) exactly when the integer cast is exact */
+            if (!(st >= 0 && st < out->steps && st == (double)(uint32_t)st)) goto declined;
+            if (!(in >= 0 && in < m->n_in && in == (double)(uint32_t)in)) goto declined;
             if (!(fabs(val) <= SPK_MAX_VALUE)) goto declined;
             out->events[i] = (spk_event){(uint32_t)st, (uint32_t)in, (float)val};
         }
