@@ -18,19 +18,9 @@
 #define MAX_DIMS 4 /* as oip_decode.c */
 #define MAX_NEST 8
 
-enum { K_F, K_I, K_U, K_B };
+enum { K_F = SS_OIP_K_F, K_I = SS_OIP_K_I, K_U = SS_OIP_K_U, K_B = SS_OIP_K_B };
 
-typedef struct {
-    const char *name;
-    int size, kind;
-} dtype;
-
-/* the datatypes the reference accepts (its others are refused there) */
-static const dtype dtypes[] = {
-    {"FP32", 4, K_F},   {"FP64", 8, K_F},   {"INT8", 1, K_I},  {"INT16", 2, K_I},
-    {"INT32", 4, K_I},  {"INT64", 8, K_I},  {"UINT8", 1, K_U}, {"UINT16", 2, K_U},
-    {"UINT32", 4, K_U}, {"UINT64", 8, K_U}, {"BOOL", 1, K_B},
-};
+typedef ss_oip_dtype dtype;
 
 /* What the leaves of a "data" value were. */
 enum { L_BOOL = 1, L_INT = 2, L_NEG = 4, L_REAL = 8 };
@@ -322,8 +312,6 @@ typedef struct {
     double *v; /* the JSON data's values */
 } tensor;
 
-static const char *const out_names[] = {"output_spikes", "readout", "readout_all", "prediction"};
-
 /* The reference's pass 1 for one input, declining where it would refuse. */
 static int check_input(const in_raw *in, const spk_model *m, const ss_limits *lim, size_t bin_len,
                        size_t *off, tensor *ts, int *have, const uint8_t *bin) {
@@ -335,9 +323,9 @@ static int check_input(const in_raw *in, const spk_model *m, const ss_limits *li
     have[which] = 1;
     tensor *t = &ts[which];
     t->dt = NULL;
-    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
-        if (is(in->dt, in->dt_len, dtypes[i].name)) t->dt = &dtypes[i];
-    if (!t->dt || in->nd == 0) return 0;
+    for (size_t i = 0; i < ss_oip_n_dtypes; i++)
+        if (is(in->dt, in->dt_len, ss_oip_dtypes[i].name)) t->dt = &ss_oip_dtypes[i];
+    if (!t->dt || t->dt->kind == SS_OIP_K_NO || in->nd == 0) return 0;
     uint64_t cap = which == 0 ? lim->max_events : (uint64_t)lim->max_events * 3, n = 1;
     for (int i = 0; i < in->nd; i++) {
         if (in->dims[i] > cap || (in->dims[i] && n > cap / in->dims[i])) return 0;
@@ -451,7 +439,7 @@ int ss_oip_decode_fast(const uint8_t *head, size_t head_len, const uint8_t *bin,
         const out_raw *o = &h.out[i];
         int w = -1;
         for (int k = 0; k < 4 && o->name; k++)
-            if (is(o->name, o->name_len, out_names[k])) w = k;
+            if (is(o->name, o->name_len, ss_oip_out_names[k])) w = k;
         if (w < 0 || (w != SS_OIP_SPIKES && !m->has_readout)) goto declined;
         for (unsigned k = 0; k < fmt->n_out; k++)
             if (fmt->out[k].which == w) goto declined;

@@ -20,6 +20,18 @@
 
 enum { SS_OIP_DECLINED = 1 };
 
+/* The tensor datatypes of the protocol, shared by both decoders: kind SS_OIP_K_NO are known
+ * but refused. */
+enum { SS_OIP_K_F, SS_OIP_K_I, SS_OIP_K_U, SS_OIP_K_B, SS_OIP_K_NO };
+typedef struct {
+    const char *name;
+    int size, kind;
+} ss_oip_dtype;
+extern const ss_oip_dtype ss_oip_dtypes[];
+extern const size_t ss_oip_n_dtypes;
+/* The output tensors' names, by SS_OIP_SPIKES.. (oip.h). */
+extern const char *const ss_oip_out_names[4];
+
 /* 0: decoded (out freed with ss_batch_free). SS_OIP_DECLINED: out, fmt and seq are zeroed
  * (fmt->head set) and own nothing; ask ss_oip_decode_ref(). */
 int ss_oip_decode_fast(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
