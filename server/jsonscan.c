@@ -20,11 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *p, *end;
-} scan;
+typedef ss_jscan scan;
 
-enum { NUM_NONE, NUM_INT, NUM_REAL };
+enum { NUM_NONE = SS_JNUM_NONE, NUM_INT = SS_JNUM_INT, NUM_REAL = SS_JNUM_REAL };
 
 static inline void skip_ws(scan *s) {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
@@ -319,4 +317,20 @@ declined:
     free(dn);
     memset(out, 0, sizeof *out);
     return SS_JSON_DECLINED;
+}
+
+void ss_jscan_ws(ss_jscan *s) {
+    skip_ws(s);
+}
+
+int ss_jscan_eat(ss_jscan *s, char c) {
+    return eat(s, c);
+}
+
+int ss_jscan_string(ss_jscan *s, const char **str, size_t *len) {
+    return string(s, str, len);
+}
+
+int ss_jscan_number(ss_jscan *s, int64_t *iv, double *dv) {
+    return number(s, iv, dv);
 }

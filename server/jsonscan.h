@@ -25,4 +25,19 @@ int ss_batch_json_fast(const char *buf, size_t len, const spk_model *m, const ss
 int ss_batch_json_ref(const char *buf, size_t len, const spk_model *m, const ss_limits *lim,
                       ss_batch *out, char *err, size_t errlen);
 
+/* The scanner's pieces, for other one-pass decoders (oipscan.c). A cursor over p..end;
+ * each reads one token after optional whitespace, advances past it and returns non-zero, or
+ * returns 0 (the cursor then points anywhere before the token's end). */
+typedef struct {
+    const char *p, *end;
+} ss_jscan;
+enum { SS_JNUM_NONE, SS_JNUM_INT, SS_JNUM_REAL };
+void ss_jscan_ws(ss_jscan *s);                                   /* skips whitespace */
+int ss_jscan_eat(ss_jscan *s, char c);                           /* the character c */
+int ss_jscan_string(ss_jscan *s, const char **str, size_t *len); /* printable ASCII, no escapes */
+/* A number converted exactly as jansson does (strtoll, or strtod): SS_JNUM_INT with *iv (and
+ * *dv = its double) or SS_JNUM_REAL with *dv; SS_JNUM_NONE when it is not one this scanner
+ * converts exactly (then decline). */
+int ss_jscan_number(ss_jscan *s, int64_t *iv, double *dv);
+
 #endif

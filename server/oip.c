@@ -91,6 +91,15 @@ static void ob_put(obuf *b, const void *s, size_t n) {
     b->p[b->len] = 0;
 }
 
+/* Room for cap bytes in one allocation (a hint: ob_put still grows past it). */
+static void ob_reserve(obuf *b, size_t cap) {
+    if (b->oom || cap <= b->cap) return;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return;
+    b->p = p;
+    b->cap = cap;
+}
+
 static void ob_printf(obuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ob_printf(obuf *b, const char *fmt, ...) {
     char tmp[256];
@@ -342,6 +351,15 @@ static uint8_t *oip_result(const ss_result *r, size_t *len) {
     const spk_model *m = r->model;
     json_sink js = {{put_tensor}, {0}, {0}, 0};
     obuf *h = &js.h;
+    /* the binary outputs' bytes at most, so that neither buffer grows while it is written */
+    size_t bin = 64 + (r->out->spikes.buf ? r->out->spikes.len * 12 : 0) +
+                 (m->has_readout ? (size_t)m->readout.n * 4 * ((size_t)r->steps + 1) : 0);
+    for (unsigned k = 0; k < f->n_out; k++)
+        if (f->out[k].binary) {
+            ob_reserve(&js.tail, bin);
+            break;
+        }
+    ob_reserve(h, 1024 + bin);
     ob_put(h, "{\"model_name\":", 14);
     ob_str(h, m->name);
     ob_s(h, ",\"model_version\":\"");

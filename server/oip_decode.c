@@ -1,7 +1,9 @@
 /* oip_decode.c: OIP infer requests (oip.h) into a spike batch. Three passes: the header's
  * fields and every input's name, datatype and shape (checked against the body and the
  * limits, nothing allocated); the step count and outputs (ss_batch_check_limits); then the
- * values, from JSON "data" (flat or nested) or the binary tail. */
+ * values, from JSON "data" (flat or nested) or the binary tail. This is the reference
+ * (ss_oip_decode_ref, oipscan.h); ss_oip_decode asks the one-pass scanner (oipscan.c) first
+ * and this decoder only for what the scanner declines. */
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 
 #include "oip.h"
+#include "oipscan.h"
 
 static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -21,19 +24,17 @@ static int fail(int rc, char *err, size_t errlen, const char *fmt, ...) {
     return rc;
 }
 
-enum { K_F, K_I, K_U, K_B, K_NO };
+enum { K_F = SS_OIP_K_F, K_I = SS_OIP_K_I, K_U = SS_OIP_K_U, K_B = SS_OIP_K_B, K_NO = SS_OIP_K_NO };
 
-typedef struct {
-    const char *name;
-    int size, kind;
-} dtype;
+typedef ss_oip_dtype dtype;
 
-static const dtype dtypes[] = {
+const ss_oip_dtype ss_oip_dtypes[] = {
     {"FP32", 4, K_F},   {"FP64", 8, K_F},   {"INT8", 1, K_I},  {"INT16", 2, K_I},
     {"INT32", 4, K_I},  {"INT64", 8, K_I},  {"UINT8", 1, K_U}, {"UINT16", 2, K_U},
     {"UINT32", 4, K_U}, {"UINT64", 8, K_U}, {"BOOL", 1, K_B},  {"FP16", 2, K_NO},
     {"BF16", 2, K_NO},  {"BYTES", 0, K_NO},
 };
+const size_t ss_oip_n_dtypes = sizeof ss_oip_dtypes / sizeof ss_oip_dtypes[0];
 
 #define MAX_DIMS 4
 #define MAX_NEST 8
@@ -172,7 +173,7 @@ static int values(const tensor *t, const char *name, double **out, char *err, si
     return 0;
 }
 
-static const char *const out_names[] = {"output_spikes", "readout", "readout_all", "prediction"};
+const char *const ss_oip_out_names[4] = {"output_spikes", "readout", "readout_all", "prediction"};
 
 static int get_bool(json_t *v, const char *what, int *out, char *err, size_t errlen) {
     if (!json_is_boolean(v)) return fail(SS_E_INVALID, err, errlen, "%s must be a boolean", what);
@@ -240,8 +241,8 @@ static int parse_input(json_t *in, size_t idx, const spk_model *m, const ss_limi
     const char *dn = json_string_value(json_object_get(in, "datatype"));
     if (!dn) return fail(SS_E_INVALID, err, errlen, "inputs %s: datatype must be a string", name);
     t->dt = NULL;
-    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++)
-        if (!strcmp(dn, dtypes[i].name)) t->dt = &dtypes[i];
+    for (size_t i = 0; i < ss_oip_n_dtypes; i++)
+        if (!strcmp(dn, ss_oip_dtypes[i].name)) t->dt = &ss_oip_dtypes[i];
     if (!t->dt)
         return fail(SS_E_INVALID, err, errlen, "inputs %s: unknown datatype %.32s", name, dn);
     if (t->dt->kind == K_NO)
@@ -322,7 +323,7 @@ static int parse_outputs(json_t *outs, const spk_model *m, int bin_default, ss_o
         if (!name) return fail(SS_E_INVALID, err, errlen, "outputs[%zu]: name must be a string", i);
         int w = -1;
         for (int k = 0; k < 4; k++)
-            if (!strcmp(name, out_names[k])) w = k;
+            if (!strcmp(name, ss_oip_out_names[k])) w = k;
         if (w < 0 || (w != SS_OIP_SPIKES && !m->has_readout))
             return fail(SS_E_INVALID, err, errlen, "outputs[%zu]: unknown output %.64s of model %s",
                         i, name, m->name);
@@ -418,9 +419,9 @@ static int fill(const tensor *ts, const int *have, const spk_model *m, ss_batch 
     return 0;
 }
 
-int ss_oip_decode(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
-                  const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
-                  ss_oip_seq *seq, char *err, size_t errlen) {
+int ss_oip_decode_ref(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
+                      const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
+                      ss_oip_seq *seq, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     memset(fmt, 0, sizeof *fmt);
     memset(seq, 0, sizeof *seq);
@@ -509,6 +510,13 @@ done:
     json_decref(root);
     if (rc) ss_batch_free(out);
     return rc;
+}
+
+int ss_oip_decode(const uint8_t *head, size_t head_len, const uint8_t *bin, size_t bin_len,
+                  const spk_model *m, const ss_limits *lim, ss_batch *out, ss_oip_fmt *fmt,
+                  ss_oip_seq *seq, char *err, size_t errlen) {
+    if (ss_oip_decode_fast(head, head_len, bin, bin_len, m, lim, out, fmt, seq) == 0) return 0;
+    return ss_oip_decode_ref(head, head_len, bin, bin_len, m, lim, out, fmt, seq, err, errlen);
 }
 
 int ss_oip_session_id(const char *model, const ss_oip_seq *seq, char *out, size_t cap) {

@@ -6,9 +6,26 @@
  * model is fuzz_batch_common.h's (6 inputs, a 3-class readout). Whatever the decoder
  * accepts must be a valid engine input (it is stepped; fz_exercise aborts otherwise), and its
  * answer encoded by ss_codec_oip must be a JSON header that parses, followed by exactly the
- * binary bytes its outputs announce. A refusal must say why. */
+ * binary bytes its outputs announce. A refusal must say why.
+ *
+ * Also a differential check of its two halves (server/oipscan.h): ss_oip_decode must answer
+ * exactly as the jansson reference does (code, message, batch, options, sequence), and
+ * whatever the one-pass scanner accepts, the reference must accept identically. */
 #include "fuzz_batch_common.h"
 #include "oip.h"
+#include "oipscan.h"
+
+/* The same answer options and sequence parameters (fmt's request fields). */
+static int same_request(const ss_oip_fmt *a, const ss_oip_seq *as, const ss_oip_fmt *b,
+                        const ss_oip_seq *bs) {
+    if (strcmp(a->id, b->id) || a->n_out != b->n_out) return 0;
+    for (unsigned k = 0; k < a->n_out; k++)
+        if (a->out[k].which != b->out[k].which || a->out[k].binary != b->out[k].binary ||
+            a->out[k].klass != b->out[k].klass)
+            return 0;
+    return as->has_id == bs->has_id && as->is_str == bs->is_str && as->num == bs->num &&
+           !strcmp(as->str, bs->str) && as->start == bs->start && as->end == bs->end;
+}
 
 static void check_answer(const ss_batch *b, ss_oip_fmt *fmt) {
     const spk_model *m = fz_model;
@@ -61,12 +78,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[256] = "";
     int rc = ss_oip_decode(body, head, body + head, len - head, fz_model, &fz_limits, &b, &fmt,
                            &seq, err, sizeof err);
+    ss_batch ref, fast;
+    ss_oip_fmt ref_fmt, fast_fmt;
+    ss_oip_seq ref_seq, fast_seq;
+    char ref_err[256] = "";
+    int ref_rc = ss_oip_decode_ref(body, head, body + head, len - head, fz_model, &fz_limits, &ref,
+                                   &ref_fmt, &ref_seq, ref_err, sizeof ref_err);
+    int fast_rc = ss_oip_decode_fast(body, head, body + head, len - head, fz_model, &fz_limits,
+                                     &fast, &fast_fmt, &fast_seq);
+    if (rc == 0 && ref_rc == 0 && !same_request(&fmt, &seq, &ref_fmt, &ref_seq))
+        fz_die("ss_oip_decode and the reference decode different options", NULL);
+    if (fast_rc == 0 && ref_rc == 0 && !same_request(&fast_fmt, &fast_seq, &ref_fmt, &ref_seq))
+        fz_die("fast path and reference decode different options", NULL);
+    if (fast_rc != 0 && (fast_fmt.n_out || fast_fmt.id[0] || fast_seq.has_id || fast_seq.start))
+        fz_die("fast path declined but left options", NULL);
+    fz_differential("ss_oip_decode and the reference disagree", rc, err, &b, ref_rc, ref_err, &ref,
+                    fast_rc, SS_OIP_DECLINED, &fast);
+    if (ref_rc == 0) ss_batch_free(&ref);
     if (rc != 0) {
         if (!err[0]) fz_die("refused without a message", NULL);
         if (rc != SS_E_INVALID && rc != SS_E_LIMIT && rc != SS_E_NOMEM) fz_die("bad code", err);
         return 0;
     }
     if (b.steps < 1 || b.steps > fz_limits.max_steps) fz_die("steps out of the limits", NULL);
+    if (fmt.head != &fmt.head_len) fz_die("fmt.head not set", NULL);
     fz_exercise(&b);
     check_answer(&b, &fmt);
     ss_batch_free(&b);
