@@ -128,7 +128,7 @@ def s_refused():
 
 def s_many():
     chans = [chan(i) for i in range(4)]
-    futs = [unary(chans[i % 4], "/test.Echo/Sleep").future(b"3000 %d" % i, timeout=60)
+    futs = [unary(chans[i % 4], "/test.Echo/Sleep").future(b"w1000 %d" % i, timeout=90)
             for i in range(1000)]
     good = sum(f.result() == b"DONE %d" % i for i, f in enumerate(futs))
     out("many.ok", good)

@@ -7,7 +7,8 @@
  *   /test.Echo/Bidi          each message upper-cased; on_message pauses the call and the
  *                            worker resumes it after sending (one message at a time)
  *   /test.Echo/ServerStream  "N SIZE": N messages of SIZE bytes, retrying on SS_H2_EFULL
- *   /test.Echo/Sleep         "MS [TAG]": "DONE TAG" after MS ms (dropped when the call ends)
+ *   /test.Echo/Sleep         "MS [TAG]": "DONE TAG" after MS ms (dropped when the call ends);
+ *                            "wN [TAG]": once N calls have been open at once (at most 60 s)
  *   /test.Echo/Fail          refused by on_call with 12 and a message needing % encoding
  * Checks what the clients saw and what the service saw (on_end reasons, buffered bytes,
  * the process's memory). */
@@ -43,6 +44,7 @@ typedef struct tcall {
     size_t len;
     atomic_int ended;
     int64_t due_us;
+    int barrier;        /* Sleep "wN": answered once max_open reached N */
     long maxbuf;        /* ServerStream: the most bytes its call held queued at an EFULL */
     int writable;       /* on_writable came (under pmu) */
     struct tcall *next; /* timer list */
@@ -135,7 +137,8 @@ static void *timer_main(void *arg) {
         pthread_mutex_lock(&tmu);
         for (tcall **pp = &timers; *pp;) {
             tcall *tc = *pp;
-            if (atomic_load(&tc->ended) || tc->due_us <= t) {
+            if (atomic_load(&tc->ended) || tc->due_us <= t ||
+                (tc->barrier && atomic_load(&max_open) >= tc->barrier)) {
                 *pp = tc->next;
                 if (!atomic_load(&tc->ended)) {
                     char reply[64];
@@ -268,7 +271,10 @@ static void on_half_close(void *ctx, ss_h2_call *c) {
     case K_SLEEP: {
         char b[32];
         snprintf(b, sizeof b, "%.*s", (int)(tc->len < 31 ? tc->len : 31), (char *)tc->req);
-        tc->due_us = mono_us() + atol(b) * 1000;
+        /* "wN": held until N calls were open at once, however slowly a loaded client
+         * opens them (a fixed sleep let the first calls end before the last began) */
+        tc->barrier = b[0] == 'w' ? atoi(b + 1) : 0;
+        tc->due_us = mono_us() + (tc->barrier ? 60000 : atol(b)) * 1000;
         ss_h2_call_ref(c);
         pthread_mutex_lock(&tmu);
         tc->next = timers;
