@@ -396,11 +396,13 @@ nomem:
 
 /* ---- requests ---- */
 
-void *scw_open(int pb, uint32_t idle_timeout_s, size_t *len) {
+void *scw_open(int pb, uint32_t idle_timeout_s, uint32_t version, size_t *len) {
     if (pb) {
         Spikeserve__OpenSessionRequest r = SPIKESERVE__OPEN_SESSION_REQUEST__INIT;
         r.has_idle_timeout_s = idle_timeout_s > 0;
         r.idle_timeout_s = idle_timeout_s;
+        r.has_model_version = version > 0;
+        r.model_version = version;
         *len = spikeserve__open_session_request__get_packed_size(&r);
         uint8_t *buf = malloc(*len ? *len : 1);
         if (buf) spikeserve__open_session_request__pack(&r, buf);
@@ -408,10 +410,11 @@ void *scw_open(int pb, uint32_t idle_timeout_s, size_t *len) {
     }
     char *body = malloc(64);
     if (!body) return NULL;
-    if (idle_timeout_s)
-        snprintf(body, 64, "{\"idle_timeout_s\": %u}", idle_timeout_s);
-    else
-        snprintf(body, 64, "{}");
+    int n = snprintf(body, 64, "{");
+    if (idle_timeout_s) n += snprintf(body + n, 64 - n, "\"idle_timeout_s\": %u", idle_timeout_s);
+    if (version)
+        n += snprintf(body + n, 64 - n, "%s\"version\": %u", idle_timeout_s ? ", " : "", version);
+    snprintf(body + n, 64 - n, "}");
     *len = strlen(body);
     return body;
 }

@@ -23,7 +23,8 @@ int scw_result_pb(const uint8_t *buf, size_t len, sc_result *r);
 
 char *scw_batch_json(const sc_batch *b);
 uint8_t *scw_batch_pb(const sc_batch *b, size_t *len);
-void *scw_open(int pb, uint32_t idle_timeout_s, size_t *len);
+/* version 0: the latest */
+void *scw_open(int pb, uint32_t idle_timeout_s, uint32_t version, size_t *len);
 void *scw_classify(int pb, const float *x, uint32_t n, uint64_t seed, size_t *len);
 
 #endif

@@ -424,12 +424,17 @@ static int session_parse(sc_client *c, const sbuf *b, sc_session *s) {
 }
 
 int sc_session_open(sc_client *c, const char *model, uint32_t idle_timeout_s, sc_session *out) {
+    return sc_session_open_version(c, model, 0, idle_timeout_s, out);
+}
+
+int sc_session_open_version(sc_client *c, const char *model, uint32_t version,
+                            uint32_t idle_timeout_s, sc_session *out) {
     char path[256];
     sbuf b = {0};
     int rc = path_of(c, path, sizeof path, "/v1/models/%s/sessions%s", model, NULL);
     if (rc < 0) return rc;
     size_t len = 0;
-    void *body = scw_open(c->pb, idle_timeout_s, &len);
+    void *body = scw_open(c->pb, idle_timeout_s, version, &len);
     if (!body) return seterr(c, SC_ENOMEM, "out of memory");
     rc = call(c, "POST", path, c->pb ? CT_PB : CT_JSON, body, len, &b);
     free(body);

@@ -113,6 +113,9 @@ typedef struct {
 
 /* POST /v1/models/{model}/sessions; idle_timeout_s 0: the server's default. */
 int sc_session_open(sc_client *c, const char *model, uint32_t idle_timeout_s, sc_session *out);
+/* The same, pinned to a version of the model (0: the latest); out->model_version says which. */
+int sc_session_open_version(sc_client *c, const char *model, uint32_t version,
+                            uint32_t idle_timeout_s, sc_session *out);
 int sc_session_get(sc_client *c, const char *id, sc_session *out);
 int sc_session_close(sc_client *c, const char *id);
 int sc_session_reset(sc_client *c, const char *id);

@@ -35,7 +35,7 @@ static void usage(FILE *f) {
         "  health                      exit 0 when the server is live (/healthz)\n"
         "  ready                       exit 0 when it is ready (/readyz)\n"
         "  models [MODEL]              list the models, or show one\n"
-        "  open MODEL [IDLE_S]         open a session; prints its id\n"
+        "  open MODEL[@VERSION] [IDLE_S]  open a session (on that version); prints its id\n"
         "  info ID                     show a session\n"
         "  close ID                    close a session\n"
         "  reset ID                    back to the model's initial state\n"
@@ -575,9 +575,23 @@ int main(int argc, char **argv) {
         rc = m ? (fputs(m, stdout), 0) : fail(c, "metrics");
         free(m);
     } else if (strcmp(cmd, "open") == 0 && na >= 1) {
-        rc = sc_session_open(c, a[0], na > 1 ? (uint32_t)atoi(a[1]) : 0, &s) < 0
-                 ? fail(c, a[0])
-                 : (printf("%s\n", s.session_id), 0);
+        char model[128];
+        snprintf(model, sizeof model, "%s", a[0]);
+        char *at = strchr(model, '@');
+        char *end = NULL;
+        unsigned long version = 0;
+        if (at) {
+            *at = 0;
+            version = strtoul(at + 1, &end, 10);
+        }
+        if (at && (end == at + 1 || *end || version == 0 || version > UINT32_MAX)) {
+            fprintf(stderr, "spikectl: open %s: VERSION must be a positive integer\n", a[0]);
+            rc = 2;
+        } else
+            rc = sc_session_open_version(c, model, (uint32_t)version,
+                                         na > 1 ? (uint32_t)atoi(a[1]) : 0, &s) < 0
+                     ? fail(c, a[0])
+                     : (printf("%s\n", s.session_id), 0);
     } else if (strcmp(cmd, "info") == 0 && na == 1) {
         rc = sc_session_get(c, a[0], &s) < 0 ? fail(c, a[0]) : (print_session(&s), 0);
     } else if (strcmp(cmd, "close") == 0 && na == 1) {

@@ -52,6 +52,17 @@ ok $? "protobuf and JSON transports give the same results"
 
 # sessions
 id=$(ctl open "$model" 120); ok $? "open"
+# pinned to a version (the one served: flat files are their own version); JSON and protobuf
+ver=$(sed -n 's/^[^ ]* *v\([0-9]*\) .*/\1/p' "$tmp/model" | head -1)
+vid=$(ctl open "$model@$ver"); ok $? "open $model@$ver"
+ctl info "$vid" | grep -q "^model: $model (v$ver)"; ok $? "the session is on version $ver"
+vid2=$(ctl -p open "$model@$ver"); ok $? "open $model@$ver over protobuf"
+ctl info "$vid2" | grep -q "^model: $model (v$ver)"; ok $? "... on version $ver"
+ctl open "$model@$((ver + 100))" 2>"$tmp/err"; [ $? != 0 ] && grep -q "404" "$tmp/err"
+ok $? "a version not loaded: 404 ($(head -c 120 "$tmp/err"))"
+ctl open "$model@x" 2>"$tmp/err"; [ $? = 2 ] && grep -q "positive integer" "$tmp/err"
+ok $? "a bad version: refused before any request"
+ctl close "$vid" && ctl close "$vid2"; ok $? "close the pinned sessions"
 [ ${#id} -ge 22 ]; ok $? "session id has at least 128 bits of text ($id)"
 ctl info "$id" >"$tmp/info"; ok $? "info"
 is "$(sed -n 's/^t: //p' "$tmp/info")" 0 "new session at t=0"
