@@ -205,7 +205,8 @@ fuzz: $(FUZZ_BINS)
 PROTOS := model.proto api.proto service.proto health.proto model_config.proto grpc_service.proto
 proto:
 	cd proto && protoc-c --c_out=. $(PROTOS) && protoc --python_out=. $(PROTOS) && \
-	  $(PYTHON) -m grpc_tools.protoc -I. --grpc_python_out=. service.proto health.proto grpc_service.proto
+	  $(PYTHON) -m grpc_tools.protoc -I. --grpc_python_out=. service.proto health.proto grpc_service.proto && \
+	  $(PYTHON) client_only.py service_pb2_grpc.py health_pb2_grpc.py grpc_service_pb2_grpc.py
 
 # builds just the server (a newcomer's first command should not wait for the test programs)
 run: $(BUILD)/spikeserve
