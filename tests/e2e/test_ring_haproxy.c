@@ -148,14 +148,7 @@ static void oip(const ts_server *hp, const ss_ring *ring) {
         else if (second == q)
             printf("# %s %s (second): status %ld %s\n", path, hdr, r.status, r.body ? r.body : "");
         ts_resp_free(&r);
-        unsigned m = 0;
-        char get[128];
-        snprintf(get, sizeof get, "/v1/sessions/%s", sid);
-        for (int i = 0; i < NREP; i++) {
-            if (ts_http(&R.rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
-                m |= 1u << i;
-            ts_resp_free(&r);
-        }
+        unsigned m = tb_holders(&R, sid);
         if (one_bit(m)) {
             single++;
             if ((size_t)bit_index(m) == ss_ring_owner(ring, sid, strlen(sid))) on_owner++;

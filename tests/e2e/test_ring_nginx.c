@@ -146,14 +146,7 @@ static void oip(const ts_server *ng, const ss_ring *ring) {
         else if (started == q)
             printf("# %s %s: status %ld %s\n", path, hdr, r.status, r.body ? r.body : "");
         ts_resp_free(&r);
-        unsigned m = 0;
-        char get[128];
-        snprintf(get, sizeof get, "/v1/sessions/%s", sid);
-        for (int i = 0; i < NREP; i++) {
-            if (ts_http(&R.rep[i], "GET", get, NULL, NULL, 0, NULL, &r) == 0 && r.status == 200)
-                m |= 1u << i;
-            ts_resp_free(&r);
-        }
+        unsigned m = tb_holders(&R, sid);
         size_t o = ss_ring_owner(ring, sid, strlen(sid));
         if (m == 1u << o)
             right++;

@@ -277,3 +277,16 @@ void tb_oip_body(char *out, size_t cap, const char *seq, int start) {
              "\"data\": [0, 1, 1]}]}",
              seq, start ? "true" : "false");
 }
+
+unsigned tb_holders(const tb_replicas *r, const char *sid) {
+    char get[128];
+    snprintf(get, sizeof get, "/v1/sessions/%s", sid);
+    unsigned m = 0;
+    for (int i = 0; i < r->n; i++) {
+        ts_resp resp;
+        if (ts_http(&r->rep[i], "GET", get, NULL, NULL, 0, NULL, &resp) == 0 && resp.status == 200)
+            m |= 1u << i;
+        ts_resp_free(&resp);
+    }
+    return m;
+}

@@ -65,6 +65,9 @@ int tb_replicas_stop(tb_replicas *r);
  * "name"), sequence_start as given, 2 steps of one input event. */
 void tb_oip_body(char *out, size_t cap, const char *seq, int start);
 
+/* Which replicas hold session sid (GET /v1/sessions/{sid} answers 200), as bit i per rep[i]. */
+unsigned tb_holders(const tb_replicas *r, const char *sid);
+
 /* The whole text of a file (malloc'd, NUL-terminated), or NULL. */
 char *tb_slurp(const char *path, size_t *len);
 
