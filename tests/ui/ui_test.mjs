@@ -319,6 +319,9 @@ async function run(srv, browser) {
   is(+(await page.getAttribute('#prediction', 'data-index')), lastAnswer.prediction.index,
     'after a reset the prediction is the last answer\'s');
 
+  // the previous image's text would match at once: blank it, so that the wait sees the new
+  // one (loadImage sets #index, the text and the canvas's data-sum in one task)
+  await page.evaluate(() => { document.getElementById('img-info').textContent = ''; });
   await page.click('#random');
   await waitFor(page, () => /^Test image \d+ of 10000/.test(document.getElementById('img-info').textContent), null, 'a random image');
   const rnd = +(await page.inputValue('#index'));
